@@ -1,0 +1,39 @@
+"""The ASGI app factory: everything is built from a Settings object, nothing at import time."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+
+from realtime import http_api, ws
+from realtime.backends.memory import MemoryBus
+from realtime.backends.sqlite import SQLiteStore
+from realtime.hub import Clock, Hub
+from realtime.metrics import Metrics
+from realtime.settings import Settings, SettingsError
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
+    """A hub app for these settings; secrets must be resolved (see ``with_secrets``)."""
+    if settings.secret is None or settings.platform_key is None:
+        raise SettingsError("DOORSTEP_SECRET and DOORSTEP_PLATFORM_KEY must be resolved")
+    metrics = Metrics()
+    store = SQLiteStore(settings.database_path)
+    bus = MemoryBus()
+    hub = Hub(settings, store, bus, metrics, **({"clock": clock} if clock else {}))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = Starlette(routes=[*http_api.routes, *ws.routes], lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.hub = hub
+    return app

@@ -1,0 +1,89 @@
+"""The backend contract: a live message bus and a durable store.
+
+The embedded backend (``memory.py`` bus + ``sqlite.py`` store) implements it for one machine;
+a Redis backend implements the same two interfaces for several hubs. The hub only talks to
+these methods, and the contract tests run against every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+
+from realtime.booking import AuditEvent, Booking
+
+
+class BusMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One published message, already encoded for the wire.
+
+    ``conflate_key`` lets a subscriber's outbox replace an older pending message with this
+    one; ``final`` tells a subscriber that the subject (a booking) is over and it should close.
+    """
+
+    kind: str
+    text: str
+    conflate_key: str | None = None
+    urgent: bool = False
+    final: bool = False
+
+
+Subscriber = Callable[[BusMessage], None]
+Unsubscribe = Callable[[], None]
+
+
+class Bus(Protocol):
+    """Live fan-out. Subscribers are called synchronously and must not block."""
+
+    async def connect(self) -> None: ...
+
+    async def disconnect(self) -> None: ...
+
+    def subscribe(self, channel: str, subscriber: Subscriber) -> Unsubscribe: ...
+
+    async def publish(self, channel: str, message: BusMessage) -> None: ...
+
+
+class StoredFix(msgspec.Struct, frozen=True, array_like=True):
+    """A fix as kept in the location history."""
+
+    technician_id: str
+    seq: int
+    t: float
+    lat: float
+    lon: float
+    acc: float | None
+    speed: float | None
+    heading: float | None
+    received_t: float
+
+
+class Store(Protocol):
+    """Everything durable: bookings with their audit trail, location history, seqs."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def save_booking(self, booking: Booking, events: list[AuditEvent]) -> None:
+        """Write the booking and its new audit events atomically."""
+        ...
+
+    async def get_booking(self, booking_id: str) -> Booking | None: ...
+
+    async def active_bookings(self) -> list[Booking]: ...
+
+    async def booking_events(self, booking_id: str) -> list[AuditEvent]: ...
+
+    async def append_fixes(self, fixes: list[StoredFix]) -> None:
+        """Write a batch of fixes; a (technician, seq) already stored is ignored."""
+        ...
+
+    async def track(
+        self, technician_id: str, t_from: float, t_to: float, limit: int
+    ) -> list[StoredFix]: ...
+
+    async def highest_seq(self, technician_id: str) -> int:
+        """The highest stored seq of a technician, -1 when none."""
+        ...

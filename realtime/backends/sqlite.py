@@ -1,0 +1,191 @@
+"""SQLite store for the embedded backend.
+
+One connection, used from one dedicated thread: SQLite calls block, so they never run on the
+event loop, and a single writer thread means no locking surprises. Location history arrives
+in batches (see ``realtime/history.py``), so the hot path costs one thread hop per batch,
+not per fix. ``synchronous=FULL`` because an ack promises the data survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from realtime.backends.base import StoredFix
+from realtime.booking import ACTIVE_STATUSES, AuditEvent, Booking
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS bookings (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    technician_id TEXT,
+    updated_t REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bookings_status ON bookings (status);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    t REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_entity ON audit (entity, entity_id, id);
+CREATE TABLE IF NOT EXISTS locations (
+    technician_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    t REAL NOT NULL,
+    lat REAL NOT NULL,
+    lon REAL NOT NULL,
+    acc REAL,
+    speed REAL,
+    heading REAL,
+    received_t REAL NOT NULL,
+    PRIMARY KEY (technician_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS locations_time ON locations (technician_id, t);
+"""
+
+_booking_decoder = msgspec.json.Decoder(Booking)
+_event_decoder = msgspec.json.Decoder(AuditEvent)
+_encode = msgspec.json.encode
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doorstep-sqlite")
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def save_booking(self, booking: Booking, events: list[AuditEvent]) -> None:
+        await self._run(self._save_booking, booking, events)
+
+    def _save_booking(self, booking: Booking, events: list[AuditEvent]) -> None:
+        with _transaction(self.db) as db:
+            db.execute(
+                "INSERT INTO bookings (id, status, technician_id, updated_t, data)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status=excluded.status,"
+                " technician_id=excluded.technician_id, updated_t=excluded.updated_t,"
+                " data=excluded.data",
+                (
+                    booking.id,
+                    booking.status.value,
+                    booking.technician_id,
+                    booking.updated_t,
+                    _encode(booking),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO audit (entity, entity_id, t, data) VALUES ('booking', ?, ?, ?)",
+                [(e.booking_id, e.t, _encode(e)) for e in events],
+            )
+
+    async def get_booking(self, booking_id: str) -> Booking | None:
+        row = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM bookings WHERE id = ?", (booking_id,)
+            ).fetchone()
+        )
+        return _booking_decoder.decode(row[0]) if row else None
+
+    async def active_bookings(self) -> list[Booking]:
+        statuses = [s.value for s in ACTIVE_STATUSES]
+        marks = ",".join("?" * len(statuses))
+        rows = await self._run(
+            lambda: self.db.execute(
+                f"SELECT data FROM bookings WHERE status IN ({marks})", statuses
+            ).fetchall()
+        )
+        return [_booking_decoder.decode(r[0]) for r in rows]
+
+    async def booking_events(self, booking_id: str) -> list[AuditEvent]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM audit WHERE entity = 'booking' AND entity_id = ? ORDER BY id",
+                (booking_id,),
+            ).fetchall()
+        )
+        return [_event_decoder.decode(r[0]) for r in rows]
+
+    async def append_fixes(self, fixes: list[StoredFix]) -> None:
+        if fixes:
+            await self._run(self._append_fixes, fixes)
+
+    def _append_fixes(self, fixes: list[StoredFix]) -> None:
+        with _transaction(self.db) as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO locations (technician_id, seq, t, lat, lon, acc, speed,"
+                " heading, received_t) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [tuple(msgspec.structs.astuple(f)) for f in fixes],
+            )
+
+    async def track(
+        self, technician_id: str, t_from: float, t_to: float, limit: int
+    ) -> list[StoredFix]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT technician_id, seq, t, lat, lon, acc, speed, heading, received_t"
+                " FROM locations WHERE technician_id = ? AND t >= ? AND t <= ?"
+                " ORDER BY t, seq LIMIT ?",
+                (technician_id, t_from, t_to, limit),
+            ).fetchall()
+        )
+        return [StoredFix(*row) for row in rows]
+
+    async def highest_seq(self, technician_id: str) -> int:
+        row = await self._run(
+            lambda: self.db.execute(
+                "SELECT MAX(seq) FROM locations WHERE technician_id = ?", (technician_id,)
+            ).fetchone()
+        )
+        return -1 if row is None or row[0] is None else int(row[0])
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error (autocommit connection)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

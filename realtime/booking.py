@@ -1,0 +1,197 @@
+"""The lean booking core: lifecycle states, legal transitions, audit events.
+
+Pure: no I/O and no clock. Every function takes the time as an argument and returns new
+values, so the hub, the REST layer and the tests drive the same code (sans-I/O, like h11's
+``_state.py``). The whole lifecycle is the ``TRANSITIONS`` table below.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+
+class BookingStatus(StrEnum):
+    REQUESTED = "requested"
+    ASSIGNED = "assigned"
+    EN_ROUTE = "en_route"
+    ARRIVING = "arriving"
+    ARRIVED = "arrived"
+    IN_SERVICE = "in_service"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class BookingEvent(StrEnum):
+    """What happened to a booking; the cause of a transition."""
+
+    ASSIGN = "assign"  # the platform chose (or changed) the technician
+    EN_ROUTE = "en_route"  # the technician set off
+    APPROACH = "approach"  # the ETA dropped under the "arriving" threshold
+    CHECK_IN = "check_in"  # presence detector (or the platform) says the technician is there
+    START_SERVICE = "start_service"  # the visit's work started
+    CHECK_OUT = "check_out"  # the technician left after the service
+    CANCEL = "cancel"
+    CREATE = "create"  # the creation record in the audit trail; not a transition
+
+
+S, E = BookingStatus, BookingEvent
+
+# (state, event) -> next state. Anything not in this table is an illegal transition.
+TRANSITIONS: dict[tuple[BookingStatus, BookingEvent], BookingStatus] = {
+    (S.REQUESTED, E.ASSIGN): S.ASSIGNED,
+    (S.ASSIGNED, E.ASSIGN): S.ASSIGNED,  # re-assignment before the technician sets off
+    (S.ASSIGNED, E.EN_ROUTE): S.EN_ROUTE,
+    (S.EN_ROUTE, E.APPROACH): S.ARRIVING,
+    (S.EN_ROUTE, E.CHECK_IN): S.ARRIVED,
+    (S.ARRIVING, E.CHECK_IN): S.ARRIVED,
+    (S.ARRIVED, E.START_SERVICE): S.IN_SERVICE,
+    (S.IN_SERVICE, E.CHECK_OUT): S.COMPLETED,
+    **{
+        (state, E.CANCEL): S.CANCELLED
+        for state in (S.REQUESTED, S.ASSIGNED, S.EN_ROUTE, S.ARRIVING, S.ARRIVED, S.IN_SERVICE)
+    },
+}
+
+# Statuses during which the customer may see the technician's position.
+ACTIVE_STATUSES = frozenset({S.ASSIGNED, S.EN_ROUTE, S.ARRIVING, S.ARRIVED, S.IN_SERVICE})
+FINAL_STATUSES = frozenset({S.COMPLETED, S.CANCELLED})
+
+DEFAULT_GEOFENCE_RADIUS_M = 75.0
+DEFAULT_EXPECTED_DURATION_S = 3600.0
+
+
+class IllegalTransition(Exception):
+    """An event that the booking's current state does not allow."""
+
+    def __init__(self, booking_id: str, status: BookingStatus, event: BookingEvent) -> None:
+        allowed = sorted(e.value for (s, e) in TRANSITIONS if s == status)
+        super().__init__(
+            f"booking {booking_id} is {status.value}: {event.value!r} is not allowed "
+            f"(allowed: {', '.join(allowed) or 'nothing, it is final'})"
+        )
+        self.booking_id = booking_id
+        self.status = status
+        self.event = event
+
+
+class Destination(msgspec.Struct, frozen=True):
+    lat: float
+    lon: float
+
+
+class Booking(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    customer_id: str
+    destination: Destination
+    status: BookingStatus
+    created_t: float
+    updated_t: float
+    technician_id: str | None = None
+    expected_duration_s: float = DEFAULT_EXPECTED_DURATION_S
+    geofence_radius_m: float = DEFAULT_GEOFENCE_RADIUS_M
+    skills: tuple[str, ...] = ()
+    arrived_t: float | None = None
+    departed_t: float | None = None
+    service_duration_s: float | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while the technician's position may be shown to the customer."""
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class AuditEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One transition, as kept in the audit trail."""
+
+    booking_id: str
+    t: float
+    event: BookingEvent
+    from_status: BookingStatus | None
+    to_status: BookingStatus
+    actor: str
+    cause: str | None = None
+    technician_id: str | None = None
+
+
+def create(
+    *,
+    booking_id: str,
+    customer_id: str,
+    destination: Destination,
+    t: float,
+    actor: str,
+    technician_id: str | None = None,
+    expected_duration_s: float = DEFAULT_EXPECTED_DURATION_S,
+    geofence_radius_m: float = DEFAULT_GEOFENCE_RADIUS_M,
+    skills: tuple[str, ...] = (),
+) -> tuple[Booking, list[AuditEvent]]:
+    """A new booking and its audit records; already ``assigned`` when a technician is given."""
+    booking = Booking(
+        id=booking_id,
+        customer_id=customer_id,
+        destination=destination,
+        status=S.REQUESTED,
+        created_t=t,
+        updated_t=t,
+        expected_duration_s=expected_duration_s,
+        geofence_radius_m=geofence_radius_m,
+        skills=skills,
+    )
+    events = [
+        AuditEvent(
+            booking_id=booking_id,
+            t=t,
+            event=E.CREATE,
+            from_status=None,
+            to_status=S.REQUESTED,
+            actor=actor,
+        )
+    ]
+    if technician_id:
+        booking, assigned = apply(booking, E.ASSIGN, t=t, actor=actor, technician_id=technician_id)
+        events.append(assigned)
+    return booking, events
+
+
+def apply(
+    booking: Booking,
+    event: BookingEvent,
+    *,
+    t: float,
+    actor: str,
+    cause: str | None = None,
+    technician_id: str | None = None,
+) -> tuple[Booking, AuditEvent]:
+    """Apply one event; return the new booking and its audit record, or raise IllegalTransition."""
+    target = TRANSITIONS.get((booking.status, event))
+    if target is None:
+        raise IllegalTransition(booking.id, booking.status, event)
+    changes: dict[str, object] = {"status": target, "updated_t": t}
+    if event is BookingEvent.ASSIGN:
+        if not technician_id:
+            raise ValueError("assign needs a technician_id")
+        changes["technician_id"] = technician_id
+    if event is BookingEvent.CHECK_IN:
+        changes["arrived_t"] = t
+    if event is BookingEvent.CHECK_OUT:
+        changes["departed_t"] = t
+        if booking.arrived_t is not None:
+            changes["service_duration_s"] = t - booking.arrived_t
+    new = msgspec.structs.replace(booking, **changes)
+    record = AuditEvent(
+        booking_id=booking.id,
+        t=t,
+        event=event,
+        from_status=booking.status,
+        to_status=target,
+        actor=actor,
+        cause=cause,
+        technician_id=new.technician_id,
+    )
+    return new, record

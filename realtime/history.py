@@ -1,0 +1,112 @@
+"""Batched location-history writer: fixes in, durable acks out.
+
+The hot path only appends to a list; this task writes whatever accumulated at most every
+``interval`` seconds (or as soon as ``max_batch`` fixes wait) in one transaction, then reports
+the highest durable seq per technician so the hub can ack. A failing write is retried with
+backoff and nothing is acked until it succeeds; past ``pending_limit`` the hub refuses new
+fixes with ``server_busy`` instead of buffering without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from realtime.backends.base import Store, StoredFix
+from realtime.metrics import Metrics
+
+log = logging.getLogger("doorstep.history")
+
+DurableHook = Callable[[dict[str, int]], Awaitable[None]]
+
+
+class HistoryWriter:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        interval: float,
+        max_batch: int,
+        pending_limit: int,
+        on_durable: DurableHook,
+        metrics: Metrics,
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self.max_batch = max_batch
+        self.pending_limit = pending_limit
+        self.on_durable = on_durable
+        self.metrics = metrics
+        self.healthy = True
+        self._pending: list[StoredFix] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def has_room(self, count: int) -> bool:
+        return len(self._pending) + count <= self.pending_limit
+
+    def submit(self, fixes: list[StoredFix]) -> None:
+        self._pending.extend(fixes)
+        self.metrics.history_pending.set(len(self._pending))
+        if len(self._pending) >= self.max_batch:
+            self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="doorstep-history-writer")
+
+    async def stop(self) -> None:
+        """Write what is pending, then stop."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        backoff = self.interval
+        while True:
+            if not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self.interval)
+            self._wakeup.clear()
+            if self._pending:
+                if not await self._flush():
+                    if self._stopping:
+                        log.error("dropping %d unwritten fixes at shutdown", len(self._pending))
+                        return
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = self.interval
+            elif self._stopping:
+                return
+
+    async def _flush(self) -> bool:
+        # Take the batch before awaiting: fixes submitted during the write go to the next one.
+        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        started = time.perf_counter()
+        try:
+            await self.store.append_fixes(batch)
+        except Exception:
+            log.exception("history write of %d fixes failed; will retry", len(batch))
+            self._pending = batch + self._pending
+            self.healthy = False
+            return False
+        self.healthy = True
+        self.metrics.history_write_seconds.observe(time.perf_counter() - started)
+        self.metrics.history_pending.set(len(self._pending))
+        durable: dict[str, int] = {}
+        for fix in batch:
+            if fix.seq > durable.get(fix.technician_id, -1):
+                durable[fix.technician_id] = fix.seq
+        await self.on_durable(durable)
+        if self._pending:
+            self._wakeup.set()
+        return True

@@ -1,0 +1,345 @@
+"""HTTP endpoints: tokens, bookings, location history, health and metrics.
+
+Errors are JSON bodies ``{"code": ..., "message": ...}`` with the same stable codes as the
+WebSocket ``error`` frames (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import geojson
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from realtime import auth
+from realtime.auth import AuthError, Principal, Role
+from realtime.booking import BookingEvent, Destination, IllegalTransition
+from realtime.hub import BookingSpec, Conflict, Hub, NotFound, public_booking
+from realtime.ingest import check_coordinates
+from realtime.protocol import ErrorCode, ProtocolError
+
+Identifier = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
+]
+MAX_BODY_BYTES = 64 * 1024
+
+
+class DestinationIn(msgspec.Struct, forbid_unknown_fields=True):
+    lat: float
+    lon: float
+
+
+class BookingCreateIn(msgspec.Struct, forbid_unknown_fields=True):
+    customer_id: Identifier
+    destination: DestinationIn
+    id: Identifier | None = None
+    technician_id: Identifier | None = None
+    expected_duration_s: float | None = None
+    geofence_radius_m: float | None = None
+    skills: list[Identifier] = []
+
+
+class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
+    technician_id: Identifier
+
+
+class TransitionIn(msgspec.Struct, forbid_unknown_fields=True):
+    cause: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
+    role: Role
+    sub: Identifier
+    booking: Identifier | None = None
+    ttl_s: Annotated[int, msgspec.Meta(ge=60, le=30 * 24 * 3600)] | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: ErrorCode | str, message: str) -> JSONResponse:
+    return JSONResponse({"code": str(code), "message": message}, status_code=status)
+
+
+def hub_of(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+def authenticate(request: Request, roles: set[Role]) -> Principal:
+    """The caller, by platform API key or JWT; ApiError 401/403 otherwise."""
+    settings = request.app.state.settings
+    token = auth.bearer_token(request.headers.get("authorization"), None)
+    if token is None:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, "missing Authorization: Bearer header")
+    try:
+        try:
+            principal = auth.check_platform_key(settings.platform_key.get_secret_value(), token)
+        except AuthError:
+            principal = auth.verify(settings.secret.get_secret_value(), token)
+    except AuthError as exc:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.reason) from None
+    if principal.role not in roles:
+        allowed = ", ".join(sorted(r.value for r in roles))
+        raise ApiError(
+            403, ErrorCode.FORBIDDEN, f"role {principal.role.value} may not do this ({allowed} may)"
+        )
+    return principal
+
+
+async def read_body(request: Request, kind: type[Any]) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, ErrorCode.FRAME_TOO_LARGE, f"body is over {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        body = b"{}"
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        code = ErrorCode.OUT_OF_RANGE if "out of range" in str(exc) else ErrorCode.INVALID_FIELD
+        raise ApiError(422, code, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc}") from None
+
+
+def handles_errors(endpoint: Any) -> Any:
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except ProtocolError as exc:
+            return error_response(422, exc.code, exc.message)
+        except NotFound as exc:
+            return error_response(404, ErrorCode.NOT_FOUND, str(exc))
+        except Conflict as exc:
+            return error_response(409, ErrorCode.CONFLICT, str(exc))
+        except IllegalTransition as exc:
+            return error_response(409, ErrorCode.ILLEGAL_TRANSITION, str(exc))
+
+    return wrapper
+
+
+def _in_range(name: str, value: float | None, low: float, high: float) -> None:
+    if value is not None and not (math.isfinite(value) and low <= value <= high):
+        raise ApiError(422, ErrorCode.OUT_OF_RANGE, f"{name} {value} is outside {low:g}..{high:g}")
+
+
+# ------------------------------------------------------------------ tokens
+
+
+@handles_errors
+async def create_token(request: Request) -> Response:
+    settings = request.app.state.settings
+    presented = auth.bearer_token(request.headers.get("authorization"), None)
+    try:
+        auth.check_platform_key(settings.platform_key.get_secret_value(), presented)
+    except AuthError as exc:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.reason) from None
+    body: TokenIn = await read_body(request, TokenIn)
+    if body.role is Role.CUSTOMER and not body.booking:
+        raise ApiError(422, ErrorCode.INVALID_FIELD, "customer tokens need a booking")
+    token, exp = auth.mint(
+        settings.secret.get_secret_value(),
+        role=body.role,
+        sub=body.sub,
+        booking=body.booking,
+        now=hub_of(request).clock(),
+        ttl_s=body.ttl_s or settings.token_ttl_s,
+    )
+    return JSONResponse(
+        {"token": token, "expires_at": exp, "role": body.role.value, "sub": body.sub},
+        status_code=201,
+    )
+
+
+# ------------------------------------------------------------------ bookings
+
+BOOKING_ADMINS = {Role.PLATFORM, Role.OPERATOR}
+
+
+@handles_errors
+async def create_booking(request: Request) -> Response:
+    principal = authenticate(request, {Role.PLATFORM})
+    body: BookingCreateIn = await read_body(request, BookingCreateIn)
+    check_coordinates(body.destination.lat, body.destination.lon)
+    _in_range("expected_duration_s", body.expected_duration_s, 60, 7 * 24 * 3600)
+    _in_range("geofence_radius_m", body.geofence_radius_m, 10, 5000)
+    spec = BookingSpec(
+        id=body.id,
+        customer_id=body.customer_id,
+        destination=Destination(lat=body.destination.lat, lon=body.destination.lon),
+        technician_id=body.technician_id,
+        skills=tuple(body.skills),
+    )
+    if body.expected_duration_s is not None:
+        spec.expected_duration_s = body.expected_duration_s
+    if body.geofence_radius_m is not None:
+        spec.geofence_radius_m = body.geofence_radius_m
+    booking = await hub_of(request).create_booking(spec, principal.actor)
+    return JSONResponse(public_booking(booking), status_code=201)
+
+
+@handles_errors
+async def read_booking(request: Request) -> Response:
+    principal = authenticate(
+        request, {Role.PLATFORM, Role.OPERATOR, Role.CUSTOMER, Role.TECHNICIAN}
+    )
+    booking_id = request.path_params["booking_id"]
+    hub = hub_of(request)
+    booking = await hub.get_booking(booking_id)
+    visible = booking is not None and (
+        principal.role in BOOKING_ADMINS
+        or (principal.role is Role.CUSTOMER and principal.booking == booking_id)
+        or (principal.role is Role.TECHNICIAN and booking.technician_id == principal.sub)
+    )
+    if booking is None or not visible:
+        # The same answer for "absent" and "not yours": ids are not an oracle.
+        raise NotFound(f"booking {booking_id} does not exist")
+    body = public_booking(booking)
+    if principal.role in BOOKING_ADMINS:
+        body["events"] = msgspec.to_builtins(await hub.booking_events(booking_id))
+    return JSONResponse(body)
+
+
+def transition_endpoint(event: BookingEvent) -> Any:
+    @handles_errors
+    async def endpoint(request: Request) -> Response:
+        principal = authenticate(request, BOOKING_ADMINS)
+        booking_id = request.path_params["booking_id"]
+        technician_id = None
+        cause = None
+        if event is BookingEvent.ASSIGN:
+            technician_id = (await read_body(request, AssignIn)).technician_id
+        else:
+            cause = (await read_body(request, TransitionIn)).cause
+        booking = await hub_of(request).transition(
+            booking_id, event, principal.actor, cause=cause, technician_id=technician_id
+        )
+        return JSONResponse(public_booking(booking))
+
+    return endpoint
+
+
+# ------------------------------------------------------------------ history
+
+
+def _time_param(request: Request, name: str, default: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(422, ErrorCode.INVALID_FIELD, f"{name} must be Unix seconds") from None
+    if not math.isfinite(value):
+        raise ApiError(422, ErrorCode.OUT_OF_RANGE, f"{name} must be finite")
+    return value
+
+
+@handles_errors
+async def technician_track(request: Request) -> Response:
+    authenticate(request, BOOKING_ADMINS)
+    hub = hub_of(request)
+    technician_id = request.path_params["technician_id"]
+    t_from = _time_param(request, "from", 0.0)
+    t_to = _time_param(request, "to", hub.clock() + hub.settings.max_future_skew_s)
+    if t_to < t_from:
+        raise ApiError(422, ErrorCode.OUT_OF_RANGE, "to is before from")
+    cap = hub.settings.track_max_points
+    fixes = await hub.store.track(technician_id, t_from, t_to, cap + 1)
+    truncated = len(fixes) > cap
+    fixes = fixes[:cap]
+    coordinates = [(f.lon, f.lat) for f in fixes]
+    if len(coordinates) >= 2:
+        geometry: Any = geojson.LineString(coordinates)
+    elif coordinates:
+        geometry = geojson.Point(coordinates[0])
+    else:
+        geometry = None
+    feature = geojson.Feature(
+        geometry=geometry,
+        properties={
+            "technician_id": technician_id,
+            "from": t_from,
+            "to": t_to,
+            "count": len(fixes),
+            "truncated": truncated,
+            "times": [f.t for f in fixes],
+            "seqs": [f.seq for f in fixes],
+            "accuracies": [f.acc for f in fixes],
+        },
+    )
+    return JSONResponse(feature, media_type="application/geo+json")
+
+
+# ------------------------------------------------------------------ health
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    hub = hub_of(request)
+    checks = {"hub": hub.ready, "history_writer": hub.history.healthy}
+    ok = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ok else "not_ready", "checks": checks},
+        status_code=200 if ok else 503,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [
+    Route("/v1/tokens", create_token, methods=["POST"]),
+    Route("/v1/bookings", create_booking, methods=["POST"]),
+    Route("/v1/bookings/{booking_id}", read_booking, methods=["GET"]),
+    Route(
+        "/v1/bookings/{booking_id}/assign",
+        transition_endpoint(BookingEvent.ASSIGN),
+        methods=["POST"],
+    ),
+    Route(
+        "/v1/bookings/{booking_id}/en_route",
+        transition_endpoint(BookingEvent.EN_ROUTE),
+        methods=["POST"],
+    ),
+    Route(
+        "/v1/bookings/{booking_id}/arrive",
+        transition_endpoint(BookingEvent.CHECK_IN),
+        methods=["POST"],
+    ),
+    Route(
+        "/v1/bookings/{booking_id}/start",
+        transition_endpoint(BookingEvent.START_SERVICE),
+        methods=["POST"],
+    ),
+    Route(
+        "/v1/bookings/{booking_id}/complete",
+        transition_endpoint(BookingEvent.CHECK_OUT),
+        methods=["POST"],
+    ),
+    Route(
+        "/v1/bookings/{booking_id}/cancel",
+        transition_endpoint(BookingEvent.CANCEL),
+        methods=["POST"],
+    ),
+    Route("/v1/technicians/{technician_id}/track", technician_track, methods=["GET"]),
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/metrics", metrics),
+]

@@ -1,0 +1,380 @@
+"""The hub's shared state and its rules for who sees what.
+
+Thin I/O around the pure cores: bookings go through ``realtime.booking``, fixes through
+``realtime.ingest``; this module keeps the in-memory indexes (active bookings, technicians'
+seqs and last positions, who is online), writes through the store and publishes on the bus.
+Endpoints (``realtime/ws.py``, ``realtime/http_api.py``) call it; it never touches a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from realtime import booking as core
+from realtime import protocol as wire
+from realtime.backends.base import Bus, BusMessage, Store, StoredFix, Unsubscribe
+from realtime.booking import Booking, BookingEvent
+from realtime.fanout import Outbox
+from realtime.history import HistoryWriter
+from realtime.ingest import FixLimits, SeqTracker
+from realtime.metrics import Metrics
+from realtime.settings import Settings
+
+log = logging.getLogger("doorstep.hub")
+
+Clock = Callable[[], float]
+
+
+def booking_channel(booking_id: str) -> str:
+    return f"booking:{booking_id}"
+
+
+def technician_channel(technician_id: str) -> str:
+    return f"technician:{technician_id}"
+
+
+FLEET_CHANNEL = "fleet"
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+@dataclass
+class TechnicianState:
+    seq: SeqTracker
+    durable_seq: int
+    connections: int = 0
+    last: wire.Location | None = None
+
+
+@dataclass
+class BookingSpec:
+    """A validated ``POST /v1/bookings`` body."""
+
+    customer_id: str
+    destination: core.Destination
+    id: str | None = None
+    technician_id: str | None = None
+    expected_duration_s: float = core.DEFAULT_EXPECTED_DURATION_S
+    geofence_radius_m: float = core.DEFAULT_GEOFENCE_RADIUS_M
+    skills: tuple[str, ...] = field(default_factory=tuple)
+
+
+def public_booking(booking: Booking) -> dict[str, object]:
+    return msgspec.to_builtins(booking)
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        bus: Bus,
+        metrics: Metrics,
+        clock: Clock = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.metrics = metrics
+        self.clock = clock
+        self.limits = FixLimits(
+            max_future_skew_s=settings.max_future_skew_s,
+            max_fix_age_s=settings.max_fix_age_s,
+            max_batch_points=settings.max_batch_points,
+        )
+        self.history = HistoryWriter(
+            store,
+            interval=settings.history_flush_interval_s,
+            max_batch=settings.history_flush_max,
+            pending_limit=settings.history_pending_limit,
+            on_durable=self._on_durable,
+            metrics=metrics,
+        )
+        self._active: dict[str, Booking] = {}
+        self._bookings_of: defaultdict[str, set[str]] = defaultdict(set)
+        self._technicians: dict[str, TechnicianState] = {}
+        self._fleet_dirty: set[str] = set()
+        # Booking changes are read-modify-write around an awaited store write; one lock keeps
+        # two concurrent requests on the same booking from both applying to the old state.
+        self._booking_lock = asyncio.Lock()
+        self._fleet_task: asyncio.Task[None] | None = None
+        self.ready = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.bus.connect()
+        for booking in await self.store.active_bookings():
+            self._index(booking)
+        self.history.start()
+        self._fleet_task = asyncio.create_task(self._fleet_loop(), name="doorstep-fleet")
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._fleet_task is not None:
+            self._fleet_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fleet_task
+        await self.history.stop()
+        await self.bus.disconnect()
+        await self.store.close()
+
+    @property
+    def healthy(self) -> bool:
+        return self.ready and self.history.healthy
+
+    # ------------------------------------------------------------------ bookings
+
+    def _index(self, booking: Booking) -> None:
+        old = self._active.pop(booking.id, None)
+        if old is not None and old.technician_id:
+            self._bookings_of[old.technician_id].discard(booking.id)
+        if booking.active:
+            self._active[booking.id] = booking
+            if booking.technician_id:
+                self._bookings_of[booking.technician_id].add(booking.id)
+
+    async def get_booking(self, booking_id: str) -> Booking | None:
+        cached = self._active.get(booking_id)
+        return cached if cached is not None else await self.store.get_booking(booking_id)
+
+    async def booking_events(self, booking_id: str) -> list[core.AuditEvent]:
+        return await self.store.booking_events(booking_id)
+
+    def active_bookings_of(self, technician_id: str) -> list[Booking]:
+        return [self._active[b] for b in sorted(self._bookings_of.get(technician_id, ()))]
+
+    async def create_booking(self, spec: BookingSpec, actor: str) -> Booking:
+        booking_id = spec.id or uuid.uuid4().hex
+        async with self._booking_lock:
+            if booking_id in self._active or await self.store.get_booking(booking_id):
+                raise Conflict(f"booking {booking_id} already exists")
+            booking, events = core.create(
+                booking_id=booking_id,
+                customer_id=spec.customer_id,
+                destination=spec.destination,
+                t=self.clock(),
+                actor=actor,
+                technician_id=spec.technician_id,
+                expected_duration_s=spec.expected_duration_s,
+                geofence_radius_m=spec.geofence_radius_m,
+                skills=spec.skills,
+            )
+            await self.store.save_booking(booking, events)
+            self._index(booking)
+            if booking.technician_id:
+                await self._publish_booking(booking)
+        return booking
+
+    async def transition(
+        self,
+        booking_id: str,
+        event: BookingEvent,
+        actor: str,
+        *,
+        cause: str | None = None,
+        technician_id: str | None = None,
+    ) -> Booking:
+        """Apply one lifecycle event durably, then tell the watchers and the technician."""
+        async with self._booking_lock:
+            old = await self.get_booking(booking_id)
+            if old is None:
+                raise NotFound(f"booking {booking_id} does not exist")
+            new, record = core.apply(
+                old, event, t=self.clock(), actor=actor, cause=cause, technician_id=technician_id
+            )
+            await self.store.save_booking(new, [record])
+            self._index(new)
+            status = wire.Status(
+                booking_id=new.id, status=new.status.value, t=record.t, cause=cause
+            )
+            await self.bus.publish(
+                booking_channel(new.id),
+                BusMessage(kind="status", text=wire.encode(status), final=new.final),
+            )
+            await self._publish_booking(new)
+            if old.technician_id and old.technician_id != new.technician_id:
+                await self._publish_booking(new, to=old.technician_id)
+        return new
+
+    async def _publish_booking(self, booking: Booking, to: str | None = None) -> None:
+        technician = to or booking.technician_id
+        if technician:
+            text = wire.encode(wire.BookingMessage(booking=public_booking(booking)))
+            await self.bus.publish(
+                technician_channel(technician), BusMessage(kind="booking", text=text)
+            )
+
+    # ------------------------------------------------------------------ technicians
+
+    async def technician_connected(self, technician_id: str) -> TechnicianState:
+        state = self._technicians.get(technician_id)
+        if state is None:
+            highest = await self.store.highest_seq(technician_id)
+            # Another connection of the same technician may have loaded it during the await.
+            state = self._technicians.get(technician_id)
+            if state is None:
+                state = TechnicianState(seq=SeqTracker(highest), durable_seq=highest)
+                self._technicians[technician_id] = state
+        state.connections += 1
+        self._fleet_dirty.add(technician_id)
+        return state
+
+    def technician_disconnected(self, technician_id: str) -> None:
+        state = self._technicians.get(technician_id)
+        if state is not None:
+            state.connections -= 1
+            self._fleet_dirty.add(technician_id)
+
+    async def ingest(
+        self, technician_id: str, message: wire.Location | wire.Batch, received: float
+    ) -> None:
+        """Validate, queue for the history, publish the newest position; or raise ProtocolError.
+
+        ``received`` is ``time.perf_counter()`` when the frame arrived (latency metric).
+        """
+        state = self._technicians[technician_id]
+        count = len(message.points) if isinstance(message, wire.Batch) else 1
+        if not self.history.has_room(count):
+            raise wire.ProtocolError(
+                wire.ErrorCode.SERVER_BUSY,
+                "the hub cannot store fixes right now; keep them buffered and retry",
+                getattr(message, "seq", None),
+            )
+        now = self.clock()
+        fixes = state.seq.accept(message, now, self.limits)
+        if not fixes:
+            # A batch made only of already-stored points: re-ack so the client trims its buffer.
+            await self._send_ack(technician_id, state.durable_seq)
+            return
+        self.metrics.fixes_accepted.inc(len(fixes))
+        self.history.submit(
+            [
+                StoredFix(technician_id, f.seq, f.t, f.lat, f.lon, f.acc, f.speed, f.heading, now)
+                for f in fixes
+            ]
+        )
+        newest = fixes[-1]
+        if state.last is None or newest.t >= state.last.t:
+            state.last = newest
+            self._fleet_dirty.add(technician_id)
+            await self._publish_position(technician_id, newest)
+        self.metrics.ingest_publish_seconds.observe(time.perf_counter() - received)
+
+    async def _publish_position(self, technician_id: str, fix: wire.Location) -> None:
+        position = wire.Position(
+            technician_id=technician_id,
+            seq=fix.seq,
+            t=fix.t,
+            lat=fix.lat,
+            lon=fix.lon,
+            acc=fix.acc,
+            speed=fix.speed,
+            heading=fix.heading,
+        )
+        message = BusMessage(
+            kind="position", text=wire.encode(position), conflate_key=f"position:{technician_id}"
+        )
+        # Only the technician's own active bookings: a customer never sees another booking's
+        # technician, nor this one before assignment or after the visit.
+        for booking_id in list(self._bookings_of.get(technician_id, ())):
+            await self.bus.publish(booking_channel(booking_id), message)
+
+    async def _on_durable(self, durable: dict[str, int]) -> None:
+        for technician_id, seq in durable.items():
+            state = self._technicians.get(technician_id)
+            if state is not None and seq > state.durable_seq:
+                state.durable_seq = seq
+                await self._send_ack(technician_id, seq)
+
+    async def _send_ack(self, technician_id: str, seq: int) -> None:
+        text = wire.encode(wire.Ack(seq=seq))
+        await self.bus.publish(
+            technician_channel(technician_id), BusMessage(kind="ack", text=text, conflate_key="ack")
+        )
+
+    def last_position(self, technician_id: str) -> wire.Position | None:
+        state = self._technicians.get(technician_id)
+        if state is None or state.last is None:
+            return None
+        fix = state.last
+        return wire.Position(
+            technician_id=technician_id,
+            seq=fix.seq,
+            t=fix.t,
+            lat=fix.lat,
+            lon=fix.lon,
+            acc=fix.acc,
+            speed=fix.speed,
+            heading=fix.heading,
+        )
+
+    # ------------------------------------------------------------------ watchers
+
+    def watch(self, channel: str, outbox: Outbox) -> Unsubscribe:
+        """Route a channel into a connection's outbox; ``final`` messages close it after."""
+
+        def deliver(message: BusMessage) -> None:
+            outbox.put(
+                message.kind, message.text, conflate_key=message.conflate_key, urgent=message.urgent
+            )
+            if message.final:
+                outbox.close(wire.CloseCode.NORMAL, "booking is over", discard_pending=False)
+
+        return self.bus.subscribe(channel, deliver)
+
+    def booking_snapshot(self, booking: Booking) -> wire.Snapshot:
+        position = None
+        if booking.active and booking.technician_id:
+            position = self.last_position(booking.technician_id)
+        return wire.Snapshot(booking=public_booking(booking), position=position)
+
+    def fleet_entry(self, technician_id: str) -> wire.FleetEntry:
+        state = self._technicians.get(technician_id)
+        online = state is not None and state.connections > 0
+        fix = state.last if state is not None else None
+        if fix is None:
+            return wire.FleetEntry(technician_id=technician_id, online=online)
+        return wire.FleetEntry(
+            technician_id=technician_id,
+            online=online,
+            t=fix.t,
+            lat=fix.lat,
+            lon=fix.lon,
+            acc=fix.acc,
+            speed=fix.speed,
+            heading=fix.heading,
+        )
+
+    def fleet_snapshot(self) -> list[wire.FleetEntry]:
+        return [
+            self.fleet_entry(tid)
+            for tid, state in sorted(self._technicians.items())
+            if state.connections > 0
+        ]
+
+    async def _fleet_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.fleet_interval_s)
+            if not self._fleet_dirty:
+                continue
+            dirty, self._fleet_dirty = sorted(self._fleet_dirty), set()
+            fleet = wire.Fleet(positions=[self.fleet_entry(t) for t in dirty])
+            await self.bus.publish(FLEET_CHANNEL, BusMessage(kind="fleet", text=wire.encode(fleet)))

@@ -1,0 +1,51 @@
+"""Prometheus metrics, one registry per app so several hubs can run in one test process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge(
+            "doorstep_connections", "Open WebSocket connections", ["role"], registry=r
+        )
+        self.frames_in = Counter(
+            "doorstep_frames_in_total", "Frames received, by message type", ["type"], registry=r
+        )
+        self.frames_out = Counter(
+            "doorstep_frames_out_total", "Frames sent, by message type", ["type"], registry=r
+        )
+        self.frames_rejected = Counter(
+            "doorstep_frames_rejected_total", "Frames refused, by error code", ["code"], registry=r
+        )
+        self.fixes_accepted = Counter(
+            "doorstep_fixes_accepted_total", "GPS fixes accepted for storage", registry=r
+        )
+        self.ingest_publish_seconds = Histogram(
+            "doorstep_ingest_publish_seconds",
+            "From a technician frame arriving to its position being queued to every watcher",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            registry=r,
+        )
+        self.queue_drops = Counter(
+            "doorstep_queue_drops_total",
+            "Messages not sent to a watcher: conflated (replaced by a newer one) or"
+            " slow_consumer (connection closed with its queue full)",
+            ["reason"],
+            registry=r,
+        )
+        self.history_write_seconds = Histogram(
+            "doorstep_history_write_seconds", "Duration of one batched history write", registry=r
+        )
+        self.history_pending = Gauge(
+            "doorstep_history_pending", "Accepted fixes waiting to be written", registry=r
+        )
+        self.closes = Counter(
+            "doorstep_closes_total",
+            "Connections closed by the hub, by close code",
+            ["code"],
+            registry=r,
+        )

@@ -1,0 +1,208 @@
+"""Wire protocol v1: the message shapes shared by the hub, the SDK, the pages and the load test.
+
+Every frame is one JSON object with a ``"type"``. Inbound frames are decoded with msgspec
+(typed, validating, and several times faster than ``json`` + hand checks: see
+``loadtest/results/codec.md``). Range and time checks that need settings or the clock live in
+``realtime/ingest.py``; this module only knows shapes, error codes and close codes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import Any
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes carried by ``error`` frames and 4xx bodies (docs/protocol.md)."""
+
+    INVALID_JSON = "invalid_json"
+    BINARY_FRAME = "binary_frame"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_FIELD = "invalid_field"
+    OUT_OF_RANGE = "out_of_range"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+    TIMESTAMP_TOO_OLD = "timestamp_too_old"
+    STALE_SEQ = "stale_seq"
+    SEQ_NOT_INCREASING = "seq_not_increasing"
+    BATCH_TOO_LARGE = "batch_too_large"
+    FRAME_TOO_LARGE = "frame_too_large"
+    RATE_LIMITED = "rate_limited"
+    SERVER_BUSY = "server_busy"
+    # HTTP-side codes.
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    ILLEGAL_TRANSITION = "illegal_transition"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the hub uses (docs/protocol.md)."""
+
+    NORMAL = 1000  # the watched booking is over (reason names its final status)
+    GOING_AWAY = 1001  # the hub is shutting down; reconnect to another hub
+    POLICY_FLOOD = 1008  # the connection kept sending over its rate limit
+    MESSAGE_TOO_BIG = 1009  # a frame over the transport's hard cap (uvicorn ws_max_size)
+    SLOW_CONSUMER = 1013  # the client did not read; its undroppable queue filled up
+    UNAUTHORIZED = 4401  # missing, malformed, expired or badly signed token
+    FORBIDDEN = 4403  # valid token, wrong role or wrong booking
+    NOT_FOUND = 4404  # the booking does not exist
+
+
+class ProtocolError(Exception):
+    """A frame the hub refuses; becomes an ``error`` frame, the connection stays up."""
+
+    def __init__(self, code: ErrorCode, message: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.seq = seq
+
+
+# ---------------------------------------------------------------- inbound (technician)
+
+
+class Location(msgspec.Struct, tag="location", tag_field="type", forbid_unknown_fields=False):
+    """One GPS fix. ``seq`` is per technician and strictly increasing across reconnects."""
+
+    seq: int
+    t: float
+    lat: float
+    lon: float
+    acc: float | None = None
+    speed: float | None = None
+    heading: float | None = None
+
+
+class Batch(msgspec.Struct, tag="batch", tag_field="type"):
+    """Fixes buffered while offline, oldest first; the whole batch is accepted or refused."""
+
+    points: list[Location]
+
+
+TechnicianInbound = Location | Batch
+
+TECHNICIAN_INBOUND_TYPES = frozenset({"location", "batch"})
+CUSTOMER_INBOUND_TYPES: frozenset[str] = frozenset()
+OPERATOR_INBOUND_TYPES: frozenset[str] = frozenset()
+
+_technician_decoder = msgspec.json.Decoder(TechnicianInbound)
+_any_decoder = msgspec.json.Decoder()
+
+
+def decode_technician_frame(data: str) -> TechnicianInbound:
+    """Decode a technician frame or raise ProtocolError with the most precise code."""
+    try:
+        return _technician_decoder.decode(data)
+    except msgspec.DecodeError:
+        # Error path only: decode again without a schema to tell *why* it failed.
+        raise _classify(data, TECHNICIAN_INBOUND_TYPES) from None
+
+
+def refuse_frame(data: str, accepted: frozenset[str]) -> ProtocolError:
+    """The error for a frame on a socket that accepts none of its type (or is not JSON)."""
+    return _classify(data, accepted)
+
+
+def _classify(data: str, accepted: frozenset[str]) -> ProtocolError:
+    try:
+        raw: Any = _any_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        return ProtocolError(
+            ErrorCode.INVALID_JSON,
+            f"frame is not valid JSON ({exc}); NaN and Infinity are not JSON",
+        )
+    if not isinstance(raw, dict):
+        return ProtocolError(ErrorCode.INVALID_JSON, "frame must be a JSON object")
+    seq = raw.get("seq") if isinstance(raw.get("seq"), int) else None
+    kind = raw.get("type")
+    if kind not in accepted:
+        allowed = ", ".join(sorted(accepted)) or "none"
+        return ProtocolError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown message type {kind!r} on this socket (accepted: {allowed})",
+            seq,
+        )
+    try:
+        _technician_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        code = ErrorCode.OUT_OF_RANGE if "out of range" in text else ErrorCode.INVALID_FIELD
+        return ProtocolError(code, text, seq)
+    return ProtocolError(ErrorCode.INVALID_FIELD, "invalid message", seq)
+
+
+# ---------------------------------------------------------------- outbound
+
+
+class Ack(msgspec.Struct, tag="ack", tag_field="type"):
+    """Highest seq stored durably; also sent on connect so the technician knows where to resume."""
+
+    seq: int
+
+
+class Error(msgspec.Struct, tag="error", tag_field="type", omit_defaults=True):
+    code: str
+    message: str
+    seq: int | None = None
+
+
+class Position(msgspec.Struct, tag="position", tag_field="type", omit_defaults=True):
+    technician_id: str
+    seq: int
+    t: float
+    lat: float
+    lon: float
+    acc: float | None = None
+    speed: float | None = None
+    heading: float | None = None
+
+
+class FleetEntry(msgspec.Struct, omit_defaults=True):
+    technician_id: str
+    online: bool
+    t: float | None = None
+    lat: float | None = None
+    lon: float | None = None
+    acc: float | None = None
+    speed: float | None = None
+    heading: float | None = None
+
+
+class Fleet(msgspec.Struct, tag="fleet", tag_field="type"):
+    positions: list[FleetEntry]
+
+
+class Status(msgspec.Struct, tag="status", tag_field="type", omit_defaults=True):
+    booking_id: str
+    status: str
+    t: float
+    cause: str | None = None
+
+
+class BookingMessage(msgspec.Struct, tag="booking", tag_field="type"):
+    booking: dict[str, Any]
+
+
+class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", omit_defaults=True):
+    booking: dict[str, Any] | None = None
+    position: Position | None = None
+    eta: dict[str, Any] | None = None
+    incidents: list[dict[str, Any]] | None = None
+    fleet: list[FleetEntry] | None = None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: msgspec.Struct) -> str:
+    """Encode an outbound message as a JSON text frame."""
+    return _encoder.encode(message).decode()
+
+
+def to_builtins(value: Any) -> Any:
+    return msgspec.to_builtins(value)

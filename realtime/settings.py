@@ -1,0 +1,128 @@
+"""Settings from the environment (``DOORSTEP_*``) and the command line, validated at start-up.
+
+Every limit is a setting with its reason next to it, so an operator can tune a deployment
+without reading the hub's code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRETS_FILE = "secrets.json"
+
+
+class SettingsError(Exception):
+    """A missing or invalid setting; the message is one line that names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOORSTEP_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    data_dir: Path = Path("doorstep-data")
+    # Only the embedded backend (in-process bus + SQLite) exists so far; "redis" comes with
+    # the scale-out work and is refused until then rather than silently ignored.
+    backend: Literal["embedded"] = "embedded"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    secret: SecretStr | None = None  # JWT HS256 signing key
+    platform_key: SecretStr | None = None  # the platform backend's API key
+    token_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 24 * 3600)
+
+    # A GPS fix is ~120 bytes; a full batch of max_batch_points stays well under this.
+    # Bigger frames get a frame_too_large error and the connection stays up.
+    max_frame_bytes: int = Field(128 * 1024, ge=1024)
+    # Above this the transport itself closes the socket (1009) without reading the frame,
+    # so a hostile client cannot make the hub buffer megabytes.
+    hard_frame_bytes: int = Field(1024 * 1024, ge=2048)
+    # An offline flush: 500 fixes is ~8 minutes at 1 Hz; longer gaps are sent as several batches.
+    max_batch_points: int = Field(500, ge=1, le=10_000)
+    # Phones send ~1 frame/s; 20/s sustained with a burst of 60 leaves room for reconnect
+    # flushes while keeping one client from monopolising the event loop.
+    rate_per_s: float = Field(20.0, gt=0)
+    rate_burst: int = Field(60, ge=1)
+    # A client that keeps flooding after this many refused frames within flood_window_s
+    # is disconnected (1008): answering every frame with an error would be a flood of our own.
+    flood_max_refused: int = Field(100, ge=1)
+    flood_window_s: float = Field(10.0, gt=0)
+    # Phone clocks drift; a fix more than this far in the future is a bug, not drift.
+    max_future_skew_s: float = Field(120.0, ge=0)
+    # Offline buffers may hold hours of fixes; older than this is refused as stale.
+    max_fix_age_s: float = Field(12 * 3600.0, gt=0)
+    # Per-connection bound on undroppable messages (status, acks are conflated). A client
+    # that lets this many pile up is not reading: it is closed (1013) and recovers from the
+    # snapshot on reconnect, instead of growing the hub's memory without limit.
+    send_queue_limit: int = Field(256, ge=8)
+    # Operators get the fleet at most this often; positions in between are conflated.
+    fleet_interval_s: float = Field(1.0, gt=0)
+    # Location history is written in batches: at most this long after a fix, or this many
+    # fixes at once. The ack follows the write, so this is also the ack latency.
+    history_flush_interval_s: float = Field(0.05, gt=0)
+    history_flush_max: int = Field(2000, ge=1)
+    # Fixes accepted but not yet written; past it the hub answers server_busy (no silent loss).
+    history_pending_limit: int = Field(100_000, ge=100)
+    track_max_points: int = Field(50_000, ge=10)
+    # Time given to open connections when the hub stops.
+    shutdown_grace_s: float = Field(2.0, ge=0)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "doorstep.sqlite3"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment plus explicit overrides (CLI flags); one-line errors."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        raise SettingsError(
+            f"invalid setting DOORSTEP_{field.upper()}: {first['msg']} (got {first.get('input')!r})"
+        ) from None
+
+
+def with_secrets(settings: Settings, *, generate: bool) -> tuple[Settings, Path | None]:
+    """Fill the secret and platform key from the data dir's secrets file.
+
+    With ``generate`` (``serve``), missing values are created once and saved with mode 0600;
+    otherwise (``token``) a missing secret is an error that says how to get one. Returns the
+    settings and the secrets file path when it was used.
+    """
+    if settings.secret and settings.platform_key:
+        return settings, None
+    path = settings.data_dir / SECRETS_FILE
+    stored: dict[str, str] = {}
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"cannot read generated secrets in {path}: {exc}") from None
+    missing = [k for k in ("secret", "platform_key") if k not in stored]
+    if missing and generate:
+        for key in missing:
+            stored[key] = secrets.token_urlsafe(32)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(stored, handle)
+    elif missing and not settings.secret:
+        raise SettingsError(
+            f"DOORSTEP_SECRET is not set and {path} does not exist: set it, "
+            "or run `doorstep serve` once with the same data dir to generate it"
+        )
+    update = {
+        "secret": settings.secret or SecretStr(stored["secret"]),
+        "platform_key": settings.platform_key
+        or (SecretStr(stored["platform_key"]) if "platform_key" in stored else None),
+    }
+    return settings.model_copy(update=update), path
