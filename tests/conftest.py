@@ -1,0 +1,165 @@
+"""Fixtures: real hubs on ephemeral ports (uvicorn), real WebSocket and HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from realtime.app import create_app
+from realtime.settings import Settings
+
+SECRET = "test-secret-0123456789-0123456789-abcdef"
+PLATFORM_KEY = "test-platform-key"
+
+
+@dataclass
+class RunningHub:
+    """A hub served by uvicorn on 127.0.0.1 in this event loop; restartable."""
+
+    settings: Settings
+    app: Any = None
+    server: uvicorn.Server | None = None
+    task: asyncio.Task[None] | None = None
+    port: int = 0
+    clients: list[ClientConnection] = field(default_factory=list)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def hub(self) -> Any:
+        return self.app.state.hub
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            ws_max_size=self.settings.hard_frame_bytes,
+            timeout_graceful_shutdown=1,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
+        for _ in range(500):
+            if self.server.started:
+                return
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.01)
+        raise RuntimeError("hub did not start")
+
+    async def stop(self) -> None:
+        for client in self.clients:
+            with suppress(Exception):
+                await client.close()
+        self.clients.clear()
+        if self.server is not None and self.task is not None:
+            self.server.should_exit = True
+            await self.task
+            self.server = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def connect(self, path: str, token: str | None = None, **kwargs: Any) -> ClientConnection:
+        url = f"{self.ws}{path}" + (f"?token={token}" if token else "")
+        client = await connect(url, **kwargs)
+        self.clients.append(client)
+        return client
+
+    def client(self, token: str | None = PLATFORM_KEY) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.http, headers=headers, timeout=10)
+
+    async def token(self, role: str, sub: str, booking: str | None = None, ttl: int = 600) -> str:
+        async with self.client() as http:
+            body: dict[str, Any] = {"role": role, "sub": sub, "ttl_s": ttl}
+            if booking:
+                body["booking"] = booking
+            response = await http.post("/v1/tokens", json=body)
+            response.raise_for_status()
+            return response.json()["token"]
+
+    async def create_booking(self, **body: Any) -> dict[str, Any]:
+        body.setdefault("customer_id", "cust-1")
+        body.setdefault("destination", {"lat": 52.52, "lon": 13.405})
+        async with self.client() as http:
+            response = await http.post("/v1/bookings", json=body)
+            assert response.status_code == 201, response.text
+            return response.json()
+
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        async with self.client() as http:
+            return await http.post(path, json=body or {})
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "secret": SECRET,
+        "platform_key": PLATFORM_KEY,
+        "fleet_interval_s": 0.2,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def hub_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    hubs: list[RunningHub] = []
+
+    async def factory(**overrides: Any) -> RunningHub:
+        data_dir = overrides.pop("data_dir", tmp_path / f"hub{len(hubs)}")
+        running = RunningHub(make_settings(data_dir, **overrides))
+        await running.start()
+        hubs.append(running)
+        return running
+
+    yield factory
+    for running in hubs:
+        await running.stop()
+
+
+@pytest.fixture
+async def hub(hub_factory: Callable[..., Any]) -> RunningHub:
+    return await hub_factory()
+
+
+async def receive_json(client: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(client.recv(), timeout))
+
+
+async def receive_until(
+    client: ClientConnection, kind: str, timeout: float = 5.0
+) -> dict[str, Any]:
+    """The next message of this type, skipping others."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise TimeoutError(f"no {kind} message within {timeout} s")
+        message = await receive_json(client, remaining)
+        if message["type"] == kind:
+            return message
