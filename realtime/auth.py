@@ -7,6 +7,7 @@ Claims: ``sub``, ``role``, ``booking`` (customer tokens are scoped to one bookin
 from __future__ import annotations
 
 import hmac
+import reprlib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -77,11 +78,17 @@ def verify(secret: str, token: str) -> Principal:
     try:
         role = Role(claims["role"])
     except ValueError:
-        raise AuthError(f"token has an unknown role {claims['role']!r}") from None
+        raise AuthError(f"token has an unknown role {reprlib.repr(claims['role'])}") from None
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not sub:
+        # mint() refuses an empty sub; a hand-made token must not smuggle one in.
+        raise AuthError("token's 'sub' claim must be a non-empty string")
     booking = claims.get("booking")
+    if booking is not None and not isinstance(booking, str):
+        raise AuthError("token's 'booking' claim must be a string")
     if role is Role.CUSTOMER and not booking:
         raise AuthError("customer token is not scoped to a booking")
-    return Principal(sub=str(claims["sub"]), role=role, booking=booking)
+    return Principal(sub=sub, role=role, booking=booking)
 
 
 def check_platform_key(expected: str, presented: str | None) -> Principal:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +22,8 @@ from realtime.metrics import Metrics
 from realtime.protocol import CloseCode, ErrorCode, ProtocolError
 from realtime.ratelimit import FloodGuard, Verdict
 from realtime.settings import Settings
+
+log = logging.getLogger("doorstep.connection")
 
 FrameHandler = Callable[[str, float], Awaitable[None]]
 
@@ -80,7 +83,8 @@ class Connection:
                 self.metrics.closes.labels(code=str(item.code)).inc()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(
-                        self.websocket.close(item.code, item.reason), CLOSE_TIMEOUT_S
+                        self.websocket.close(item.code, wire.close_reason(item.reason)),
+                        CLOSE_TIMEOUT_S,
                     )
                 return
             kind, text = item
@@ -133,3 +137,10 @@ class Connection:
                 await handle(text, received)
             except ProtocolError as error:
                 self.send_error(error)
+            except Exception:
+                # A bug must not silently kill a technician's stream: log it, tell the
+                # client its frame was not processed (it keeps it buffered), carry on.
+                log.exception("unexpected error handling a %s frame", self.role)
+                self.send_error(
+                    ProtocolError(ErrorCode.INTERNAL_ERROR, "the hub failed on this frame; retry")
+                )

@@ -7,6 +7,7 @@ WebSocket ``error`` frames (docs/protocol.md).
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any
 
 import geojson
@@ -27,6 +28,8 @@ Identifier = Annotated[
     str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
 ]
 MAX_BODY_BYTES = 64 * 1024
+# msgspec's wording for a numeric constraint (``Expected `int` >= 60``): an out-of-range value.
+_NUMERIC_BOUND = re.compile(r"Expected `(int|float)` [<>]=? ")
 
 
 class DestinationIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -105,8 +108,10 @@ async def read_body(request: Request, kind: type[Any]) -> Any:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        code = ErrorCode.OUT_OF_RANGE if "out of range" in str(exc) else ErrorCode.INVALID_FIELD
-        raise ApiError(422, code, str(exc)) from None
+        text = str(exc)
+        numeric_bound = _NUMERIC_BOUND.search(text) or "out of range" in text
+        code = ErrorCode.OUT_OF_RANGE if numeric_bound else ErrorCode.INVALID_FIELD
+        raise ApiError(422, code, text) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc}") from None
 

@@ -122,6 +122,8 @@ class Hub:
         await self.bus.connect()
         for booking in await self.store.active_bookings():
             self._index(booking)
+            if booking.technician_id:
+                await self._load_technician(booking.technician_id)
         self.history.start()
         self._fleet_task = asyncio.create_task(self._fleet_loop(), name="doorstep-fleet")
         self.ready = True
@@ -177,6 +179,8 @@ class Hub:
                 geofence_radius_m=spec.geofence_radius_m,
                 skills=spec.skills,
             )
+            if booking.technician_id:
+                await self._load_technician(booking.technician_id)
             await self.store.save_booking(booking, events)
             self._index(booking)
             if booking.technician_id:
@@ -200,6 +204,9 @@ class Hub:
             new, record = core.apply(
                 old, event, t=self.clock(), actor=actor, cause=cause, technician_id=technician_id
             )
+            if new.active and new.technician_id:
+                # Its last known position is in the snapshot from the moment it is assigned.
+                await self._load_technician(new.technician_id)
             await self.store.save_booking(new, [record])
             self._index(new)
             status = wire.Status(
@@ -224,15 +231,32 @@ class Hub:
 
     # ------------------------------------------------------------------ technicians
 
-    async def technician_connected(self, technician_id: str) -> TechnicianState:
+    async def _load_technician(self, technician_id: str) -> TechnicianState:
+        """The technician's state; on first use read from the store (resume seq, last fix)."""
         state = self._technicians.get(technician_id)
         if state is None:
             highest = await self.store.highest_seq(technician_id)
-            # Another connection of the same technician may have loaded it during the await.
+            stored = await self.store.last_fix(technician_id)
+            # Another task (a second connection, an assignment) may have loaded it meanwhile.
             state = self._technicians.get(technician_id)
             if state is None:
-                state = TechnicianState(seq=SeqTracker(highest), durable_seq=highest)
+                last = None
+                if stored is not None:
+                    last = wire.Location(
+                        seq=stored.seq,
+                        t=stored.t,
+                        lat=stored.lat,
+                        lon=stored.lon,
+                        acc=stored.acc,
+                        speed=stored.speed,
+                        heading=stored.heading,
+                    )
+                state = TechnicianState(seq=SeqTracker(highest), durable_seq=highest, last=last)
                 self._technicians[technician_id] = state
+        return state
+
+    async def technician_connected(self, technician_id: str) -> TechnicianState:
+        state = await self._load_technician(technician_id)
         state.connections += 1
         self._fleet_dirty.add(technician_id)
         return state

@@ -10,10 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from realtime.protocol import Batch, ErrorCode, Location, ProtocolError
+from realtime.protocol import MAX_SEQ, Batch, ErrorCode, Location, ProtocolError
 
-# JavaScript clients must be able to hold every seq exactly.
-MAX_SEQ = 2**53 - 1
 MAX_ACCURACY_M = 50_000.0
 MAX_SPEED_MS = 150.0  # 540 km/h: nothing on a road; bigger is a broken sensor
 

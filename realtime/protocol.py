@@ -8,12 +8,16 @@ Every frame is one JSON object with a ``"type"``. Inbound frames are decoded wit
 
 from __future__ import annotations
 
+import reprlib
 from enum import IntEnum, StrEnum
 from typing import Any
 
 import msgspec
 
 PROTOCOL_VERSION = 1
+
+# JavaScript clients must be able to hold every seq exactly.
+MAX_SEQ = 2**53 - 1
 
 
 class ErrorCode(StrEnum):
@@ -32,6 +36,7 @@ class ErrorCode(StrEnum):
     FRAME_TOO_LARGE = "frame_too_large"
     RATE_LIMITED = "rate_limited"
     SERVER_BUSY = "server_busy"
+    INTERNAL_ERROR = "internal_error"
     # HTTP-side codes.
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
@@ -44,7 +49,7 @@ class CloseCode(IntEnum):
     """WebSocket close codes the hub uses (docs/protocol.md)."""
 
     NORMAL = 1000  # the watched booking is over (reason names its final status)
-    GOING_AWAY = 1001  # the hub is shutting down; reconnect to another hub
+    SERVICE_RESTART = 1012  # the hub is stopping (sent by uvicorn); reconnect with backoff
     POLICY_FLOOD = 1008  # the connection kept sending over its rate limit
     MESSAGE_TOO_BIG = 1009  # a frame over the transport's hard cap (uvicorn ws_max_size)
     SLOW_CONSUMER = 1013  # the client did not read; its undroppable queue filled up
@@ -53,14 +58,31 @@ class CloseCode(IntEnum):
     NOT_FOUND = 4404  # the booking does not exist
 
 
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a control frame's payload is at most 125 bytes
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 (marked with ``...`` when cut)."""
+    data = text.encode()
+    if len(data) <= max_bytes:
+        return text
+    return data[: max_bytes - 3].decode(errors="ignore") + "..."
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to fit a close frame (reasons may echo client input of any length)."""
+    return clip(text, MAX_CLOSE_REASON_BYTES)
+
+
 class ProtocolError(Exception):
     """A frame the hub refuses; becomes an ``error`` frame, the connection stays up."""
 
-    def __init__(self, code: ErrorCode, message: str, seq: int | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, seq: object = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.seq = seq
+        # Echo only a seq the client could have meant: not ``true``, not one past 2^53.
+        self.seq = seq if type(seq) is int and 0 <= seq <= MAX_SEQ else None
 
 
 # ---------------------------------------------------------------- inbound (technician)
@@ -111,6 +133,11 @@ def refuse_frame(data: str, accepted: frozenset[str]) -> ProtocolError:
 def _classify(data: str, accepted: frozenset[str]) -> ProtocolError:
     try:
         raw: Any = _any_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        # Well-formed JSON holding a number no double can represent, such as 1e400.
+        return ProtocolError(
+            ErrorCode.OUT_OF_RANGE, f"a number in the frame is out of range ({exc})"
+        )
     except msgspec.DecodeError as exc:
         return ProtocolError(
             ErrorCode.INVALID_JSON,
@@ -118,14 +145,14 @@ def _classify(data: str, accepted: frozenset[str]) -> ProtocolError:
         )
     if not isinstance(raw, dict):
         return ProtocolError(ErrorCode.INVALID_JSON, "frame must be a JSON object")
-    seq = raw.get("seq") if isinstance(raw.get("seq"), int) else None
+    seq = raw.get("seq")
     kind = raw.get("type")
-    if kind not in accepted:
+    # ``type`` may be any JSON value, including unhashable ones such as a list.
+    if not isinstance(kind, str) or kind not in accepted:
         allowed = ", ".join(sorted(accepted)) or "none"
+        what = "no message type" if kind is None else f"unknown message type {reprlib.repr(kind)}"
         return ProtocolError(
-            ErrorCode.UNKNOWN_TYPE,
-            f"unknown message type {kind!r} on this socket (accepted: {allowed})",
-            seq,
+            ErrorCode.UNKNOWN_TYPE, f"{what} on this socket (accepted: {allowed})", seq
         )
     try:
         _technician_decoder.decode(data)

@@ -17,7 +17,7 @@ async def _refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
     # Accept first: a close frame with a code and reason is something clients can show;
     # an HTTP 403 during the handshake is not visible to browsers' WebSocket API.
     await websocket.accept()
-    await websocket.close(code, reason)
+    await websocket.close(code, wire.close_reason(reason))
     websocket.app.state.metrics.closes.labels(code=str(code.value)).inc()
 
 
@@ -93,7 +93,9 @@ async def booking_socket(websocket: WebSocket) -> None:
     hub: Hub = websocket.app.state.hub
     booking = await hub.get_booking(booking_id)
     if booking is None:
-        await _refuse(websocket, CloseCode.NOT_FOUND, f"booking {booking_id} does not exist")
+        await _refuse(
+            websocket, CloseCode.NOT_FOUND, f"booking {wire.clip(booking_id, 64)} does not exist"
+        )
         return
     await websocket.accept()
     conn = _connection(websocket, principal.role)

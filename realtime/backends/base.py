@@ -87,3 +87,7 @@ class Store(Protocol):
     async def highest_seq(self, technician_id: str) -> int:
         """The highest stored seq of a technician, -1 when none."""
         ...
+
+    async def last_fix(self, technician_id: str) -> StoredFix | None:
+        """The technician's newest stored fix by time (then seq), None when none."""
+        ...

@@ -176,6 +176,16 @@ class SQLiteStore:
         )
         return -1 if row is None or row[0] is None else int(row[0])
 
+    async def last_fix(self, technician_id: str) -> StoredFix | None:
+        row = await self._run(
+            lambda: self.db.execute(
+                "SELECT technician_id, seq, t, lat, lon, acc, speed, heading, received_t"
+                " FROM locations WHERE technician_id = ? ORDER BY t DESC, seq DESC LIMIT 1",
+                (technician_id,),
+            ).fetchone()
+        )
+        return StoredFix(*row) if row else None
+
 
 class _transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on error (autocommit connection)."""
