@@ -32,6 +32,10 @@ class RunningHub:
     server: uvicorn.Server | None = None
     task: asyncio.Task[None] | None = None
     port: int = 0
+    # SO_SNDBUF for the listening socket, inherited by every accepted connection. Loopback
+    # send buffers autotune to megabytes, which hides a client that stops reading; a small
+    # one makes such a client stall the hub's writes to it after a few kilobytes.
+    send_buffer_bytes: int | None = None
     clients: list[ClientConnection] = field(default_factory=list)
 
     @property
@@ -49,6 +53,8 @@ class RunningHub:
     async def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.send_buffer_bytes is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         self.app = create_app(self.settings)
@@ -132,7 +138,10 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async def factory(**overrides: Any) -> RunningHub:
         data_dir = overrides.pop("data_dir", tmp_path / f"hub{len(hubs)}")
-        running = RunningHub(make_settings(data_dir, **overrides))
+        send_buffer_bytes = overrides.pop("send_buffer_bytes", None)
+        running = RunningHub(
+            make_settings(data_dir, **overrides), send_buffer_bytes=send_buffer_bytes
+        )
         await running.start()
         hubs.append(running)
         return running
