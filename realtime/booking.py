@@ -8,6 +8,7 @@ values, so the hub, the REST layer and the tests drive the same code (sans-I/O, 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 import msgspec
 
@@ -92,6 +93,8 @@ class Booking(msgspec.Struct, frozen=True, omit_defaults=True):
     expected_duration_s: float = DEFAULT_EXPECTED_DURATION_S
     geofence_radius_m: float = DEFAULT_GEOFENCE_RADIUS_M
     skills: tuple[str, ...] = ()
+    # A GeoJSON Polygon/MultiPolygon replacing the default circle (a gated community).
+    fence: dict[str, Any] | None = None
     arrived_t: float | None = None
     departed_t: float | None = None
     service_duration_s: float | None = None
@@ -130,6 +133,7 @@ def create(
     expected_duration_s: float = DEFAULT_EXPECTED_DURATION_S,
     geofence_radius_m: float = DEFAULT_GEOFENCE_RADIUS_M,
     skills: tuple[str, ...] = (),
+    fence: dict[str, Any] | None = None,
 ) -> tuple[Booking, list[AuditEvent]]:
     """A new booking and its audit records; already ``assigned`` when a technician is given."""
     booking = Booking(
@@ -142,6 +146,7 @@ def create(
         expected_duration_s=expected_duration_s,
         geofence_radius_m=geofence_radius_m,
         skills=skills,
+        fence=fence,
     )
     events = [
         AuditEvent(

@@ -17,10 +17,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from geofence.fences import GeoJSONError, fence_from_geojson
 from realtime import auth
 from realtime.auth import AuthError, Principal, Role
 from realtime.booking import BookingEvent, Destination, IllegalTransition
-from realtime.hub import BookingSpec, Conflict, Hub, NotFound, public_booking
+from realtime.dispatch import Ranked
+from realtime.hub import (
+    BookingSpec,
+    Conflict,
+    Hub,
+    NoCandidate,
+    NotFound,
+    TechnicianProfile,
+    public_booking,
+)
 from realtime.ingest import check_coordinates
 from realtime.protocol import ErrorCode, ProtocolError
 
@@ -45,6 +55,13 @@ class BookingCreateIn(msgspec.Struct, forbid_unknown_fields=True):
     expected_duration_s: float | None = None
     geofence_radius_m: float | None = None
     skills: list[Identifier] = []
+    # GeoJSON Polygon/MultiPolygon (or a Feature holding one) replacing the default circle.
+    fence: dict[str, Any] | None = None
+
+
+class ProfileIn(msgspec.Struct, forbid_unknown_fields=True):
+    skills: list[Identifier] = []
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
 class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -130,6 +147,10 @@ def handles_errors(endpoint: Any) -> Any:
             return error_response(409, ErrorCode.CONFLICT, str(exc))
         except IllegalTransition as exc:
             return error_response(409, ErrorCode.ILLEGAL_TRANSITION, str(exc))
+        except GeoJSONError as exc:
+            return error_response(422, exc.code, exc.message)
+        except NoCandidate as exc:
+            return error_response(409, ErrorCode.NO_TECHNICIAN_AVAILABLE, str(exc))
 
     return wrapper
 
@@ -179,8 +200,11 @@ async def create_booking(request: Request) -> Response:
     check_coordinates(body.destination.lat, body.destination.lon)
     _in_range("expected_duration_s", body.expected_duration_s, 60, 7 * 24 * 3600)
     _in_range("geofence_radius_m", body.geofence_radius_m, 10, 5000)
+    if body.fence is not None:
+        fence_from_geojson(body.fence, near=(body.destination.lat, body.destination.lon))
     spec = BookingSpec(
         id=body.id,
+        fence=body.fence,
         customer_id=body.customer_id,
         destination=Destination(lat=body.destination.lat, lon=body.destination.lon),
         technician_id=body.technician_id,
@@ -233,6 +257,113 @@ def transition_endpoint(event: BookingEvent) -> Any:
         return JSONResponse(public_booking(booking))
 
     return endpoint
+
+
+@handles_errors
+async def dispatch_booking(request: Request) -> Response:
+    principal = authenticate(request, BOOKING_ADMINS)
+    dry_run = request.query_params.get("dry_run", "0").lower() in ("1", "true", "yes")
+    ranking, booking = await hub_of(request).dispatch(
+        request.path_params["booking_id"], principal.actor, dry_run=dry_run
+    )
+    return JSONResponse(
+        {
+            "dry_run": dry_run,
+            "booking": public_booking(booking),
+            "ranking": [_ranked(r) for r in ranking],
+        }
+    )
+
+
+def _ranked(entry: Ranked) -> dict[str, Any]:
+    return {
+        "technician_id": entry.technician_id,
+        "eta_s": round(entry.eta_s, 1),
+        "distance_m": round(entry.distance_m, 1),
+        "position_age_s": round(entry.position_age_s, 1),
+    }
+
+
+# ------------------------------------------------------------------ technicians
+
+
+@handles_errors
+async def put_technician(request: Request) -> Response:
+    authenticate(request, {Role.PLATFORM})
+    body: ProfileIn = await read_body(request, ProfileIn)
+    technician_id = _identifier(request.path_params["technician_id"])
+    profile = TechnicianProfile(skills=tuple(sorted(set(body.skills))), name=body.name)
+    await hub_of(request).put_profile(technician_id, profile)
+    return JSONResponse({"id": technician_id, **msgspec.to_builtins(profile)})
+
+
+@handles_errors
+async def get_technician(request: Request) -> Response:
+    authenticate(request, BOOKING_ADMINS)
+    hub = hub_of(request)
+    technician_id = request.path_params["technician_id"]
+    profile = hub.profile(technician_id)
+    position = hub.last_position(technician_id)
+    if profile is None and position is None:
+        raise NotFound(f"technician {technician_id} is unknown")
+    return JSONResponse(
+        {
+            "id": technician_id,
+            **msgspec.to_builtins(profile or TechnicianProfile()),
+            "online": hub.is_online(technician_id),
+            "position": msgspec.to_builtins(position),
+            "bookings": [b.id for b in hub.active_bookings_of(technician_id)],
+        }
+    )
+
+
+def _identifier(value: str) -> str:
+    try:
+        return msgspec.convert(value, Identifier)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, ErrorCode.INVALID_FIELD, f"id: {exc}") from None
+
+
+# ------------------------------------------------------------------ zones
+
+
+@handles_errors
+async def put_zone(request: Request) -> Response:
+    authenticate(request, {Role.PLATFORM})
+    zone_id = _identifier(request.path_params["zone_id"])
+    document = await read_body(request, dict[str, Any])
+    zones = await hub_of(request).zoning.put(zone_id, document)
+    return JSONResponse(
+        {
+            "id": zone_id,
+            "zones": [{"id": z.id, "kind": z.kind, "name": z.name} for z in zones],
+        }
+    )
+
+
+@handles_errors
+async def get_zone(request: Request) -> Response:
+    authenticate(request, BOOKING_ADMINS)
+    zone_id = request.path_params["zone_id"]
+    document = hub_of(request).zoning.get(zone_id)
+    if document is None:
+        raise NotFound(f"zone {zone_id} does not exist")
+    return JSONResponse(document, media_type="application/geo+json")
+
+
+@handles_errors
+async def list_zones(request: Request) -> Response:
+    authenticate(request, BOOKING_ADMINS)
+    return JSONResponse({"zones": hub_of(request).zoning.ids()})
+
+
+@handles_errors
+async def delete_zone(request: Request) -> Response:
+    authenticate(request, {Role.PLATFORM})
+    zone_id = request.path_params["zone_id"]
+    if not await hub_of(request).zoning.delete(zone_id):
+        raise NotFound(f"zone {zone_id} does not exist")
+    return Response(status_code=204)
 
 
 # ------------------------------------------------------------------ history
@@ -343,7 +474,14 @@ routes = [
         transition_endpoint(BookingEvent.CANCEL),
         methods=["POST"],
     ),
+    Route("/v1/bookings/{booking_id}/dispatch", dispatch_booking, methods=["POST"]),
+    Route("/v1/technicians/{technician_id}", put_technician, methods=["PUT"]),
+    Route("/v1/technicians/{technician_id}", get_technician, methods=["GET"]),
     Route("/v1/technicians/{technician_id}/track", technician_track, methods=["GET"]),
+    Route("/v1/zones", list_zones, methods=["GET"]),
+    Route("/v1/zones/{zone_id}", put_zone, methods=["PUT"]),
+    Route("/v1/zones/{zone_id}", get_zone, methods=["GET"]),
+    Route("/v1/zones/{zone_id}", delete_zone, methods=["DELETE"]),
     Route("/healthz", healthz),
     Route("/readyz", readyz),
     Route("/metrics", metrics),

@@ -19,15 +19,19 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from geofence.model import Fix
 from realtime import booking as core
 from realtime import protocol as wire
+from realtime.arrivals import Arrivals
 from realtime.backends.base import Bus, BusMessage, Store, StoredFix, Unsubscribe
 from realtime.booking import Booking, BookingEvent
+from realtime.dispatch import Candidate, Ranked, rank
 from realtime.fanout import Outbox
 from realtime.history import HistoryWriter
 from realtime.ingest import FixLimits, SeqTracker
 from realtime.metrics import Metrics
 from realtime.settings import Settings
+from realtime.zoning import Zoning
 
 log = logging.getLogger("doorstep.hub")
 
@@ -61,6 +65,23 @@ class TechnicianState:
     last: wire.Location | None = None
 
 
+PROFILES = "technicians"
+
+
+class TechnicianProfile(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What the platform tells the hub about a technician (for dispatch)."""
+
+    skills: tuple[str, ...] = ()
+    name: str | None = None
+
+
+_profile_decoder = msgspec.json.Decoder(TechnicianProfile)
+
+
+class NoCandidate(Exception):
+    """Dispatch found nobody online, free and skilled for the booking."""
+
+
 @dataclass
 class BookingSpec:
     """A validated ``POST /v1/bookings`` body."""
@@ -72,6 +93,7 @@ class BookingSpec:
     expected_duration_s: float = core.DEFAULT_EXPECTED_DURATION_S
     geofence_radius_m: float = core.DEFAULT_GEOFENCE_RADIUS_M
     skills: tuple[str, ...] = field(default_factory=tuple)
+    fence: dict[str, object] | None = None
 
 
 def public_booking(booking: Booking) -> dict[str, object]:
@@ -113,6 +135,9 @@ class Hub:
         # two concurrent requests on the same booking from both applying to the old state.
         self._booking_lock = asyncio.Lock()
         self._fleet_task: asyncio.Task[None] | None = None
+        self.arrivals = Arrivals(self)
+        self.zoning = Zoning(self)
+        self._profiles: dict[str, TechnicianProfile] = {}
         self.ready = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -120,6 +145,10 @@ class Hub:
     async def start(self) -> None:
         await self.store.open()
         await self.bus.connect()
+        await self.arrivals.load()
+        await self.zoning.load()
+        for key, raw in (await self.store.list_documents(PROFILES)).items():
+            self._profiles[key] = _profile_decoder.decode(raw)
         for booking in await self.store.active_bookings():
             self._index(booking)
             if booking.technician_id:
@@ -134,6 +163,7 @@ class Hub:
             self._fleet_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._fleet_task
+        await self.arrivals.close()
         await self.history.stop()
         await self.bus.disconnect()
         await self.store.close()
@@ -152,6 +182,7 @@ class Hub:
             self._active[booking.id] = booking
             if booking.technician_id:
                 self._bookings_of[booking.technician_id].add(booking.id)
+        self.arrivals.booking_changed(booking)
 
     async def get_booking(self, booking_id: str) -> Booking | None:
         cached = self._active.get(booking_id)
@@ -178,6 +209,7 @@ class Hub:
                 expected_duration_s=spec.expected_duration_s,
                 geofence_radius_m=spec.geofence_radius_m,
                 skills=spec.skills,
+                fence=spec.fence,
             )
             if booking.technician_id:
                 await self._load_technician(booking.technician_id)
@@ -195,14 +227,24 @@ class Hub:
         *,
         cause: str | None = None,
         technician_id: str | None = None,
+        t: float | None = None,
     ) -> Booking:
-        """Apply one lifecycle event durably, then tell the watchers and the technician."""
+        """Apply one lifecycle event durably, then tell the watchers and the technician.
+
+        ``t`` is when it happened, if not now: check-in and check-out report the time the
+        technician really arrived or left, which is earlier than when the hub became sure.
+        """
         async with self._booking_lock:
             old = await self.get_booking(booking_id)
             if old is None:
                 raise NotFound(f"booking {booking_id} does not exist")
             new, record = core.apply(
-                old, event, t=self.clock(), actor=actor, cause=cause, technician_id=technician_id
+                old,
+                event,
+                t=self.clock() if t is None else t,
+                actor=actor,
+                cause=cause,
+                technician_id=technician_id,
             )
             if new.active and new.technician_id:
                 # Its last known position is in the snapshot from the moment it is assigned.
@@ -296,11 +338,24 @@ class Hub:
             ]
         )
         newest = fixes[-1]
-        if state.last is None or newest.t >= state.last.t:
+        previous_t = state.last.t if state.last is not None else float("-inf")
+        if newest.t >= previous_t:
             state.last = newest
             self._fleet_dirty.add(technician_id)
             await self._publish_position(technician_id, newest)
         self.metrics.ingest_publish_seconds.observe(time.perf_counter() - received)
+        # Zone membership follows every fix (an offline batch may cross a boundary and back),
+        # but never goes back in time.
+        for fix in fixes:
+            if fix.t >= previous_t:
+                await self.zoning.on_fix(technician_id, fix.lat, fix.lon, fix.t)
+        booking_ids = sorted(self._bookings_of.get(technician_id, ()))
+        if booking_ids:
+            await self.arrivals.on_fixes(
+                technician_id,
+                booking_ids,
+                [Fix(f.t, f.lat, f.lon, f.acc, f.speed, f.heading) for f in fixes],
+            )
 
     async def _publish_position(self, technician_id: str, fix: wire.Location) -> None:
         position = wire.Position(
@@ -350,6 +405,72 @@ class Hub:
             heading=fix.heading,
         )
 
+    # ------------------------------------------------------------------ profiles, dispatch
+
+    def profile(self, technician_id: str) -> TechnicianProfile | None:
+        return self._profiles.get(technician_id)
+
+    async def put_profile(self, technician_id: str, profile: TechnicianProfile) -> None:
+        await self.store.put_document(PROFILES, technician_id, msgspec.json.encode(profile))
+        self._profiles[technician_id] = profile
+
+    def is_online(self, technician_id: str) -> bool:
+        state = self._technicians.get(technician_id)
+        return state is not None and state.connections > 0
+
+    def dispatch_ranking(self, booking: Booking) -> list[Ranked]:
+        """Online technicians with no other active booking, the skills, a recent fix."""
+        candidates = []
+        for technician_id, state in self._technicians.items():
+            busy = self._bookings_of.get(technician_id, set()) - {booking.id}
+            if state.connections <= 0 or busy or state.last is None:
+                continue
+            profile = self._profiles.get(technician_id) or TechnicianProfile()
+            candidates.append(
+                Candidate(
+                    technician_id,
+                    state.last.lat,
+                    state.last.lon,
+                    state.last.t,
+                    frozenset(profile.skills),
+                )
+            )
+        return rank(
+            candidates,
+            booking.destination.lat,
+            booking.destination.lon,
+            booking.skills,
+            self.arrivals.provider,
+            self.clock(),
+        )
+
+    async def dispatch(
+        self, booking_id: str, actor: str, *, dry_run: bool
+    ) -> tuple[list[Ranked], Booking]:
+        """Rank candidates and, unless ``dry_run``, assign the best one."""
+        booking = await self.get_booking(booking_id)
+        if booking is None:
+            raise NotFound(f"booking {booking_id} does not exist")
+        if (booking.status, BookingEvent.ASSIGN) not in core.TRANSITIONS:
+            raise core.IllegalTransition(booking.id, booking.status, BookingEvent.ASSIGN)
+        ranking = self.dispatch_ranking(booking)
+        if dry_run:
+            return ranking, booking
+        if not ranking:
+            raise NoCandidate(
+                f"no online, free technician with skills {list(booking.skills)} "
+                "and a recent position"
+            )
+        best = ranking[0]
+        booking = await self.transition(
+            booking_id,
+            BookingEvent.ASSIGN,
+            actor,
+            technician_id=best.technician_id,
+            cause=f"dispatch: ETA {best.eta_s:.0f} s, best of {len(ranking)}",
+        )
+        return ranking, booking
+
     # ------------------------------------------------------------------ watchers
 
     def watch(self, channel: str, outbox: Outbox) -> Unsubscribe:
@@ -368,7 +489,8 @@ class Hub:
         position = None
         if booking.active and booking.technician_id:
             position = self.last_position(booking.technician_id)
-        return wire.Snapshot(booking=public_booking(booking), position=position)
+        eta = self.arrivals.eta_of(booking.id) if booking.active else None
+        return wire.Snapshot(booking=public_booking(booking), position=position, eta=eta)
 
     def fleet_entry(self, technician_id: str) -> wire.FleetEntry:
         state = self._technicians.get(technician_id)

@@ -43,6 +43,11 @@ class Metrics:
         self.history_pending = Gauge(
             "doorstep_history_pending", "Accepted fixes waiting to be written", registry=r
         )
+        self.routing_fallbacks = Counter(
+            "doorstep_routing_fallbacks_total",
+            "Routing engine requests that failed; ETAs used straight line x circuity",
+            registry=r,
+        )
         self.closes = Counter(
             "doorstep_closes_total",
             "Connections closed by the hub, by close code",

@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     ILLEGAL_TRANSITION = "illegal_transition"
+    NO_TECHNICIAN_AVAILABLE = "no_technician_available"
 
 
 class CloseCode(IntEnum):
@@ -211,6 +212,30 @@ class Status(msgspec.Struct, tag="status", tag_field="type", omit_defaults=True)
     cause: str | None = None
 
 
+class EtaMessage(msgspec.Struct, tag="eta", tag_field="type"):
+    """Estimated arrival: ``seconds`` from ``t`` (the fix it is based on), with a band."""
+
+    booking_id: str
+    t: float
+    seconds: float
+    arrival_t: float
+    distance_m: float
+    low_s: float
+    high_s: float
+
+
+class Alert(msgspec.Struct, tag="alert", tag_field="type", omit_defaults=True):
+    """A safety alert for operators (``kind`` says which; the other fields depend on it)."""
+
+    kind: str
+    t: float
+    technician_id: str | None = None
+    booking_id: str | None = None
+    zone_id: str | None = None
+    zone_kind: str | None = None
+    message: str | None = None
+
+
 class BookingMessage(msgspec.Struct, tag="booking", tag_field="type"):
     booking: dict[str, Any]
 
@@ -218,7 +243,7 @@ class BookingMessage(msgspec.Struct, tag="booking", tag_field="type"):
 class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", omit_defaults=True):
     booking: dict[str, Any] | None = None
     position: Position | None = None
-    eta: dict[str, Any] | None = None
+    eta: EtaMessage | None = None
     incidents: list[dict[str, Any]] | None = None
     fleet: list[FleetEntry] | None = None
 

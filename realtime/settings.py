@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     # Fixes accepted but not yet written; past it the hub answers server_busy (no silent loss).
     history_pending_limit: int = Field(100_000, ge=100)
     track_max_points: int = Field(50_000, ge=10)
+    # Customers see "arriving" when the ETA first drops under this.
+    arriving_threshold_s: float = Field(180.0, gt=0, le=3600)
+    # Optional OSRM routing engine (``http://host:5000``); without it, or when it does not
+    # answer within the timeout, ETAs use straight-line distance x learned circuity.
+    osrm_url: str | None = None
+    osrm_timeout_s: float = Field(1.0, gt=0, le=30)
+    # A route is asked for when a trip starts and refreshed at most this often.
+    osrm_refresh_s: float = Field(60.0, ge=5)
     # Time given to open connections when the hub stops.
     shutdown_grace_s: float = Field(2.0, ge=0)
 

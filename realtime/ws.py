@@ -11,6 +11,7 @@ from realtime.auth import AuthError, Principal, Role
 from realtime.connection import Connection
 from realtime.hub import FLEET_CHANNEL, Hub, booking_channel, public_booking, technician_channel
 from realtime.protocol import CloseCode
+from realtime.zoning import OPS_CHANNEL
 
 
 async def _refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
@@ -129,7 +130,7 @@ async def operator_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     conn = _connection(websocket, Role.OPERATOR)
     conn.send(wire.Snapshot(fleet=hub.fleet_snapshot()), "snapshot")
-    unsubscribe = hub.watch(FLEET_CHANNEL, conn.outbox)
+    unsubscribers = [hub.watch(FLEET_CHANNEL, conn.outbox), hub.watch(OPS_CHANNEL, conn.outbox)]
 
     async def handle(text: str, received: float) -> None:
         metrics.frames_in.labels(type="invalid").inc()
@@ -138,7 +139,8 @@ async def operator_socket(websocket: WebSocket) -> None:
     try:
         await conn.run(handle)
     finally:
-        unsubscribe()
+        for unsubscribe in unsubscribers:
+            unsubscribe()
 
 
 routes = [

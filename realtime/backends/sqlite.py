@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS locations (
     PRIMARY KEY (technician_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS locations_time ON locations (technician_id, t);
+CREATE TABLE IF NOT EXISTS documents (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
 """
 
 _booking_decoder = msgspec.json.Decoder(Booking)
@@ -185,6 +191,43 @@ class SQLiteStore:
             ).fetchone()
         )
         return StoredFix(*row) if row else None
+
+    async def put_document(self, namespace: str, key: str, data: bytes) -> None:
+        def put() -> None:
+            with _transaction(self.db) as db:
+                db.execute(
+                    "INSERT INTO documents (namespace, key, data) VALUES (?, ?, ?)"
+                    " ON CONFLICT (namespace, key) DO UPDATE SET data = excluded.data",
+                    (namespace, key, data),
+                )
+
+        await self._run(put)
+
+    async def get_document(self, namespace: str, key: str) -> bytes | None:
+        row = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM documents WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+        )
+        return None if row is None else bytes(row[0])
+
+    async def delete_document(self, namespace: str, key: str) -> bool:
+        def delete() -> bool:
+            with _transaction(self.db) as db:
+                cursor = db.execute(
+                    "DELETE FROM documents WHERE namespace = ? AND key = ?", (namespace, key)
+                )
+                return cursor.rowcount > 0
+
+        return await self._run(delete)
+
+    async def list_documents(self, namespace: str) -> dict[str, bytes]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT key, data FROM documents WHERE namespace = ? ORDER BY key", (namespace,)
+            ).fetchall()
+        )
+        return {key: bytes(data) for key, data in rows}
 
 
 class _transaction:

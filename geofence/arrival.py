@@ -1,0 +1,124 @@
+"""One booking's arrival, composed from the pure parts: ETA while away, presence throughout.
+
+``ArrivalTracker`` is what the hub keeps per active booking. Fed the technician's fixes in
+time order, it answers the customer's two questions — when will they be here (``eta``),
+are they here (``events``) — and says when the ETA first drops under the "arriving"
+threshold. On check-in it also summarises the trip (where it started, how far was driven)
+so the circuity model can learn from it. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from geofence.eta import Eta, EtaConfig, EtaEstimator, RouteProvider
+from geofence.fences import Fence
+from geofence.geo import distance_m
+from geofence.model import Fix
+from geofence.presence import PresenceConfig, PresenceDetector, PresenceEvent, PresenceState
+
+# Faster than this between two fixes is a GPS jump, not driving: not counted as distance.
+MAX_PLAUSIBLE_SPEED_MS = 60.0
+# Well above GPS jitter, well below a city block: the polyline through anchors this far
+# apart follows the streets without adding the noise.
+ANCHOR_STEP_M = 80.0
+
+
+@dataclass(frozen=True)
+class ArrivalConfig:
+    # "Arriving" when the ETA first drops under this: long enough for the customer to get
+    # to the door, short enough that it is not announced from across town.
+    arriving_threshold_s: float = 180.0
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    eta: EtaConfig = field(default_factory=EtaConfig)
+
+
+@dataclass(frozen=True)
+class TripSummary:
+    """A completed approach, for the circuity model: start point and distance driven."""
+
+    origin_lat: float
+    origin_lon: float
+    driven_m: float
+
+
+@dataclass(frozen=True)
+class ArrivalUpdate:
+    eta: Eta | None = None
+    events: tuple[PresenceEvent, ...] = ()
+    approaching: bool = False
+    trip: TripSummary | None = None
+
+
+class ArrivalTracker:
+    def __init__(
+        self,
+        dest_lat: float,
+        dest_lon: float,
+        fence: Fence,
+        provider: RouteProvider,
+        config: ArrivalConfig | None = None,
+        *,
+        inside: bool = False,
+        approached: bool = False,
+    ) -> None:
+        self.dest_lat = dest_lat
+        self.dest_lon = dest_lon
+        self.config = config or ArrivalConfig()
+        self.provider = provider
+        state = PresenceState.INSIDE if inside else PresenceState.OUTSIDE
+        self.presence = PresenceDetector(fence, self.config.presence, state)
+        self.estimator = EtaEstimator(dest_lat, dest_lon, self.config.eta)
+        self.checked_in = inside
+        self.approached = approached or inside
+        self.last_eta: Eta | None = None
+        self._origin: Fix | None = None
+        self._previous: Fix | None = None
+        self._driven_m = 0.0
+
+    def update(self, fix: Fix, route_distance_m: float | None = None) -> ArrivalUpdate:
+        """Feed one fix; ``route_distance_m`` overrides the provider (e.g. a routing engine)."""
+        self._measure(fix)
+        events = tuple(self.presence.update(fix))
+        trip = None
+        for event in events:
+            if event.kind == "check_in" and not self.checked_in:
+                self.checked_in = True
+                self.last_eta = None
+                if self._origin is not None:
+                    trip = TripSummary(self._origin.lat, self._origin.lon, self._driven_m)
+            elif event.kind == "check_out":
+                self.checked_in = False
+        if self.checked_in or self.presence.state is PresenceState.INSIDE:
+            return ArrivalUpdate(events=events, trip=trip)
+        if route_distance_m is None:
+            route_distance_m = self.provider.route_distance_m(
+                fix.lat, fix.lon, self.dest_lat, self.dest_lon
+            )
+        eta = self.estimator.update(fix, route_distance_m)
+        self.last_eta = eta
+        approaching = False
+        if not self.approached and eta.seconds <= self.config.arriving_threshold_s:
+            self.approached = approaching = True
+        return ArrivalUpdate(eta=eta, events=events, approaching=approaching, trip=trip)
+
+    def _measure(self, fix: Fix) -> None:
+        """Distance driven, measured between anchors at least ANCHOR_STEP_M apart.
+
+        Summing every 1 Hz fix would add the GPS jitter (5-15 m a fix) to the distance and
+        teach the circuity model that every trip is twice as long as it was.
+        """
+        if self._origin is None:
+            self._origin = self._previous = fix
+            return
+        anchor = self._previous
+        assert anchor is not None
+        if fix.t <= anchor.t:
+            return
+        step = distance_m(anchor.lat, anchor.lon, fix.lat, fix.lon)
+        if step < ANCHOR_STEP_M:
+            return
+        if step / (fix.t - anchor.t) > MAX_PLAUSIBLE_SPEED_MS:
+            return  # a jump: keep measuring from the last good anchor
+        self._driven_m += step
+        self._previous = fix

@@ -1,0 +1,661 @@
+"""Arrival accuracy: replay traces through the hub's arrival logic and score it against truth.
+
+``replay`` drives exactly what the hub runs per booking (``ArrivalTracker``: the presence
+detector and the ETA estimator over ``StraightLineProvider``), with one ``CircuityModel``
+that learns from each completed approach the moment it is checked in, like the hub does.
+Fixes of all trips are merged into one time order first, so a trip only ever benefits from
+trips that had finished before it: no peeking at the future through the learned model.
+
+Beside it, in the same pass, the two baselines: the straight-line/constant-speed ETA
+(``baseline_eta_s``) and a raw fence test for presence (inside on any fix inside the
+circle, outside on any fix outside it), which is what a detector without hysteresis, dwell
+or accuracy handling does.
+
+``score`` turns the output into the metrics of the issue, and ``format_markdown`` into the
+table for the README. Pure: no I/O, no clock. Reading and writing files is the CLI's job.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import statistics
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from geofence.arrival import ArrivalConfig, ArrivalTracker
+from geofence.eta import CircuityModel, StraightLineProvider, baseline_eta_s
+from geofence.fences import DEFAULT_RADIUS_M, CircleFence
+from geofence.model import Fix
+
+# Time-to-arrival buckets of the issue, seconds: 0-2, 2-5, 5-10, 10-20 minutes.
+HORIZONS_S: tuple[tuple[float, float], ...] = ((0, 120), (120, 300), (300, 600), (600, 1200))
+# "Within 20 % of the truth": |eta - truth| <= 0.2 x truth.
+WITHIN = 0.2
+# The fence edge is fuzzy by the GPS error (a 15 m error is 10 s of walking): a check-in
+# stamped up to this long before the true crossing is the same arrival, not a false one; so
+# is a check-out stamped this long before the true departure.
+EARLY_TOLERANCE_S = 60.0
+# A check-out can only be missed if the trace goes on this long after the true departure
+# (the detector rightly waits a couple of minutes before ending a visit).
+CHECKOUT_GRACE_S = 300.0
+
+
+# --- input -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TripSpec:
+    """One TRIPS.json entry. ``has_truth``: the entry says whether and when a visit happened.
+
+    ``"arrived_t": null`` is truth ("never arrived": a drive-past); a missing ``arrived_t``
+    means the truth is unknown and the trip is replayed but not scored.
+    """
+
+    trip_id: str
+    dest_lat: float
+    dest_lon: float
+    radius_m: float = DEFAULT_RADIUS_M
+    has_truth: bool = False
+    arrived_t: float | None = None
+    departed_t: float | None = None
+    kind: str | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def visit(self) -> bool:
+        return self.has_truth and self.arrived_t is not None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TripSpec:
+        """Parse and check one entry; ValueError names the trip and the field."""
+        trip_id = str(data.get("trip_id", ""))
+        try:
+            dest = data["destination"]
+            spec = cls(
+                trip_id=trip_id,
+                dest_lat=_finite(dest["lat"]),
+                dest_lon=_finite(dest["lon"]),
+                radius_m=_finite(data.get("geofence_radius_m") or DEFAULT_RADIUS_M),
+                has_truth="arrived_t" in data,
+                arrived_t=_optional(data.get("arrived_t")),
+                departed_t=_optional(data.get("departed_t")),
+                kind=None if data.get("kind") is None else str(data["kind"]),
+                tags=tuple(str(tag) for tag in data.get("tags") or ()),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"trip {trip_id or '?'}: bad or missing field {exc}") from None
+        if not trip_id:
+            raise ValueError("a trip has no trip_id")
+        if not (-90 <= spec.dest_lat <= 90 and -180 <= spec.dest_lon <= 180):
+            raise ValueError(f"trip {trip_id}: destination out of range")
+        if spec.radius_m <= 0:
+            raise ValueError(f"trip {trip_id}: geofence_radius_m must be positive")
+        return spec
+
+
+def fix_from_dict(data: Mapping[str, Any]) -> tuple[str, Fix]:
+    """One FIXES.jsonl record as (trip_id, Fix); ValueError says what is wrong."""
+    try:
+        trip_id = str(data["trip_id"])
+        fix = Fix(
+            t=_finite(data["t"]),
+            lat=_finite(data["lat"]),
+            lon=_finite(data["lon"]),
+            acc=_optional(data.get("acc")),
+            speed=_optional(data.get("speed")),
+            heading=_optional(data.get("heading")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"bad or missing field {exc}") from None
+    return trip_id, fix
+
+
+def _finite(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError("boolean")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"not finite: {value!r}")
+    return number
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else _finite(value)
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The ETA shown at fix time ``t`` (before check-in) and the baseline's for that fix."""
+
+    trip_id: str
+    t: float
+    eta_s: float
+    baseline_s: float
+
+
+@dataclass(frozen=True)
+class Event:
+    trip_id: str
+    kind: str  # check_in | check_out
+    t: float  # when it happened, as the detector stamps it
+    decided_t: float  # when the detector knew
+    cause: str = ""
+
+
+@dataclass
+class Replay:
+    predictions: list[Prediction] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    naive_events: list[Event] = field(default_factory=list)  # the raw fence test
+    last_t: dict[str, float] = field(default_factory=dict)  # last fix of each trip
+    fixes: int = 0
+    learned_trips: int = 0
+    circuity: CircuityModel | None = None
+
+
+@dataclass
+class _Live:
+    """Replay state of one trip."""
+
+    spec: TripSpec
+    tracker: ArrivalTracker
+    fence: CircleFence
+    checked_in: bool = False  # first check-in seen: no more predictions
+    naive_inside: bool = False
+
+
+def replay(
+    trips: Sequence[TripSpec],
+    fixes: Mapping[str, Sequence[Fix]],
+    config: ArrivalConfig | None = None,
+    circuity: CircuityModel | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Replay:
+    """Run every trip's fixes, all trips merged in time order, through the arrival logic.
+
+    ``progress`` is called with the number of fixes done since the last call (for a bar).
+    """
+    by_id = {spec.trip_id: spec for spec in trips}
+    unknown = sorted(set(fixes) - set(by_id))
+    if unknown:
+        raise ValueError(f"fixes for trips not in the trips file: {', '.join(unknown[:5])}")
+    model = circuity or CircuityModel()
+    provider = StraightLineProvider(model)
+    config = config or ArrivalConfig()
+    live: dict[str, _Live] = {}
+    for spec in trips:
+        fence = CircleFence(spec.dest_lat, spec.dest_lon, spec.radius_m)
+        tracker = ArrivalTracker(spec.dest_lat, spec.dest_lon, fence, provider, config)
+        live[spec.trip_id] = _Live(spec, tracker, fence)
+    out = Replay(circuity=model)
+    done = 0
+    for trip_id, fix in _merged(fixes):
+        _step(live[trip_id], fix, model, out)
+        done += 1
+        if progress is not None and done == 5000:
+            progress(done)
+            done = 0
+    if progress is not None and done:
+        progress(done)
+    return out
+
+
+def _merged(fixes: Mapping[str, Sequence[Fix]]) -> Iterator[tuple[str, Fix]]:
+    """All fixes in time order (ties: trip order), each trip's own fixes sorted by time."""
+    streams = [_stream(order, trip_id, f) for order, (trip_id, f) in enumerate(fixes.items())]
+    for _t, _order, trip_id, fix in heapq.merge(*streams):
+        yield trip_id, fix
+
+
+def _stream(
+    order: int, trip_id: str, fixes: Sequence[Fix]
+) -> Iterator[tuple[float, int, str, Fix]]:
+    # (t, order) is unique per fix within a stream only up to equal times, which the
+    # per-trip sort keeps in input order; heapq.merge never compares beyond (t, order)
+    # across streams because order differs, and within one stream it does not compare.
+    for fix in sorted(fixes, key=lambda f: f.t):
+        yield fix.t, order, trip_id, fix
+
+
+def _step(trip: _Live, fix: Fix, model: CircuityModel, out: Replay) -> None:
+    spec = trip.spec
+    out.fixes += 1
+    out.last_t[spec.trip_id] = fix.t
+    update = trip.tracker.update(fix)
+    if update.eta is not None and not trip.checked_in:
+        baseline = baseline_eta_s(fix.lat, fix.lon, spec.dest_lat, spec.dest_lon)
+        out.predictions.append(Prediction(spec.trip_id, fix.t, update.eta.seconds, baseline))
+    for event in update.events:
+        trip.checked_in = trip.checked_in or event.kind == "check_in"
+        out.events.append(Event(spec.trip_id, event.kind, event.t, event.decided_t, event.cause))
+    if update.trip is not None:
+        # What the hub does on check-in: the approach just completed teaches the model.
+        summary = update.trip
+        learned = model.observe(
+            summary.origin_lat, summary.origin_lon, spec.dest_lat, spec.dest_lon, summary.driven_m
+        )
+        out.learned_trips += int(learned)
+    inside = trip.fence.signed_distance_m(fix.lat, fix.lon) < 0
+    if inside is not trip.naive_inside:
+        trip.naive_inside = inside
+        kind = "check_in" if inside else "check_out"
+        out.naive_events.append(Event(spec.trip_id, kind, fix.t, fix.t, "raw fence test"))
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HorizonScore:
+    """ETA errors for fixes whose true time to arrival lies in [lo_s, hi_s)."""
+
+    lo_s: float
+    hi_s: float
+    n: int
+    mae_s: float
+    baseline_mae_s: float
+    within: float  # share of predictions within WITHIN of the truth
+    baseline_within: float
+
+    @property
+    def ratio(self) -> float:
+        return self.mae_s / self.baseline_mae_s if self.baseline_mae_s else math.nan
+
+
+@dataclass(frozen=True)
+class TripVerdict:
+    """How one detector did on one scored trip."""
+
+    trip_id: str
+    false_check_ins: tuple[Event, ...] = ()
+    repeat_check_ins: int = 0  # of the false ones, those repeating a visit's check-in
+    false_check_outs: tuple[Event, ...] = ()
+    check_in: Event | None = None
+    check_out: Event | None = None
+    missed_check_in: bool = False
+    missed_check_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.false_check_ins
+            or self.false_check_outs
+            or self.missed_check_in
+            or self.missed_check_out
+        )
+
+
+@dataclass(frozen=True)
+class PresenceScore:
+    visits: int
+    no_visits: int
+    check_ins: int  # visits whose check-in was found
+    false_check_ins: int
+    repeat_check_ins: int  # flapping: a second check-in within one visit
+    false_check_outs: int
+    missed_check_ins: int
+    missed_check_outs: int
+    checkin_delay_s: tuple[float, float]  # median, p95 of |decided_t - arrived_t|
+    checkin_stamp_s: tuple[float, float]  # median, p95 of |t - arrived_t|
+    checkout_delay_s: tuple[float, float]  # median, p95 of |decided_t - departed_t|
+
+
+@dataclass(frozen=True)
+class CaseScore:
+    """One kind of trip or one tag: how many, presence failures, ETA error over 0-20 min."""
+
+    case: str
+    trips: int
+    failed_trips: int
+    naive_failed_trips: int
+    n: int
+    mae_s: float
+    baseline_mae_s: float
+
+
+@dataclass(frozen=True)
+class Report:
+    trips: int
+    scored_trips: int
+    fixes: int
+    predictions: int
+    horizons: tuple[HorizonScore, ...]
+    overall: HorizonScore
+    ours: PresenceScore
+    naive: PresenceScore
+    cases: tuple[CaseScore, ...]
+    verdicts: tuple[TripVerdict, ...]  # our detector, one per scored trip
+    naive_verdicts: tuple[TripVerdict, ...]
+    specs: Mapping[str, TripSpec]
+    learned_trips: int
+    circuity: float | None  # the learned global factor at the end
+
+    @property
+    def failures(self) -> list[TripVerdict]:
+        return [v for v in self.verdicts if not v.ok]
+
+
+def score(trips: Sequence[TripSpec], result: Replay) -> Report:
+    """The issue's metrics, for our logic and the baselines, over trips that have truth."""
+    specs = {spec.trip_id: spec for spec in trips}
+    scored = [spec for spec in trips if spec.has_truth]
+    verdicts = _verdicts(scored, result.events, result.last_t)
+    naive = _verdicts(scored, result.naive_events, result.last_t)
+    samples = list(_eta_samples(specs, result.predictions))
+    horizons = tuple(_horizon(lo, hi, samples) for lo, hi in HORIZONS_S)
+    overall = _horizon(HORIZONS_S[0][0], HORIZONS_S[-1][1], samples)
+    circuity = None
+    if result.circuity is not None and result.learned_trips:
+        circuity = float(result.circuity.to_dict()["global"][1])  # mean of what was observed
+    return Report(
+        trips=len(trips),
+        scored_trips=len(scored),
+        fixes=result.fixes,
+        predictions=len(result.predictions),
+        horizons=horizons,
+        overall=overall,
+        ours=_presence(scored, verdicts),
+        naive=_presence(scored, naive),
+        cases=tuple(_cases(scored, verdicts, naive, samples)),
+        verdicts=tuple(verdicts),
+        naive_verdicts=tuple(naive),
+        specs=specs,
+        learned_trips=result.learned_trips,
+        circuity=circuity,
+    )
+
+
+def judge(spec: TripSpec, events: Sequence[Event], last_t: float | None = None) -> TripVerdict:
+    """Match one trip's events against its truth.
+
+    A check-in belongs to the visit if it is stamped or decided inside it (from
+    EARLY_TOLERANCE_S before the true arrival to the true departure): a detector that
+    decides while the technician is at the door has found the visit, even if it stamps it
+    at an earlier drive-by (that shows in the timestamp error). The first such check-in is
+    the visit's; every other check-in is false: on a trip without a visit, away from the
+    visit, or again within it (flapping). A check-out is false if it says the technician
+    left while they were inside; one after a false early check-in is not counted again.
+    """
+    ins = sorted((e for e in events if e.kind == "check_in"), key=lambda e: e.t)
+    outs = sorted((e for e in events if e.kind == "check_out"), key=lambda e: e.t)
+    if not spec.visit:
+        return TripVerdict(spec.trip_id, false_check_ins=tuple(ins))
+    arrived = spec.arrived_t
+    assert arrived is not None
+    departed = spec.departed_t if spec.departed_t is not None else math.inf
+    start = arrived - EARLY_TOLERANCE_S
+    matched = next(
+        (e for e in ins if start <= e.t <= departed or start <= e.decided_t <= departed), None
+    )
+    false_ins = tuple(e for e in ins if e is not matched)
+    repeats = sum(1 for e in false_ins if matched is not None and matched.t < e.t <= departed)
+    false_outs = tuple(e for e in outs if arrived <= e.t < departed - EARLY_TOLERANCE_S)
+    check_out = next((e for e in outs if e.t >= departed - EARLY_TOLERANCE_S), None)
+    can_miss_out = (
+        spec.departed_t is not None
+        and last_t is not None
+        and last_t >= spec.departed_t + CHECKOUT_GRACE_S
+    )
+    return TripVerdict(
+        spec.trip_id,
+        false_check_ins=false_ins,
+        repeat_check_ins=repeats,
+        false_check_outs=false_outs,
+        check_in=matched,
+        check_out=check_out,
+        missed_check_in=matched is None,
+        missed_check_out=can_miss_out and check_out is None,
+    )
+
+
+def _verdicts(
+    scored: Sequence[TripSpec], events: Iterable[Event], last_t: Mapping[str, float]
+) -> list[TripVerdict]:
+    by_trip: dict[str, list[Event]] = {}
+    for event in events:
+        by_trip.setdefault(event.trip_id, []).append(event)
+    return [judge(spec, by_trip.get(spec.trip_id, []), last_t.get(spec.trip_id)) for spec in scored]
+
+
+def _presence(scored: Sequence[TripSpec], verdicts: Sequence[TripVerdict]) -> PresenceScore:
+    specs = {spec.trip_id: spec for spec in scored}
+    delays, stamps, out_delays = [], [], []
+    for v in verdicts:
+        spec = specs[v.trip_id]
+        if v.check_in is not None and spec.arrived_t is not None:
+            delays.append(abs(v.check_in.decided_t - spec.arrived_t))
+            stamps.append(abs(v.check_in.t - spec.arrived_t))
+        if v.check_out is not None and spec.departed_t is not None:
+            out_delays.append(abs(v.check_out.decided_t - spec.departed_t))
+    visits = sum(1 for spec in scored if spec.visit)
+    return PresenceScore(
+        visits=visits,
+        no_visits=len(scored) - visits,
+        check_ins=sum(1 for v in verdicts if v.check_in is not None),
+        false_check_ins=sum(len(v.false_check_ins) for v in verdicts),
+        repeat_check_ins=sum(v.repeat_check_ins for v in verdicts),
+        false_check_outs=sum(len(v.false_check_outs) for v in verdicts),
+        missed_check_ins=sum(1 for v in verdicts if v.missed_check_in),
+        missed_check_outs=sum(1 for v in verdicts if v.missed_check_out),
+        checkin_delay_s=_median_p95(delays),
+        checkin_stamp_s=_median_p95(stamps),
+        checkout_delay_s=_median_p95(out_delays),
+    )
+
+
+def _median_p95(values: Sequence[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    ordered = sorted(values)
+    # Nearest-rank p95: an observed value, never an interpolation past the worst trips.
+    p95 = ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
+    return statistics.median(ordered), p95
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    trip_id: str
+    horizon_s: float
+    error_s: float
+    baseline_error_s: float
+
+
+def _eta_samples(
+    specs: Mapping[str, TripSpec], predictions: Iterable[Prediction]
+) -> Iterator[_Sample]:
+    """Predictions of trips with a true arrival, made before it: (horizon, errors)."""
+    for p in predictions:
+        spec = specs.get(p.trip_id)
+        if spec is None or not spec.visit or spec.arrived_t is None:
+            continue
+        horizon = spec.arrived_t - p.t
+        if horizon >= 0:
+            yield _Sample(p.trip_id, horizon, p.eta_s - horizon, p.baseline_s - horizon)
+
+
+def _horizon(lo: float, hi: float, samples: Sequence[_Sample]) -> HorizonScore:
+    chosen = [s for s in samples if lo <= s.horizon_s < hi]
+    if not chosen:
+        return HorizonScore(lo, hi, 0, math.nan, math.nan, math.nan, math.nan)
+    n = len(chosen)
+    return HorizonScore(
+        lo_s=lo,
+        hi_s=hi,
+        n=n,
+        mae_s=sum(abs(s.error_s) for s in chosen) / n,
+        baseline_mae_s=sum(abs(s.baseline_error_s) for s in chosen) / n,
+        within=sum(1 for s in chosen if abs(s.error_s) <= WITHIN * s.horizon_s) / n,
+        baseline_within=sum(1 for s in chosen if abs(s.baseline_error_s) <= WITHIN * s.horizon_s)
+        / n,
+    )
+
+
+def _cases(
+    scored: Sequence[TripSpec],
+    verdicts: Sequence[TripVerdict],
+    naive: Sequence[TripVerdict],
+    samples: Sequence[_Sample],
+) -> Iterator[CaseScore]:
+    """Per kind of trip and per tag, so a failure can be traced to the situation causing it."""
+    cases: dict[str, list[int]] = {}
+    for i, spec in enumerate(scored):
+        names = ([f"kind:{spec.kind}"] if spec.kind else []) + list(spec.tags)
+        for name in names:
+            cases.setdefault(name, []).append(i)
+    by_trip: dict[str, list[_Sample]] = {}
+    lo, hi = HORIZONS_S[0][0], HORIZONS_S[-1][1]
+    for s in samples:
+        if lo <= s.horizon_s < hi:
+            by_trip.setdefault(s.trip_id, []).append(s)
+    for name in sorted(cases, key=lambda c: (not c.startswith("kind:"), c)):
+        members = cases[name]
+        chosen = [s for i in members for s in by_trip.get(scored[i].trip_id, [])]
+        n = len(chosen)
+        yield CaseScore(
+            case=name,
+            trips=len(members),
+            failed_trips=sum(1 for i in members if not verdicts[i].ok),
+            naive_failed_trips=sum(1 for i in members if not naive[i].ok),
+            n=n,
+            mae_s=sum(abs(s.error_s) for s in chosen) / n if n else math.nan,
+            baseline_mae_s=sum(abs(s.baseline_error_s) for s in chosen) / n if n else math.nan,
+        )
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def format_markdown(report: Report, title: str = "Arrival accuracy") -> str:
+    """The results as Markdown tables: ETA by horizon, presence, cases, failing trips."""
+    lines = [f"## {title}", ""]
+    no_visit = report.ours.no_visits
+    lines += [
+        f"{report.trips} trips ({report.scored_trips} with ground truth: {report.ours.visits} "
+        f"visits, {no_visit} without a visit), {report.fixes:,} fixes, "
+        f"{report.predictions:,} ETA predictions. Circuity learned online from "
+        f"{report.learned_trips} completed approaches"
+        + (f" (global factor {report.circuity:.2f})." if report.circuity else "."),
+        "",
+    ]
+    lines += _eta_table(report)
+    lines += ["", *_presence_table(report), ""]
+    lines += _case_table(report)
+    failures = _failure_lines(report)
+    if failures:
+        lines += ["", "Trips where our detector failed:", "", *failures]
+    return "\n".join(lines) + "\n"
+
+
+def _eta_table(report: Report) -> list[str]:
+    lines = [
+        "| ETA, time to arrival | fixes | MAE ours | MAE baseline | ours / baseline "
+        "| within 20 % ours | within 20 % baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for h in (*report.horizons, report.overall):
+        label = f"{h.lo_s / 60:g}-{h.hi_s / 60:g} min"
+        if h is report.overall:
+            label = f"**all {label}**"
+        lines.append(
+            f"| {label} | {h.n:,} | {_s(h.mae_s)} | {_s(h.baseline_mae_s)} | {_ratio(h.ratio)} "
+            f"| {_pct(h.within)} | {_pct(h.baseline_within)} |"
+        )
+    return lines
+
+
+def _presence_table(report: Report) -> list[str]:
+    ours, naive = report.ours, report.naive
+    rows = [
+        (
+            "visits checked in",
+            f"{ours.check_ins}/{ours.visits}",
+            f"{naive.check_ins}/{naive.visits}",
+        ),
+        ("missed check-ins", str(ours.missed_check_ins), str(naive.missed_check_ins)),
+        ("false check-ins", str(ours.false_check_ins), str(naive.false_check_ins)),
+        (
+            "... of which repeats within a visit (flapping)",
+            str(ours.repeat_check_ins),
+            str(naive.repeat_check_ins),
+        ),
+        (
+            "false check-outs (while inside)",
+            str(ours.false_check_outs),
+            str(naive.false_check_outs),
+        ),
+        ("missed check-outs", str(ours.missed_check_outs), str(naive.missed_check_outs)),
+        (
+            "check-in delay, median / p95 (decided - true arrival)",
+            _pair(ours.checkin_delay_s),
+            _pair(naive.checkin_delay_s),
+        ),
+        (
+            "check-in timestamp error, median / p95 (stamped - true arrival)",
+            _pair(ours.checkin_stamp_s),
+            _pair(naive.checkin_stamp_s),
+        ),
+        (
+            "check-out delay, median / p95 (decided - true departure)",
+            _pair(ours.checkout_delay_s),
+            _pair(naive.checkout_delay_s),
+        ),
+    ]
+    lines = ["| presence | ours | baseline (raw fence test) |", "|---|---:|---:|"]
+    lines += [f"| {name} | {a} | {b} |" for name, a, b in rows]
+    return lines
+
+
+def _case_table(report: Report) -> list[str]:
+    lines = [
+        "| case | trips | presence failures ours | presence failures baseline "
+        "| ETA MAE 0-20 min ours | baseline |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in report.cases:
+        lines.append(
+            f"| {c.case} | {c.trips} | {c.failed_trips} | {c.naive_failed_trips} "
+            f"| {_s(c.mae_s)} | {_s(c.baseline_mae_s)} |"
+        )
+    return lines
+
+
+def _failure_lines(report: Report) -> list[str]:
+    lines = []
+    for v in report.failures:
+        spec = report.specs[v.trip_id]
+        base = spec.arrived_t
+        what = []
+        what += [f"false check-in at {_rel(e.t, base)}" for e in v.false_check_ins]
+        what += [f"false check-out at {_rel(e.t, base)}" for e in v.false_check_outs]
+        if v.missed_check_in:
+            what.append("missed check-in")
+        if v.missed_check_out:
+            what.append("missed check-out")
+        tags = ", ".join(spec.tags)
+        lines.append(f"- `{v.trip_id}` ({spec.kind or '?'}; {tags}): {'; '.join(what)}")
+    return lines
+
+
+def _rel(t: float, base: float | None) -> str:
+    return f"t={t:.0f}" if base is None else f"{t - base:+.0f} s from the true arrival"
+
+
+def _s(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.0f} s"
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.0f} %"
+
+
+def _ratio(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
+def _pair(values: tuple[float, float]) -> str:
+    return f"{_s(values[0])} / {_s(values[1])}"

@@ -1,0 +1,225 @@
+"""Check-in and check-out: is the technician at the customer's, judged from noisy GPS fixes.
+
+A pure state machine in the sans-I/O style of websockets' ``protocol.py``: fixes in, events
+out. No clock (time is each fix's ``t``), no I/O, so the hub, the trace evaluation and the
+tests drive the same code. The whole machine::
+
+    OUTSIDE --check_in-->  INSIDE    INSIDE fixes for dwell_in_s, the last one not rolling
+    INSIDE  --check_out--> OUTSIDE   OUTSIDE fixes for dwell_out_s
+
+Each fix goes through three steps:
+
+1. Screening. A fix not newer than the last one is ignored. A fix that jumped from the last
+   good one (too fast, or too far) is held until the next fix says whether the technician
+   really moved (it counts, one fix late) or the phone glitched (it is dropped).
+2. Classification (``Side``). INSIDE: inside the fence edge (less ``entry_margin_m``) by at
+   least ``accuracy_k`` x its accuracy. OUTSIDE: beyond the fence edge + ``exit_margin_m``
+   by as much. Anything else is UNKNOWN, including the whole band between the two
+   boundaries: that band is the hysteresis, standing in it changes nothing either way.
+3. The run. Sure fixes on the side that would change the state form a run; one on the
+   other side ends it; UNKNOWN fixes neither extend nor end it, and neither does silence,
+   so a dead zone during a visit decides nothing by itself: the fixes after it do.
+
+Events are back-dated: ``t`` is the first fix of the unbroken streak on the new side of the
+fence edge in which the run began, i.e. when the technician really crossed it (after a
+dead zone: the first fix after it, since the crossing lies somewhere in the silence).
+``decided_t`` is the fix at which the detector became sure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from geofence.fences import Fence
+from geofence.geo import distance_m
+from geofence.model import Fix
+
+
+class PresenceState(StrEnum):
+    OUTSIDE = "outside"
+    INSIDE = "inside"
+
+
+class Side(StrEnum):
+    """Where one fix puts the technician, given its accuracy (see the module docstring)."""
+
+    INSIDE = "inside"
+    OUTSIDE = "outside"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    # Phones report ``acc`` as a 68 % radius. A fix without one is treated as a typical
+    # urban phone fix, not as exact.
+    default_acc_m: float = 25.0
+    # Below ~5 m a phone is being optimistic (multipath between buildings): no fix is
+    # trusted as sharper than this.
+    min_acc_m: float = 5.0
+    # Sure of a side only if the fix stays there when moved k x acc towards its boundary.
+    # k = 1: the phone's own 68 % circle must clear it; the radial error still exceeds that
+    # ~7 % of the time, which the dwell absorbs. So a 40 m-accuracy fix 30 m from the edge,
+    # on either side, is UNKNOWN.
+    accuracy_k: float = 1.0
+    # Entry boundary = fence edge - entry_margin_m. 0: the fence radius already is the
+    # booking's idea of "at the door"; the accuracy term supplies the confidence.
+    entry_margin_m: float = 0.0
+    # Exit boundary = fence edge + exit_margin_m: the hysteresis band. A technician fetching
+    # tools from a van parked just outside the fence, or whose indoor fixes wander past the
+    # edge, stays checked in; one stray fix past the edge does not undo a check-in dwell.
+    # 50 m is about a house plot and its street.
+    exit_margin_m: float = 50.0
+    # Check-in needs sure-inside fixes spanning this long. Because the event is back-dated
+    # to the real arrival, the dwell only delays the news; it is what tells a stop from a
+    # drive-through (a 75 m fence is crossed in 15 s at 10 m/s). No "speed ~0" shortcut:
+    # a car waiting at a red light inside the fence is also at speed 0.
+    dwell_in_s: float = 60.0
+    # Check-out ends the visit (booking completed, customer tracking and safety watch stop):
+    # a false one costs more than a late one, so wait twice as long.
+    dwell_out_s: float = 120.0
+    # No check-in while the phone's own speed says the vehicle is still rolling (faster than
+    # a brisk walk): keeps a drive through a large fence (an estate, a campus) from checking
+    # in. The run is kept; it checks in once the vehicle stops. Only the reported (Doppler,
+    # ~0.5 m/s) speed is used: speed implied by 40 m-noisy positions 1 s apart reads 40 m/s.
+    max_checkin_speed_mps: float = 3.0
+    # Faster than any technician travels (216 km/h). Movement is measured beyond both fixes'
+    # accuracies, so ordinary jitter never looks like speed.
+    max_speed_mps: float = 60.0
+    # Farther than this beyond both accuracies is more than a default fence and its exit
+    # band (75 + 50 m) between two fixes. Such a jump is held for one fix whatever the
+    # time between them: at a sparse fix rate a glitch 600 m away is "plausible" by speed.
+    max_jump_m: float = 200.0
+    # A silence longer than this is a dead zone, not a missed fix or two: the crossing may
+    # lie anywhere in it, so a streak on one side of the edge restarts after it (``t`` is
+    # never back-dated across it) and the cause says so.
+    max_gap_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class PresenceEvent:
+    kind: Literal["check_in", "check_out"]
+    t: float  # when it really happened: first fix of the deciding run
+    decided_t: float  # the fix time at which the detector became sure
+    cause: str  # human-readable, for the audit trail
+
+
+@dataclass(slots=True)
+class _Run:
+    """Sure fixes on the side that would change the state, since the last one against it."""
+
+    start_t: float  # first fix of the fence-edge streak the run began in: the real crossing
+    gap_s: float  # silence just before start_t
+    first_t: float  # first sure fix: the dwell counts from here, not from start_t
+    n: int = 0
+    max_acc: float = 0.0
+
+
+class PresenceDetector:
+    """One booking's presence. Feed every fix in time order; act on the returned events."""
+
+    def __init__(
+        self,
+        fence: Fence,
+        config: PresenceConfig | None = None,
+        state: PresenceState = PresenceState.OUTSIDE,
+    ) -> None:
+        self.fence = fence
+        self.config = config or PresenceConfig()
+        self._state = state
+        self._run: _Run | None = None
+        self._last_t: float | None = None  # newest fix seen, whatever became of it
+        self._good: Fix | None = None  # last fix acted on: what jumps are measured from
+        self._held: Fix | None = None  # a jump waiting for the next fix to confirm it
+        self._streak_inside: bool | None = None  # side of the fence edge of the last good fix
+        self._streak_t = 0.0  # first fix on that side since it last changed
+        self._streak_gap = 0.0  # silence just before that fix
+
+    @property
+    def state(self) -> PresenceState:
+        return self._state
+
+    def side(self, fix: Fix) -> Side:
+        """Where ``fix`` alone puts the technician, its accuracy allowed for."""
+        return self._side(self.fence.signed_distance_m(fix.lat, fix.lon), self._acc(fix))
+
+    def update(self, fix: Fix) -> list[PresenceEvent]:
+        """Take the next fix; return what it decided (almost always nothing)."""
+        if self._last_t is not None and fix.t <= self._last_t:
+            return []  # late or repeated: a batch resent after a dead zone overlaps live fixes
+        self._last_t = fix.t
+        events: list[PresenceEvent] = []
+        held, self._held, good = self._held, None, self._good
+        # The new fix is the witness for a held jump: nearer the jump than the fix before it,
+        # the technician really moved; nearer the fix before it, the jump was a spike.
+        if held is not None and good is not None and _metres(held, fix) <= _metres(good, fix):
+            events += self._step(held, now=fix.t)
+        if self._good is not None and self._jumped(self._good, fix):
+            self._held = fix
+        else:
+            events += self._step(fix, now=fix.t)
+        return events
+
+    # --- the machine ---------------------------------------------------------------------
+
+    def _step(self, fix: Fix, now: float) -> list[PresenceEvent]:
+        cfg = self.config
+        d = self.fence.signed_distance_m(fix.lat, fix.lon)
+        acc = self._acc(fix)
+        gap = fix.t - self._good.t if self._good is not None else 0.0
+        if (d < 0) is not self._streak_inside or gap > cfg.max_gap_s:
+            self._streak_inside, self._streak_t, self._streak_gap = d < 0, fix.t, gap
+        self._good = fix
+
+        checking_in = self._state is PresenceState.OUTSIDE
+        wanted = Side.INSIDE if checking_in else Side.OUTSIDE
+        side = self._side(d, acc)
+        if side is Side.UNKNOWN:
+            return []  # says nothing either way: keep the run, wait for a sharper fix
+        if side is not wanted:
+            self._run = None  # a sure fix against it: whatever was building up was not it
+            return []
+        run = self._run
+        if run is None:
+            run = self._run = _Run(self._streak_t, self._streak_gap, first_t=fix.t)
+        run.n += 1
+        run.max_acc = max(run.max_acc, acc)
+
+        dwell = cfg.dwell_in_s if checking_in else cfg.dwell_out_s
+        if fix.t - run.first_t < dwell:
+            return []
+        if checking_in and fix.speed is not None and fix.speed > cfg.max_checkin_speed_mps:
+            return []  # long enough inside but still rolling: decide once it stops
+
+        self._state = PresenceState.INSIDE if checking_in else PresenceState.OUTSIDE
+        self._run = None
+        where = "inside fence" if checking_in else f"outside fence+{cfg.exit_margin_m:g} m"
+        cause = f"{where} for {now - run.start_t:.0f} s ({run.n} fixes, acc<={run.max_acc:.0f} m)"
+        if run.gap_s > cfg.max_gap_s:
+            cause += f", first fix after {run.gap_s:.0f} s without fixes"
+        kind: Literal["check_in", "check_out"] = "check_in" if checking_in else "check_out"
+        return [PresenceEvent(kind, t=run.start_t, decided_t=now, cause=cause)]
+
+    def _side(self, d: float, acc: float) -> Side:
+        cfg = self.config
+        reach = cfg.accuracy_k * acc
+        if d + reach <= -cfg.entry_margin_m:
+            return Side.INSIDE
+        if d - reach >= cfg.exit_margin_m:
+            return Side.OUTSIDE
+        return Side.UNKNOWN
+
+    def _acc(self, fix: Fix) -> float:
+        acc = self.config.default_acc_m if fix.acc is None else fix.acc
+        return max(acc, self.config.min_acc_m)
+
+    def _jumped(self, a: Fix, b: Fix) -> bool:
+        # Two fixes may disagree by their accuracies from noise alone; only the rest is movement.
+        moved = _metres(a, b) - self._acc(a) - self._acc(b)
+        cfg = self.config
+        return moved > cfg.max_jump_m or moved > cfg.max_speed_mps * (b.t - a.t)
+
+
+def _metres(a: Fix, b: Fix) -> float:
+    return distance_m(a.lat, a.lon, b.lat, b.lon)

@@ -1,0 +1,244 @@
+"""Arrival intelligence wired into the hub: ETAs out, check-in/out into the booking lifecycle.
+
+One ``ArrivalTracker`` (pure, ``geofence/arrival.py``) per booking that is on its way or in
+a visit. This module feeds it the technician's fixes, publishes ``eta`` messages to the
+booking's watchers, and turns its decisions into booking transitions: ``approach`` when the
+ETA drops under the threshold, ``check_in`` at the real arrival time, ``check_out`` at the
+real departure time. Completed approaches teach the circuity model, which is persisted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from geofence.arrival import ArrivalConfig, ArrivalTracker, ArrivalUpdate
+from geofence.eta import CircuityModel, Eta, StraightLineProvider
+from geofence.fences import CircleFence, Fence, fence_from_geojson
+from geofence.model import Fix
+from realtime import protocol as wire
+from realtime.backends.base import BusMessage
+from realtime.booking import Booking, BookingEvent, BookingStatus, IllegalTransition
+from realtime.routing import CachedRoute, OsrmRouter
+
+if TYPE_CHECKING:
+    from realtime.hub import Hub
+
+log = logging.getLogger("doorstep.arrivals")
+
+S = BookingStatus
+TRACKED = frozenset({S.EN_ROUTE, S.ARRIVING, S.ARRIVED, S.IN_SERVICE})
+MODELS = "models"
+CIRCUITY_KEY = "circuity"
+HUB_ACTOR = "hub:arrivals"
+
+
+def booking_fence(booking: Booking) -> Fence:
+    """The booking's own polygon when it has one, else the circle around the destination."""
+    if booking.fence is not None:
+        return fence_from_geojson(booking.fence)
+    return CircleFence(booking.destination.lat, booking.destination.lon, booking.geofence_radius_m)
+
+
+class Arrivals:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.config = ArrivalConfig(arriving_threshold_s=hub.settings.arriving_threshold_s)
+        self.circuity = CircuityModel()
+        self.provider = StraightLineProvider(self.circuity)
+        self._trackers: dict[str, ArrivalTracker] = {}
+        self._last_eta: dict[str, wire.EtaMessage] = {}
+        settings = hub.settings
+        self.router = (
+            OsrmRouter(settings.osrm_url, timeout_s=settings.osrm_timeout_s)
+            if settings.osrm_url
+            else None
+        )
+        self._routes: dict[str, CachedRoute] = {}
+        self._route_tasks: dict[str, asyncio.Task[None]] = {}
+        # When the engine last failed per booking: no retry before osrm_refresh_s has passed,
+        # so a dead engine costs one timed-out call per booking per refresh period.
+        self._route_failed_t: dict[str, float] = {}
+
+    async def load(self) -> None:
+        stored = await self.hub.store.get_document(MODELS, CIRCUITY_KEY)
+        if stored is not None:
+            self.circuity = CircuityModel.from_dict(msgspec.json.decode(stored))
+            self.provider = StraightLineProvider(self.circuity)
+
+    async def close(self) -> None:
+        for task in self._route_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._route_tasks.values(), return_exceptions=True)
+        if self.router is not None:
+            await self.router.aclose()
+
+    def booking_changed(self, booking: Booking) -> None:
+        """Start tracking when the technician sets off; stop when the visit is over."""
+        if booking.status not in TRACKED or booking.technician_id is None:
+            self._trackers.pop(booking.id, None)
+            self._last_eta.pop(booking.id, None)
+            self._routes.pop(booking.id, None)
+            self._route_failed_t.pop(booking.id, None)
+            task = self._route_tasks.pop(booking.id, None)
+            if task is not None:
+                task.cancel()
+            return
+        if booking.id in self._trackers:
+            if booking.status in (S.ARRIVED, S.IN_SERVICE):
+                self._last_eta.pop(booking.id, None)
+            return
+        self._trackers[booking.id] = ArrivalTracker(
+            booking.destination.lat,
+            booking.destination.lon,
+            booking_fence(booking),
+            self.provider,
+            self.config,
+            inside=booking.status in (S.ARRIVED, S.IN_SERVICE),
+            approached=booking.status is not S.EN_ROUTE,
+        )
+
+    def eta_of(self, booking_id: str) -> wire.EtaMessage | None:
+        return self._last_eta.get(booking_id)
+
+    async def on_fixes(self, technician_id: str, booking_ids: list[str], fixes: list[Fix]) -> None:
+        """Feed a technician's new fixes (time order) to the trackers of their bookings."""
+        for booking_id in booking_ids:
+            tracker = self._trackers.get(booking_id)
+            if tracker is None:
+                continue
+            updates = [tracker.update(fix, self._routed_distance(booking_id, fix)) for fix in fixes]
+            latest_eta = next((u.eta for u in reversed(updates) if u.eta is not None), None)
+            if latest_eta is not None and not tracker.checked_in:
+                await self._publish_eta(booking_id, fixes[-1].t, latest_eta)
+            for update in updates:
+                await self._apply(booking_id, update)
+
+    def _routed_distance(self, booking_id: str, fix: Fix) -> float | None:
+        """The routing engine's distance, scaled to this fix; None: use the default provider.
+
+        The engine is never awaited here: a refresh runs in the background (one at a time
+        per booking) and later fixes use it once it is in.
+        """
+        if self.router is None:
+            return None
+        tracker = self._trackers[booking_id]
+        route = self._routes.get(booking_id)
+        if route is None:
+            route = self._routes[booking_id] = CachedRoute(
+                tracker.dest_lat, tracker.dest_lon, refresh_s=self.hub.settings.osrm_refresh_s
+            )
+        busy = booking_id in self._route_tasks
+        failed_t = self._route_failed_t.get(booking_id)
+        backing_off = failed_t is not None and fix.t - failed_t < route.refresh_s
+        if (
+            not busy
+            and not backing_off
+            and not tracker.checked_in
+            and route.needs_refresh(fix.t, fix.lat, fix.lon)
+        ):
+            self._route_tasks[booking_id] = asyncio.create_task(
+                self._refresh_route(booking_id, route, fix)
+            )
+        return route.distance_m(fix.lat, fix.lon)
+
+    async def _refresh_route(self, booking_id: str, route: CachedRoute, fix: Fix) -> None:
+        assert self.router is not None
+        try:
+            metres = await self.router.route_distance_m(
+                fix.lat, fix.lon, route.dest_lat, route.dest_lon
+            )
+            if metres is not None:
+                route.store(fix.t, fix.lat, fix.lon, metres)
+                self._route_failed_t.pop(booking_id, None)
+            else:
+                self._route_failed_t[booking_id] = fix.t
+                self.hub.metrics.routing_fallbacks.inc()
+        finally:
+            self._route_tasks.pop(booking_id, None)
+
+    async def _publish_eta(self, booking_id: str, t: float, eta: Eta) -> None:
+        message = wire.EtaMessage(
+            booking_id=booking_id,
+            t=t,
+            seconds=round(eta.seconds, 1),
+            arrival_t=round(eta.arrival_t, 1),
+            distance_m=round(eta.distance_m, 1),
+            low_s=round(eta.low_s, 1),
+            high_s=round(eta.high_s, 1),
+        )
+        self._last_eta[booking_id] = message
+        await self.hub.bus.publish(
+            f"booking:{booking_id}",
+            BusMessage(kind="eta", text=wire.encode(message), conflate_key="eta"),
+        )
+
+    async def _apply(self, booking_id: str, update: ArrivalUpdate) -> None:
+        if update.approaching and update.eta is not None:
+            await self._transition(
+                booking_id,
+                BookingEvent.APPROACH,
+                {S.EN_ROUTE},
+                cause=(
+                    f"ETA {update.eta.seconds:.0f} s, under {self.config.arriving_threshold_s:g} s"
+                ),
+            )
+        for event in update.events:
+            cause = f"{event.cause} (decided at {event.decided_t:.1f})"
+            if event.kind == "check_in":
+                await self._transition(
+                    booking_id, BookingEvent.CHECK_IN, {S.EN_ROUTE, S.ARRIVING}, cause, event.t
+                )
+                self._last_eta.pop(booking_id, None)
+            else:
+                booking = await self.hub.get_booking(booking_id)
+                if booking is not None and booking.status is S.ARRIVED:
+                    # Left without anyone pressing "start": the visit still happened.
+                    await self._transition(
+                        booking_id,
+                        BookingEvent.START_SERVICE,
+                        {S.ARRIVED},
+                        "implicit: checked out before an explicit start",
+                        booking.arrived_t,
+                    )
+                await self._transition(
+                    booking_id, BookingEvent.CHECK_OUT, {S.IN_SERVICE}, cause, event.t
+                )
+        if update.trip is not None:
+            await self._learn(booking_id, update)
+
+    async def _transition(
+        self,
+        booking_id: str,
+        event: BookingEvent,
+        allowed: set[BookingStatus],
+        cause: str,
+        t: float | None = None,
+    ) -> None:
+        booking = await self.hub.get_booking(booking_id)
+        if booking is None or booking.status not in allowed:
+            return
+        try:
+            await self.hub.transition(booking_id, event, HUB_ACTOR, cause=cause, t=t)
+        except IllegalTransition as exc:
+            # A platform call changed the booking between our check and the transition.
+            log.info("arrival decision dropped: %s", exc)
+
+    async def _learn(self, booking_id: str, update: ArrivalUpdate) -> None:
+        booking = await self.hub.get_booking(booking_id)
+        trip = update.trip
+        if booking is None or trip is None:
+            return
+        self.circuity.observe(
+            trip.origin_lat,
+            trip.origin_lon,
+            booking.destination.lat,
+            booking.destination.lon,
+            trip.driven_m,
+        )
+        await self.hub.store.put_document(
+            MODELS, CIRCUITY_KEY, msgspec.json.encode(self.circuity.to_dict())
+        )

@@ -1,0 +1,106 @@
+"""Platform-wide zones (service areas, restricted areas) in the hub.
+
+Zones are stored as the GeoJSON the platform sent (``documents`` namespace ``zones``) and
+held in memory as one immutable ``ZoneIndex`` (STRtree), rebuilt on every change: changes
+are rare, lookups happen on every fix. Each technician has a ``ZoneTracker`` that turns
+positions into enter/leave events; the ones that matter for safety become operator alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from geofence.zones import ZoneEvent, ZoneIndex, ZoneTracker, zones_from_geojson
+
+from realtime import protocol as wire
+from realtime.backends.base import BusMessage
+from realtime.booking import BookingStatus
+
+if TYPE_CHECKING:
+    from realtime.hub import Hub
+
+log = logging.getLogger("doorstep.zones")
+
+ZONES = "zones"
+SERVICE_AREA = "service_area"
+RESTRICTED = "restricted"
+IN_VISIT = frozenset({BookingStatus.ARRIVED, BookingStatus.IN_SERVICE})
+OPS_CHANNEL = "ops"
+
+
+class Zoning:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.index = ZoneIndex([])
+        self._documents: dict[str, Any] = {}
+        self._trackers: dict[str, ZoneTracker] = {}
+
+    async def load(self) -> None:
+        for zone_id, raw in (await self.hub.store.list_documents(ZONES)).items():
+            try:
+                self._documents[zone_id] = msgspec.json.decode(raw)
+            except msgspec.DecodeError:
+                log.error("stored zone %s is not JSON; skipped", zone_id)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        zones = []
+        for zone_id, document in sorted(self._documents.items()):
+            zones.extend(zones_from_geojson(document, zone_id))
+        self.index = ZoneIndex(zones)
+
+    def get(self, zone_id: str) -> Any | None:
+        return self._documents.get(zone_id)
+
+    def ids(self) -> list[str]:
+        return sorted(self._documents)
+
+    async def put(self, zone_id: str, document: Any) -> list[Any]:
+        """Validate (GeoJSONError on bad input), store, and index a zone document."""
+        zones = zones_from_geojson(document, zone_id)
+        await self.hub.store.put_document(ZONES, zone_id, msgspec.json.encode(document))
+        self._documents[zone_id] = document
+        self._rebuild()
+        return zones
+
+    async def delete(self, zone_id: str) -> bool:
+        deleted = await self.hub.store.delete_document(ZONES, zone_id)
+        if self._documents.pop(zone_id, None) is not None:
+            self._rebuild()
+        return deleted
+
+    async def on_fix(self, technician_id: str, lat: float, lon: float, t: float) -> None:
+        """Track zone membership; alert operators on what matters during bookings."""
+        if len(self.index) == 0:
+            return
+        tracker = self._trackers.setdefault(technician_id, ZoneTracker())
+        for event in tracker.update(lat, lon, t, self.index):
+            await self._maybe_alert(technician_id, event)
+
+    async def _maybe_alert(self, technician_id: str, event: ZoneEvent) -> None:
+        bookings = self.hub.active_bookings_of(technician_id)
+        in_visit = [b for b in bookings if b.status in IN_VISIT]
+        if event.kind == "leave" and event.zone_kind == SERVICE_AREA and in_visit:
+            kind = "left_service_area"
+            message = f"technician {technician_id} left service area {event.zone_id} during a visit"
+            booking_id = in_visit[0].id
+        elif event.kind == "enter" and event.zone_kind == RESTRICTED and bookings:
+            kind = "entered_restricted_area"
+            message = f"technician {technician_id} entered restricted area {event.zone_id}"
+            booking_id = bookings[0].id
+        else:
+            return
+        alert = wire.Alert(
+            kind=kind,
+            t=event.t,
+            technician_id=technician_id,
+            booking_id=booking_id,
+            zone_id=event.zone_id,
+            zone_kind=event.zone_kind,
+            message=message,
+        )
+        await self.hub.bus.publish(
+            OPS_CHANNEL, BusMessage(kind="alert", text=wire.encode(alert), urgent=True)
+        )

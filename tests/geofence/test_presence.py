@@ -1,0 +1,382 @@
+"""Presence detector: check-in/check-out specified by seeded synthetic traces.
+
+A ``Trip`` moves a true position along straight legs and emits one fix a second, displaced
+by GPS-like noise: the reported accuracy is a 68 % radius, and the error is correlated over
+~30 s (a phone's position wanders, it does not jump independently each second), which is
+what makes naive detectors flap indoors. Noisy scenarios run over ten seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import replace
+
+import pytest
+
+from geofence.fences import CircleFence, Fence
+from geofence.geo import bearing_deg, destination_point, distance_m
+from geofence.model import Fix
+from geofence.presence import (
+    PresenceConfig,
+    PresenceDetector,
+    PresenceEvent,
+    PresenceState,
+    Side,
+)
+
+DEST = (59.9139, 10.7522)
+FENCE = CircleFence(*DEST)  # 75 m
+SEEDS = range(10)
+OUTDOOR = (5.0, 15.0)  # accuracy range on the street, m
+INDOOR = (20.0, 50.0)  # accuracy range inside a house
+WALK = 1.3  # m/s
+DRIVE = 10.0  # m/s
+# How far a measured edge crossing may be from the true one: noise, not the detector. Driving,
+# 5 s is 50 m; walking, 20 s is 26 m, about four sigma of a 15 m-accuracy fix.
+DRIVE_SLACK_S, WALK_SLACK_S = 5.0, 20.0
+
+Acc = float | tuple[float, float]  # a fixed accuracy, or a range to draw each fix's from
+
+
+def near(bearing: float, metres: float) -> tuple[float, float]:
+    """A point ``metres`` from the destination along ``bearing``."""
+    return destination_point(*DEST, bearing, metres)
+
+
+class Trip:
+    """A technician's movements as 1 Hz fixes with seeded, correlated, accuracy-sized noise."""
+
+    NOISE_TAU_S = 30.0
+
+    def __init__(self, seed: int, start: tuple[float, float], t: float = 1_700_000_000.0) -> None:
+        self.rng = random.Random(seed)
+        self.lat, self.lon = start
+        self.t = t
+        self.fixes: list[Fix] = []
+        self.truth: list[tuple[float, float, float]] = []  # (t, lat, lon)
+        self._z = (self.rng.gauss(0, 1), self.rng.gauss(0, 1))  # unit-variance error state
+        self._z_t = t
+
+    def go_to(self, dest: tuple[float, float], speed: float, acc: Acc = OUTDOOR) -> Trip:
+        metres = distance_m(self.lat, self.lon, *dest)
+        bearing = bearing_deg(self.lat, self.lon, *dest)
+        steps = max(1, math.ceil(metres / speed))
+        for _ in range(steps):
+            self.lat, self.lon = destination_point(self.lat, self.lon, bearing, metres / steps)
+            self._emit(acc, speed)
+        return self
+
+    def stay(self, seconds: float, acc: Acc = INDOOR) -> Trip:
+        for _ in range(round(seconds)):
+            self._emit(acc, 0.0)
+        return self
+
+    def silence(self, seconds: float, then_at: tuple[float, float] | None = None) -> Trip:
+        """A dead zone: no fixes, and perhaps the technician was elsewhere when it ended."""
+        self.t += seconds
+        if then_at is not None:
+            self.lat, self.lon = then_at
+        return self
+
+    def glitch(self, metres: float, bearing: float = 45.0, acc: float = 10.0) -> Trip:
+        """One fix ``metres`` from the truth, confidently reported (as real glitches are)."""
+        self.t += 1.0
+        self.fixes.append(Fix(self.t, *destination_point(self.lat, self.lon, bearing, metres), acc))
+        return self
+
+    def _emit(self, acc: Acc, speed: float) -> None:
+        self.t += 1.0
+        a = self.rng.uniform(*acc) if isinstance(acc, tuple) else acc
+        rho = math.exp(-(self.t - self._z_t) / self.NOISE_TAU_S)
+        fresh = math.sqrt(1.0 - rho * rho)
+        self._z = tuple(rho * z + fresh * self.rng.gauss(0, 1) for z in self._z)
+        self._z_t = self.t
+        sigma = a / 1.51  # per-axis sigma whose 2-D 68 % radius is a
+        east, north = sigma * self._z[0], sigma * self._z[1]
+        lat, lon = destination_point(
+            self.lat, self.lon, math.degrees(math.atan2(east, north)), math.hypot(east, north)
+        )
+        reported = max(0.0, speed + self.rng.gauss(0, 0.3))
+        self.fixes.append(Fix(self.t, lat, lon, acc=a, speed=reported))
+        self.truth.append((self.t, self.lat, self.lon))
+
+
+def detect(
+    fixes: list[Fix], state: PresenceState = PresenceState.OUTSIDE, fence: Fence = FENCE
+) -> tuple[PresenceDetector, list[PresenceEvent]]:
+    detector = PresenceDetector(fence, state=state)
+    return detector, [event for fix in fixes for event in detector.update(fix)]
+
+
+def kinds(events: list[PresenceEvent]) -> list[str]:
+    return [event.kind for event in events]
+
+
+def true_crossing(trip: Trip, inside: bool, after: float = -math.inf) -> float:
+    """When the true position first crossed the fence edge into ``inside``, after ``after``."""
+    return next(
+        t
+        for t, lat, lon in trip.truth
+        if t > after and (FENCE.signed_distance_m(lat, lon) < 0) is inside
+    )
+
+
+def streak_start(fixes: list[Fix], inside: bool, until: float) -> float:
+    """First fix of the last unbroken run of measured fixes on ``inside``'s side up to ``until``."""
+    start = None
+    for fix in fixes:
+        if fix.t > until:
+            break
+        on_side = (FENCE.signed_distance_m(fix.lat, fix.lon) < 0) is inside
+        start = (start or fix.t) if on_side else None
+    assert start is not None
+    return start
+
+
+def visit(seed: int, minutes: float = 5) -> Trip:
+    """Drive in from 1.5 km north and stay indoors at the destination."""
+    return Trip(seed, near(0, 1500)).go_to(DEST, DRIVE).stay(minutes * 60)
+
+
+def leave(trip: Trip) -> Trip:
+    """Walk out to the van 30 m past the fence edge and drive off east."""
+    return trip.go_to(near(90, 105), WALK).go_to(near(90, 1500), DRIVE)
+
+
+# --- arriving ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drive_in_and_stop_checks_in_once_at_the_arrival(seed: int) -> None:
+    trip = visit(seed)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in"]
+    assert abs(events[0].t - true_crossing(trip, inside=True)) <= DRIVE_SLACK_S
+    assert events[0].decided_t - events[0].t >= 60
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_parking_60_m_away_and_walking_in_checks_in_when_the_walk_enters_the_fence(
+    seed: int,
+) -> None:
+    parking = near(270, 75 + 60)
+    trip = Trip(seed, near(270, 1500)).go_to(parking, DRIVE).stay(120, OUTDOOR)
+    walk_start = trip.t
+    trip.go_to(DEST, WALK).stay(300)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in"]
+    assert events[0].t > walk_start + 30  # not while parked, nor on the first steps
+    assert abs(events[0].t - true_crossing(trip, inside=True)) <= WALK_SLACK_S
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_driving_past_without_stopping_does_not_check_in(seed: int) -> None:
+    trip = Trip(seed, near(0, 1500)).go_to(DEST, DRIVE).go_to(near(180, 1500), DRIVE)
+    assert detect(trip.fixes)[1] == []
+    # Without the phone's speed only the dwell tells the pass from a stop: 15 s is not 60.
+    assert detect([replace(fix, speed=None) for fix in trip.fixes])[1] == []
+
+
+def test_driving_through_a_large_fence_does_not_check_in_until_the_vehicle_stops() -> None:
+    # 1200 m of fence at 12 m/s is 100 s inside: the dwell alone would check in.
+    estate = CircleFence(*DEST, radius_m=600)
+    trip = Trip(1, near(0, 1500)).go_to(near(180, 1500), 12.0)
+    assert detect(trip.fixes, fence=estate)[1] == []
+    stopping = Trip(1, near(0, 1500)).go_to(DEST, 12.0).stay(120, OUTDOOR)
+    events = detect(stopping.fixes, fence=estate)[1]
+    assert kinds(events) == ["check_in"]
+    assert events[0].t < stopping.t - 120  # back-dated to the fence edge, not the stop
+    assert events[0].decided_t > stopping.t - 120
+
+
+def test_arrival_time_is_the_first_fix_inside_not_the_decision_time() -> None:
+    trip = visit(seed=3)
+    _, events = detect(trip.fixes)
+    (check_in,) = events
+    assert check_in.t == streak_start(trip.fixes, inside=True, until=check_in.decided_t)
+    assert check_in.decided_t >= check_in.t + 60
+
+
+@pytest.mark.parametrize("offset", [-30.0, 30.0])
+def test_40_m_accuracy_fix_30_m_from_the_edge_is_unknown(offset: float) -> None:
+    fix = Fix(0.0, *near(0, FENCE.radius_m + offset), acc=40.0)
+    assert PresenceDetector(FENCE).side(fix) is Side.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("offset", "acc", "side"),
+    [
+        (-30.0, 10.0, Side.INSIDE),
+        (-30.0, 40.0, Side.UNKNOWN),  # the accuracy circle reaches past the edge
+        (30.0, 5.0, Side.UNKNOWN),  # sharp, but in the hysteresis band
+        (70.0, 10.0, Side.OUTSIDE),  # beyond edge + 50 m by more than its accuracy
+        (70.0, 40.0, Side.UNKNOWN),  # beyond edge + 50 m, but not by its accuracy
+        (-60.0, None, Side.INSIDE),  # no accuracy: taken as 25 m
+        (-20.0, None, Side.UNKNOWN),
+    ],
+)
+def test_side_of_a_fix_allows_for_its_accuracy_and_the_hysteresis_band(
+    offset: float, acc: float | None, side: Side
+) -> None:
+    fix = Fix(0.0, *near(0, FENCE.radius_m + offset), acc=acc)
+    assert PresenceDetector(FENCE).side(fix) is side
+
+
+@pytest.mark.parametrize(("acc", "expected"), [(40.0, []), (10.0, ["check_in"])])
+def test_ten_minutes_of_fixes_30_m_inside_the_edge_check_in_only_if_accurate(
+    acc: float, expected: list[str]
+) -> None:
+    spot = near(0, FENCE.radius_m - 30)
+    fixes = [Fix(float(t), *spot, acc=acc, speed=0.0) for t in range(600)]
+    assert kinds(detect(fixes)[1]) == expected
+
+
+@pytest.mark.parametrize(("acc", "expected"), [(40.0, []), (10.0, ["check_out"])])
+def test_ten_minutes_of_fixes_70_m_past_the_edge_check_out_only_if_accurate(
+    acc: float, expected: list[str]
+) -> None:
+    spot = near(0, FENCE.radius_m + 70)
+    fixes = [Fix(float(t), *spot, acc=acc, speed=0.0) for t in range(600)]
+    assert kinds(detect(fixes, state=PresenceState.INSIDE)[1]) == expected
+
+
+# --- staying -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_thirty_minutes_stationary_at_40_m_accuracy_checks_in_once_and_never_out(
+    seed: int,
+) -> None:
+    trip = Trip(seed, DEST).stay(1800, acc=40.0)
+    detector, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in"]
+    assert detector.state is PresenceState.INSIDE
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_thirty_minute_visit_indoors_does_not_flap(seed: int) -> None:
+    _, events = detect(visit(seed, minutes=30).fixes)
+    assert kinds(events) == ["check_in"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_fetching_tools_from_a_van_just_outside_the_fence_does_not_check_out(seed: int) -> None:
+    van = near(90, FENCE.radius_m + 30)
+    trip = Trip(seed, near(90, 1500)).go_to(van, DRIVE).go_to(DEST, WALK).stay(300)
+    trip.go_to(van, WALK).stay(300, OUTDOOR).go_to(DEST, WALK).stay(300)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_outlier_fix_during_visit_does_not_check_out(seed: int) -> None:
+    trip = visit(seed).glitch(600).stay(300)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in"]
+
+
+@pytest.mark.parametrize("every", [1, 15])
+def test_isolated_outliers_do_not_add_up_to_a_check_out(every: int) -> None:
+    # Standing in the hysteresis band at poor accuracy: every real fix is UNKNOWN, so only
+    # the glitches (600 m off, one in three fixes) say anything. At 1 Hz they are too fast
+    # to be real; at one fix per 15 s only the next fix, back where it was, gives them away.
+    spot, far = near(0, FENCE.radius_m + 45), near(0, FENCE.radius_m + 645)
+    fixes = [
+        Fix(float(i * every), *(far if i % 3 == 1 else spot), acc=10.0 if i % 3 == 1 else 30.0)
+        for i in range(3600 // every)
+    ]
+    detector, events = detect(fixes, state=PresenceState.INSIDE)
+    assert events == []
+    assert detector.state is PresenceState.INSIDE
+
+
+# --- leaving -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_leaving_after_the_visit_checks_out_at_the_first_fix_outside(seed: int) -> None:
+    trip = leave(visit(seed, minutes=10))
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in", "check_out"]
+    check_out = events[1]
+    assert check_out.t == streak_start(trip.fixes, inside=False, until=check_out.decided_t)
+    assert (
+        abs(check_out.t - true_crossing(trip, inside=False, after=events[0].decided_t))
+        <= WALK_SLACK_S
+    )
+    assert check_out.decided_t - check_out.t >= 120
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_twenty_minute_dropout_during_visit_does_not_check_out_and_leaving_afterwards_does(
+    seed: int,
+) -> None:
+    trip = visit(seed).silence(20 * 60)
+    back = trip.t
+    trip.stay(300)
+    leaving = trip.t
+    _, events = detect(leave(trip).fixes)
+    assert kinds(events) == ["check_in", "check_out"]
+    assert events[1].t > leaving
+    assert all(event.decided_t < back or event.decided_t > leaving for event in events)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_leaving_during_a_dropout_checks_out_at_the_first_fix_after_it(seed: int) -> None:
+    trip = visit(seed).silence(20 * 60, then_at=near(90, 3000))
+    first_after = trip.t + 1
+    trip.go_to(near(90, 5000), DRIVE)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in", "check_out"]
+    assert events[1].t == first_after
+    assert "without fixes" in events[1].cause
+
+
+def test_departure_is_not_back_dated_across_a_dead_zone() -> None:
+    # The last fix before the silence strays past the edge (indoors, 40 m accuracy): that is
+    # noise, not the departure, which happened somewhere in the 20 minutes after it.
+    indoors = [Fix(float(t), *DEST, acc=30.0) for t in range(300)]
+    stray = Fix(300.0, *near(0, FENCE.radius_m + 10), acc=40.0)
+    away = [Fix(1500.0 + t, *near(90, 3000 + 10 * t), acc=8.0) for t in range(200)]
+    _, events = detect([*indoors, stray, *away], state=PresenceState.INSIDE)
+    assert kinds(events) == ["check_out"]
+    assert events[0].t == 1500.0
+    assert "after 1200 s without fixes" in events[0].cause
+
+
+# --- restarts, ordering, audit -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_restart_inside_does_not_check_in_again_and_checks_out_on_leaving(seed: int) -> None:
+    trip = leave(Trip(seed, DEST).stay(300))
+    detector = PresenceDetector(FENCE, state=PresenceState.INSIDE)
+    assert detector.state is PresenceState.INSIDE
+    events = [event for fix in trip.fixes for event in detector.update(fix)]
+    assert kinds(events) == ["check_out"]
+    assert detector.state is PresenceState.OUTSIDE
+
+
+def test_fix_older_than_the_last_one_is_ignored() -> None:
+    trip = Trip(7, DEST).stay(300)
+    detector, _ = detect(trip.fixes, state=PresenceState.INSIDE)
+    # Five minutes of fixes 2 km away, stamped before the ones already seen (a stale batch).
+    stale = [Fix(trip.fixes[0].t - 400 + i, *near(0, 2000), acc=5.0) for i in range(300)]
+    assert [event for fix in stale for event in detector.update(fix)] == []
+    assert detector.update(trip.fixes[-1]) == []  # a repeat is not newer either
+    assert detector.state is PresenceState.INSIDE
+
+
+def test_event_cause_says_how_long_how_many_fixes_and_how_accurate() -> None:
+    _, events = detect(leave(visit(seed=5)).fixes)
+    check_in, check_out = events
+    assert re.fullmatch(r"inside fence for \d+ s \(\d+ fixes, acc<=\d+ m\)", check_in.cause)
+    assert re.fullmatch(r"outside fence\+50 m for \d+ s \(\d+ fixes, acc<=\d+ m\)", check_out.cause)
+
+
+def test_config_defaults_put_the_exit_boundary_beyond_the_entry_boundary() -> None:
+    config = PresenceConfig()
+    assert config.exit_margin_m > -config.entry_margin_m
+    assert config.dwell_out_s > config.dwell_in_s

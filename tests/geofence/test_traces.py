@@ -1,0 +1,176 @@
+"""The synthetic trip generator: deterministic, realistic in its noise, honest in its truth."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from itertools import pairwise
+
+import pytest
+
+from geofence.geo import distance_m
+from geofence.traces import KINDS, Trace, generate, generate_trip
+
+SEED = 11
+N = 24
+
+
+@pytest.fixture(scope="module")
+def traces() -> list[Trace]:
+    return generate(N, seed=SEED)
+
+
+def errors_m(trace: Trace) -> list[float]:
+    return [
+        distance_m(fix.lat, fix.lon, lat, lon)
+        for fix, (lat, lon) in zip(trace.fixes, trace.true_positions, strict=True)
+    ]
+
+
+def from_door(trace: Trace, lat: float, lon: float) -> float:
+    return distance_m(lat, lon, trace.truth.dest_lat, trace.truth.dest_lon)
+
+
+def test_same_seed_same_trip_and_trips_do_not_depend_on_how_many_are_asked_for(traces):
+    again = generate_trip(5, seed=SEED)
+    assert again == traces[5]
+    assert generate(6, seed=SEED)[5] == again
+
+
+def test_another_seed_gives_another_trip():
+    assert generate_trip(0, seed=1).fixes != generate_trip(0, seed=2).fixes
+
+
+def test_every_kind_can_be_forced():
+    for kind in KINDS:
+        assert generate_trip(0, seed=3, kind=kind).truth.kind == kind
+    with pytest.raises(ValueError, match="unknown trip kind"):
+        generate_trip(0, kind="teleport")
+
+
+def test_fixes_are_in_time_order_with_known_fields(traces):
+    for trace in traces:
+        times = [fix.t for fix in trace.fixes]
+        assert times == sorted(times) and len(set(times)) == len(times)
+        assert trace.truth.start_t == times[0]
+        for fix in trace.fixes[:50]:
+            assert fix.acc is None or fix.acc > 0
+            assert fix.speed is None or fix.speed >= 0
+            assert fix.heading is None or 0 <= fix.heading < 360
+
+
+def test_trips_start_2_to_15_km_away_on_routes_1_2_to_1_5_times_the_straight_line(traces):
+    for trace in traces:
+        first = trace.true_positions[0]
+        assert 1900 <= from_door(trace, *first) <= 15200
+        if trace.truth.kind in ("normal", "park_walk"):
+            assert 1.15 <= trace.truth.route_m / trace.truth.straight_m <= 1.55
+
+
+def test_driving_is_one_fix_a_second_with_5_to_15_m_jitter(traces):
+    steps, errs, within_acc = [], [], []
+    for trace in traces:
+        arrived = trace.truth.arrived_t or math.inf
+        for a, b, err in zip(trace.fixes, trace.fixes[1:], errors_m(trace)[1:], strict=False):
+            if b.t >= arrived - 300 or b.acc is None or b.acc > 25:
+                continue  # driving only; re-acquisition fixes after a tunnel are worse
+            steps.append(b.t - a.t)
+            if err < 150:  # leave the rare outliers to their own test
+                errs.append(err)
+                within_acc.append(err <= b.acc)
+    assert statistics.median(steps) == 1.0
+    assert 4.0 <= statistics.median(errs) <= 15.0
+    # acc is a 68 % radius: about two fixes in three are within it.
+    assert 0.55 <= sum(within_acc) / len(within_acc) <= 0.8
+
+
+def test_indoors_the_accuracy_is_20_to_50_m_and_fixes_may_be_sparse(traces):
+    accs, steps = [], []
+    for trace in traces:
+        truth = trace.truth
+        if truth.arrived_t is None or truth.departed_t is None:
+            continue
+        inside = [f for f in trace.fixes if truth.arrived_t + 600 < f.t < truth.departed_t - 600]
+        accs += [f.acc for f in inside if f.acc is not None and f.acc < 100]
+        steps += [b.t - a.t for a, b in pairwise(inside)]
+    assert 20.0 <= statistics.median(accs) <= 50.0
+    assert min(accs) >= 15.0 and max(accs) <= 80.0
+    assert statistics.median(steps) in (1.0, 5.0)
+
+
+def test_outliers_are_rare_single_200_to_800_m_jumps(traces):
+    total = sum(len(t.fixes) for t in traces)
+    jumps = []
+    for trace in traces:
+        errs = errors_m(trace)
+        fixes = trace.fixes
+        # After a tunnel or a doze the first fixes are coarse (acc x3): not outliers.
+        gaps = [0.0] + [b.t - a.t for a, b in pairwise(fixes)]
+        settled = [i >= 6 and max(gaps[i - 5 : i + 1]) <= 10 for i in range(len(fixes))]
+        for i, err in enumerate(errs):
+            if err > 190 and settled[i]:
+                jumps.append(err)
+                # single: the fixes around it are ordinary
+                assert all(errs[j] < 150 for j in (i - 1, i + 1) if 0 <= j < len(errs))
+    assert jumps, "some trips must carry outliers"
+    assert len(jumps) / total < 0.002
+    assert all(jump <= 950 for jump in jumps)
+
+
+def test_tunnels_are_30_to_120_s_without_fixes_while_driving(traces):
+    gaps = []
+    for trace in traces:
+        if "tunnel" not in trace.truth.tags:
+            continue
+        arrived = trace.truth.arrived_t or math.inf
+        gaps += [
+            b.t - a.t
+            for a, b in zip(trace.fixes, trace.fixes[1:], strict=False)
+            if b.t < arrived and b.t - a.t > 20
+        ]
+    assert gaps, "some trips must go through tunnels"
+    assert all(29 <= gap <= 125 for gap in gaps)
+
+
+def test_arrival_and_departure_are_the_fence_crossings_of_the_visit(traces):
+    visits = 0
+    for trace in traces:
+        truth = trace.truth
+        if truth.kind == "drive_past":
+            assert truth.arrived_t is None and truth.departed_t is None
+            continue
+        visits += 1
+        assert truth.arrived_t is not None and truth.departed_t is not None
+        assert 30 * 60 <= truth.departed_t - truth.arrived_t <= 100 * 60
+        for fix, (lat, lon) in zip(trace.fixes, trace.true_positions, strict=True):
+            d = from_door(trace, lat, lon)
+            if truth.arrived_t + 2 <= fix.t <= truth.departed_t - 2:
+                assert d <= truth.radius_m + 1, "inside for the whole visit"
+            elif truth.arrived_t - 30 <= fix.t <= truth.arrived_t - 2:
+                assert d > truth.radius_m - 1, "outside just before arriving"
+            elif truth.departed_t + 2 <= fix.t <= truth.departed_t + 30:
+                assert d > truth.radius_m - 1, "outside just after leaving"
+    assert visits >= N // 2
+
+
+def test_park_and_walk_trips_park_away_and_walk_in(traces):
+    walks = [t for t in traces if t.truth.kind == "park_walk"]
+    assert walks
+    for trace in walks:
+        assert trace.truth.park_m is not None and 60 <= trace.truth.park_m <= 140
+
+
+def test_a_drive_past_goes_by_the_door_without_stopping_for_long(traces):
+    for trace in (generate_trip(i, seed=SEED, kind="drive_past") for i in range(4)):
+        nearest = min(from_door(trace, lat, lon) for lat, lon in trace.true_positions)
+        assert nearest <= 70
+        near = [f for f, p in zip(trace.fixes, trace.true_positions, strict=True)
+                if from_door(trace, *p) <= trace.truth.radius_m]  # fmt: skip
+        if near:
+            assert near[-1].t - near[0].t <= 150, "a red light at most, never a visit"
+
+
+def test_truth_serialises_to_the_trips_file_format(traces):
+    entry = traces[0].truth.to_dict()
+    assert set(entry) >= {"trip_id", "destination", "geofence_radius_m", "arrived_t"}
+    assert set(entry["destination"]) == {"lat", "lon"}

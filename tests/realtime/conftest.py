@@ -1,0 +1,71 @@
+"""Fixtures for the realtime tests: a local stand-in for the OSRM routing engine."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+OSRM_OK = {
+    "code": "Ok",
+    "routes": [{"distance": 4321.5, "duration": 512.3, "weight": 512.3, "legs": []}],
+    "waypoints": [{"name": "", "location": [13.4, 52.5]}, {"name": "", "location": [13.45, 52.52]}],
+}
+
+
+@dataclass
+class FakeOsrm:
+    """An OSRM look-alike on 127.0.0.1; ``answer`` picks how it replies."""
+
+    answer: str = "ok"
+    distance_m: float | None = None  # overrides OSRM_OK's route distance when set
+    port: int = 0
+    seen: list[Request] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def route(self, request: Request) -> Response:
+        self.seen.append(request)
+        if self.answer == "slow":
+            await self.release.wait()  # set at teardown, so the server can shut down
+        if self.answer == "error":
+            return Response("internal error", status_code=500)
+        if self.answer == "no_route":
+            return JSONResponse({"code": "NoRoute", "message": "Impossible route"})
+        if self.answer == "malformed":
+            return Response('{"code": "Ok", "routes": [', media_type="application/json")
+        if self.answer == "no_distance":
+            return JSONResponse({"code": "Ok", "routes": [{"duration": 5.0}]})
+        if self.distance_m is not None:
+            route = {**OSRM_OK["routes"][0], "distance": self.distance_m}
+            return JSONResponse({**OSRM_OK, "routes": [route]})
+        return JSONResponse(OSRM_OK)
+
+
+@pytest.fixture
+async def osrm() -> AsyncIterator[FakeOsrm]:
+    fake = FakeOsrm()
+    app = Starlette(routes=[Route("/route/v1/{profile}/{coordinates}", fake.route)])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    fake.port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        assert not task.done(), "OSRM stand-in did not start"
+        await asyncio.sleep(0.01)
+    yield fake
+    fake.release.set()
+    server.should_exit = True
+    await task
