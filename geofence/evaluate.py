@@ -215,9 +215,8 @@ def _merged(fixes: Mapping[str, Sequence[Fix]]) -> Iterator[tuple[str, Fix]]:
 def _stream(
     order: int, trip_id: str, fixes: Sequence[Fix]
 ) -> Iterator[tuple[float, int, str, Fix]]:
-    # (t, order) is unique per fix within a stream only up to equal times, which the
-    # per-trip sort keeps in input order; heapq.merge never compares beyond (t, order)
-    # across streams because order differs, and within one stream it does not compare.
+    # heapq.merge only compares the heads of different streams, whose ``order`` differs:
+    # equal times never fall through to comparing Fix objects (which have no ordering).
     for fix in sorted(fixes, key=lambda f: f.t):
         yield fix.t, order, trip_id, fix
 
@@ -274,6 +273,7 @@ class TripVerdict:
     trip_id: str
     false_check_ins: tuple[Event, ...] = ()
     repeat_check_ins: int = 0  # of the false ones, those repeating a visit's check-in
+    premature: bool = False  # the visit's check-in was decided before the visit began
     false_check_outs: tuple[Event, ...] = ()
     check_in: Event | None = None
     check_out: Event | None = None
@@ -296,7 +296,9 @@ class PresenceScore:
     no_visits: int
     check_ins: int  # visits whose check-in was found
     false_check_ins: int
-    repeat_check_ins: int  # flapping: a second check-in within one visit
+    no_visit_check_ins: int  # of them, on trips without a visit (drive-pasts)
+    premature_check_ins: int  # of them, decided before the visit and still in at its start
+    repeat_check_ins: int  # of them, a second check-in within one visit: flapping
     false_check_outs: int
     missed_check_ins: int
     missed_check_outs: int
@@ -376,13 +378,15 @@ def judge(spec: TripSpec, events: Sequence[Event], last_t: float | None = None) 
     A check-in belongs to the visit if it is stamped or decided inside it (from
     EARLY_TOLERANCE_S before the true arrival to the true departure): a detector that
     decides while the technician is at the door has found the visit, even if it stamps it
-    at an earlier drive-by (that shows in the timestamp error). The first such check-in is
-    the visit's; every other check-in is false: on a trip without a visit, away from the
-    visit, or again within it (flapping). A check-out is false if it says the technician
-    left while they were inside; one after a false early check-in is not counted again.
+    at an earlier drive-by (that shows in the timestamp error). Failing that, a check-in
+    decided earlier and not undone by a check-out before the arrival covers the visit but
+    told the customer "arrived" too soon: it is premature, so false, but the visit is not
+    missed. Every other check-in is false: on a trip without a visit, away from the visit,
+    or again within it (flapping). A check-out is false if it says the technician left
+    while they were inside.
     """
-    ins = sorted((e for e in events if e.kind == "check_in"), key=lambda e: e.t)
-    outs = sorted((e for e in events if e.kind == "check_out"), key=lambda e: e.t)
+    ins = sorted((e for e in events if e.kind == "check_in"), key=lambda e: e.decided_t)
+    outs = sorted((e for e in events if e.kind == "check_out"), key=lambda e: e.decided_t)
     if not spec.visit:
         return TripVerdict(spec.trip_id, false_check_ins=tuple(ins))
     arrived = spec.arrived_t
@@ -392,8 +396,17 @@ def judge(spec: TripSpec, events: Sequence[Event], last_t: float | None = None) 
     matched = next(
         (e for e in ins if start <= e.t <= departed or start <= e.decided_t <= departed), None
     )
-    false_ins = tuple(e for e in ins if e is not matched)
-    repeats = sum(1 for e in false_ins if matched is not None and matched.t < e.t <= departed)
+    premature = False
+    if matched is None:
+        before = [e for e in ins if e.decided_t < start]
+        if before and not any(before[-1].decided_t < o.decided_t <= arrived for o in outs):
+            matched, premature = before[-1], True
+    false_ins = tuple(e for e in ins if e is not matched or premature)
+    repeats = sum(
+        1
+        for e in false_ins
+        if matched is not None and e is not matched and matched.t < e.t <= departed
+    )
     false_outs = tuple(e for e in outs if arrived <= e.t < departed - EARLY_TOLERANCE_S)
     check_out = next((e for e in outs if e.t >= departed - EARLY_TOLERANCE_S), None)
     can_miss_out = (
@@ -405,6 +418,7 @@ def judge(spec: TripSpec, events: Sequence[Event], last_t: float | None = None) 
         spec.trip_id,
         false_check_ins=false_ins,
         repeat_check_ins=repeats,
+        premature=premature,
         false_check_outs=false_outs,
         check_in=matched,
         check_out=check_out,
@@ -438,6 +452,10 @@ def _presence(scored: Sequence[TripSpec], verdicts: Sequence[TripVerdict]) -> Pr
         no_visits=len(scored) - visits,
         check_ins=sum(1 for v in verdicts if v.check_in is not None),
         false_check_ins=sum(len(v.false_check_ins) for v in verdicts),
+        no_visit_check_ins=sum(
+            len(v.false_check_ins) for v in verdicts if not specs[v.trip_id].visit
+        ),
+        premature_check_ins=sum(1 for v in verdicts if v.premature),
         repeat_check_ins=sum(v.repeat_check_ins for v in verdicts),
         false_check_outs=sum(len(v.false_check_outs) for v in verdicts),
         missed_check_ins=sum(1 for v in verdicts if v.missed_check_in),
@@ -579,7 +597,17 @@ def _presence_table(report: Report) -> list[str]:
         ("missed check-ins", str(ours.missed_check_ins), str(naive.missed_check_ins)),
         ("false check-ins", str(ours.false_check_ins), str(naive.false_check_ins)),
         (
-            "... of which repeats within a visit (flapping)",
+            "... on trips without a visit (drive-pasts)",
+            str(ours.no_visit_check_ins),
+            str(naive.no_visit_check_ins),
+        ),
+        (
+            "... premature: decided > 1 min before the true arrival, held into the visit",
+            str(ours.premature_check_ins),
+            str(naive.premature_check_ins),
+        ),
+        (
+            "... repeats within a visit (flapping)",
             str(ours.repeat_check_ins),
             str(naive.repeat_check_ins),
         ),
@@ -628,21 +656,27 @@ def _failure_lines(report: Report) -> list[str]:
     lines = []
     for v in report.failures:
         spec = report.specs[v.trip_id]
-        base = spec.arrived_t
         what = []
-        what += [f"false check-in at {_rel(e.t, base)}" for e in v.false_check_ins]
-        what += [f"false check-out at {_rel(e.t, base)}" for e in v.false_check_outs]
+        for e in v.false_check_ins:
+            label = "premature check-in" if v.premature and e is v.check_in else "false check-in"
+            what.append(f"{label} {_when(e, spec.arrived_t)}")
+        what += [f"false check-out {_when(e, spec.arrived_t)}" for e in v.false_check_outs]
         if v.missed_check_in:
             what.append("missed check-in")
         if v.missed_check_out:
             what.append("missed check-out")
-        tags = ", ".join(spec.tags)
+        tags = ", ".join(spec.tags) or "-"
         lines.append(f"- `{v.trip_id}` ({spec.kind or '?'}; {tags}): {'; '.join(what)}")
     return lines
 
 
-def _rel(t: float, base: float | None) -> str:
-    return f"t={t:.0f}" if base is None else f"{t - base:+.0f} s from the true arrival"
+def _when(event: Event, arrived: float | None) -> str:
+    if arrived is None:
+        return f"stamped t={event.t:.0f}, decided {event.decided_t - event.t:.0f} s later"
+    return (
+        f"stamped {event.t - arrived:+.0f} s, decided {event.decided_t - arrived:+.0f} s "
+        "from the true arrival"
+    )
 
 
 def _s(value: float) -> str:

@@ -13,13 +13,17 @@ The model, in metres on a local plane centred on the destination (exact distance
   straight legs from a start 2-15 km away, padded with a detour so that its length is
   1.2-1.5x the straight line, ending with a side-street approach past the customer's house;
 - the car accelerates (1-2 m/s2), cruises 8-14 m/s on arterials and 5-8 m/s on side
-  streets, brakes (2 m/s2) for 90-degree turns and red lights (one every 300-800 m, 0-60 s),
-  and crawls at 0-5 m/s (mean 2-4) through congested stretches lasting minutes;
-- the technician parks 0-140 m from the door, walks in at ~1.3 m/s, stays 30-90 minutes
-  indoors, walks back, sits in the car a while and drives away;
+  streets, brakes (2 m/s2) for 90-degree turns and at lights (one every 300-800 m, half of
+  them red for 0-60 s), and on 45 % of trips crawls stop-and-go at a mean 2-4 m/s through
+  one or two congested stretches of 0.5-2.5 km (minutes each);
+- the technician sits in the car 10-90 s, walks to the door at 1.1-1.5 m/s from 0-140 m
+  away, stays 30-90 minutes indoors, walks back, sits in the car again and drives away;
+  fences are 75 m (70 %), 50 m or 100 m;
 - the phone reports 1 fix/s outdoors (jitter 5-15 m, correlated over seconds), one per 5 s or
-  1 s indoors (20-50 m, correlated over minutes, with doze gaps), rare single 200-800 m
-  outliers that sometimes still claim good accuracy, and nothing in tunnels (30-120 s).
+  1 s indoors (20-50 m, correlated over minutes, sometimes dozing for 2-10 min), rare single
+  200-800 m outliers of which half still claim a good accuracy, nothing in tunnels
+  (30-120 s, on 30 % of trips), coarse fixes just after a gap; 15 % of phones send no
+  speed/heading and 5 % no accuracy.
 
 Everything comes from ``random.Random`` seeded per trip, so trip ``k`` of seed ``s`` is the
 same on every machine and does not change when more trips are asked for. No I/O here.

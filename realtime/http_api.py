@@ -6,6 +6,7 @@ WebSocket ``error`` frames (docs/protocol.md).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Annotated, Any
@@ -17,8 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from alerts.contacts import ContactError, validate_contacts
+from alerts.incident import IllegalIncidentTransition, IncidentAction, Outcome
 from geofence.fences import GeoJSONError, fence_from_geojson
 from realtime import auth
+from realtime import protocol as wire
 from realtime.auth import AuthError, Principal, Role
 from realtime.booking import BookingEvent, Destination, IllegalTransition
 from realtime.dispatch import Ranked
@@ -33,10 +37,13 @@ from realtime.hub import (
 )
 from realtime.ingest import check_coordinates
 from realtime.protocol import ErrorCode, ProtocolError
+from realtime.safety import IncidentNotFound, reporter_key
 
 Identifier = Annotated[
     str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
 ]
+log = logging.getLogger("doorstep.http")
+
 MAX_BODY_BYTES = 64 * 1024
 # msgspec's wording for a numeric constraint (``Expected `int` >= 60``): an out-of-range value.
 _NUMERIC_BOUND = re.compile(r"Expected `(int|float)` [<>]=? ")
@@ -151,6 +158,10 @@ def handles_errors(endpoint: Any) -> Any:
             return error_response(422, exc.code, exc.message)
         except NoCandidate as exc:
             return error_response(409, ErrorCode.NO_TECHNICIAN_AVAILABLE, str(exc))
+        except IncidentNotFound as exc:
+            return error_response(404, ErrorCode.NOT_FOUND, str(exc))
+        except IllegalIncidentTransition as exc:
+            return error_response(409, ErrorCode.ILLEGAL_TRANSITION, str(exc))
 
     return wrapper
 
@@ -366,6 +377,151 @@ async def delete_zone(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# ------------------------------------------------------------------ safety
+
+
+class SosIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """``POST /v1/sos``: the same fields as the socket's ``sos`` (``type`` optional)."""
+
+    id: wire.ClientId
+    t: float
+    lat: float | None = None
+    lon: float | None = None
+    acc: float | None = None
+    note: wire.Note | None = None
+    type: str | None = None
+
+
+class IncidentActIn(msgspec.Struct, forbid_unknown_fields=True):
+    note: wire.Note | None = None
+    outcome: Outcome | None = None
+
+
+class ContactsIn(msgspec.Struct, forbid_unknown_fields=True):
+    contacts: list[Any]
+
+
+REPORTERS = {Role.TECHNICIAN, Role.CUSTOMER}
+PEOPLE_ROLES = {"technician", "customer"}
+
+
+@handles_errors
+async def post_sos(request: Request) -> Response:
+    """The HTTP fallback for SOS: 201 only once stored; a retry of the same id answers 200."""
+    principal = authenticate(request, REPORTERS)
+    body: SosIn = await read_body(request, SosIn)
+    sos = wire.Sos(id=body.id, t=body.t, lat=body.lat, lon=body.lon, acc=body.acc, note=body.note)
+    try:
+        incident, created = await hub_of(request).safety.raise_sos(principal, sos)
+    except ProtocolError:
+        raise
+    except Exception:
+        log.exception("SOS %s could not be stored", body.id)
+        raise ApiError(
+            503, ErrorCode.SOS_NOT_STORED, f"SOS {body.id} was not stored; retry now"
+        ) from None
+    return JSONResponse(
+        {"id": body.id, "incident": incident.id, "status": incident.status.value},
+        status_code=201 if created else 200,
+    )
+
+
+@handles_errors
+async def cancel_sos(request: Request) -> Response:
+    principal = authenticate(request, REPORTERS)
+    body: IncidentActIn = await read_body(request, IncidentActIn)
+    del body  # a cancel carries no outcome; the note is optional and unused for now
+    incident = await hub_of(request).safety.cancel_by_client_id(
+        principal, request.path_params["sos_id"]
+    )
+    return JSONResponse(_sos_status(incident))
+
+
+@handles_errors
+async def get_sos(request: Request) -> Response:
+    """What a reporter may see of their own SOS: its state, not the operators' notes."""
+    principal = authenticate(request, REPORTERS)
+    desk = hub_of(request).safety
+    key = reporter_key(principal.role.value, principal.sub, request.path_params["sos_id"])
+    incident = await hub_of(request).store.incident_by_reporter_key(key)
+    if incident is not None:
+        incident = await desk.get(incident.id) or incident
+    if incident is None:
+        raise NotFound("no SOS with this id from you")
+    return JSONResponse(_sos_status(incident))
+
+
+def _sos_status(incident: Any) -> dict[str, Any]:
+    return {
+        "id": incident.client_id,
+        "incident": incident.id,
+        "status": incident.status.value,
+        "outcome": incident.outcome.value if incident.outcome else None,
+        "t": incident.updated_t,
+    }
+
+
+@handles_errors
+async def list_incidents(request: Request) -> Response:
+    authenticate(request, {Role.OPERATOR})
+    incidents = hub_of(request).safety.open_incidents()
+    return JSONResponse({"incidents": [msgspec.to_builtins(i) for i in incidents]})
+
+
+@handles_errors
+async def get_incident(request: Request) -> Response:
+    authenticate(request, {Role.OPERATOR})
+    incident = await hub_of(request).safety.get(request.path_params["incident_id"])
+    if incident is None:
+        raise NotFound("incident does not exist")
+    return JSONResponse(msgspec.to_builtins(incident))
+
+
+def incident_action(action: IncidentAction) -> Any:
+    @handles_errors
+    async def endpoint(request: Request) -> Response:
+        principal = authenticate(request, {Role.OPERATOR})
+        body: IncidentActIn = await read_body(request, IncidentActIn)
+        incident = await hub_of(request).safety.act(
+            principal,
+            request.path_params["incident_id"],
+            action,
+            note=body.note,
+            outcome=body.outcome,
+        )
+        return JSONResponse(msgspec.to_builtins(incident))
+
+    return endpoint
+
+
+@handles_errors
+async def put_contacts(request: Request) -> Response:
+    authenticate(request, {Role.PLATFORM})
+    role, person = _person(request)
+    body: ContactsIn = await read_body(request, ContactsIn)
+    try:
+        contacts = validate_contacts(body.contacts)
+    except ContactError as exc:
+        raise ApiError(422, exc.code, exc.message) from None
+    await hub_of(request).safety.put_contacts(role, person, contacts)
+    return JSONResponse({"contacts": msgspec.to_builtins(contacts)})
+
+
+@handles_errors
+async def get_contacts(request: Request) -> Response:
+    authenticate(request, {Role.PLATFORM, Role.OPERATOR})
+    role, person = _person(request)
+    contacts = await hub_of(request).safety.contacts_of(role, person)
+    return JSONResponse({"contacts": msgspec.to_builtins(contacts)})
+
+
+def _person(request: Request) -> tuple[str, str]:
+    role = request.path_params["role"]
+    if role not in PEOPLE_ROLES:
+        raise NotFound(f"unknown kind of person {role!r} (technician or customer)")
+    return role, _identifier(request.path_params["person_id"])
+
+
 # ------------------------------------------------------------------ history
 
 
@@ -441,6 +597,19 @@ async def metrics(request: Request) -> Response:
 
 
 routes = [
+    Route("/v1/sos", post_sos, methods=["POST"]),
+    Route("/v1/sos/{sos_id}", get_sos, methods=["GET"]),
+    Route("/v1/sos/{sos_id}/cancel", cancel_sos, methods=["POST"]),
+    Route("/v1/incidents", list_incidents, methods=["GET"]),
+    Route("/v1/incidents/{incident_id}", get_incident, methods=["GET"]),
+    Route("/v1/incidents/{incident_id}/ack", incident_action(IncidentAction.ACK), methods=["POST"]),
+    Route(
+        "/v1/incidents/{incident_id}/resolve",
+        incident_action(IncidentAction.RESOLVE),
+        methods=["POST"],
+    ),
+    Route("/v1/people/{role}/{person_id}/contacts", put_contacts, methods=["PUT"]),
+    Route("/v1/people/{role}/{person_id}/contacts", get_contacts, methods=["GET"]),
     Route("/v1/tokens", create_token, methods=["POST"]),
     Route("/v1/bookings", create_booking, methods=["POST"]),
     Route("/v1/bookings/{booking_id}", read_booking, methods=["GET"]),

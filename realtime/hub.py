@@ -30,6 +30,7 @@ from realtime.fanout import Outbox
 from realtime.history import HistoryWriter
 from realtime.ingest import FixLimits, SeqTracker
 from realtime.metrics import Metrics
+from realtime.safety import SafetyDesk
 from realtime.settings import Settings
 from realtime.zoning import Zoning
 
@@ -137,6 +138,7 @@ class Hub:
         self._fleet_task: asyncio.Task[None] | None = None
         self.arrivals = Arrivals(self)
         self.zoning = Zoning(self)
+        self.safety = SafetyDesk(self)
         self._profiles: dict[str, TechnicianProfile] = {}
         self.ready = False
 
@@ -147,6 +149,7 @@ class Hub:
         await self.bus.connect()
         await self.arrivals.load()
         await self.zoning.load()
+        await self.safety.load()
         for key, raw in (await self.store.list_documents(PROFILES)).items():
             self._profiles[key] = _profile_decoder.decode(raw)
         for booking in await self.store.active_bookings():
@@ -164,6 +167,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._fleet_task
         await self.arrivals.close()
+        await self.safety.close()
         await self.history.stop()
         await self.bus.disconnect()
         await self.store.close()
@@ -349,13 +353,11 @@ class Hub:
         for fix in fixes:
             if fix.t >= previous_t:
                 await self.zoning.on_fix(technician_id, fix.lat, fix.lon, fix.t)
+        plain = [Fix(f.t, f.lat, f.lon, f.acc, f.speed, f.heading) for f in fixes]
+        await self.safety.on_fixes(technician_id, plain)
         booking_ids = sorted(self._bookings_of.get(technician_id, ()))
         if booking_ids:
-            await self.arrivals.on_fixes(
-                technician_id,
-                booking_ids,
-                [Fix(f.t, f.lat, f.lon, f.acc, f.speed, f.heading) for f in fixes],
-            )
+            await self.arrivals.on_fixes(technician_id, booking_ids, plain)
 
     async def _publish_position(self, technician_id: str, fix: wire.Location) -> None:
         position = wire.Position(

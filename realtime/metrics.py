@@ -48,6 +48,18 @@ class Metrics:
             "Routing engine requests that failed; ETAs used straight line x circuity",
             registry=r,
         )
+        self.incidents = Counter(
+            "doorstep_incidents_total", "Incidents raised, by kind", ["kind"], registry=r
+        )
+        self.escalations = Counter(
+            "doorstep_escalations_total", "Escalation steps taken, by step", ["step"], registry=r
+        )
+        self.deliveries = Counter(
+            "doorstep_deliveries_total",
+            "Notification delivery attempts, by channel and success",
+            ["channel", "ok"],
+            registry=r,
+        )
         self.closes = Counter(
             "doorstep_closes_total",
             "Connections closed by the hub, by close code",

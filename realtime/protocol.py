@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import reprlib
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     SERVER_BUSY = "server_busy"
     INTERNAL_ERROR = "internal_error"
+    SOS_NOT_STORED = "sos_not_stored"
     # HTTP-side codes.
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
@@ -107,61 +108,107 @@ class Batch(msgspec.Struct, tag="batch", tag_field="type"):
     points: list[Location]
 
 
-TechnicianInbound = Location | Batch
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Note = Annotated[str, msgspec.Meta(max_length=2000)]
 
-TECHNICIAN_INBOUND_TYPES = frozenset({"location", "batch"})
-CUSTOMER_INBOUND_TYPES: frozenset[str] = frozenset()
-OPERATOR_INBOUND_TYPES: frozenset[str] = frozenset()
 
-_technician_decoder = msgspec.json.Decoder(TechnicianInbound)
+class Sos(msgspec.Struct, tag="sos", tag_field="type", omit_defaults=True):
+    """One press of SOS. ``id`` is the client's own (a UUID): a retried SOS is one incident."""
+
+    id: ClientId
+    t: float
+    lat: float | None = None
+    lon: float | None = None
+    acc: float | None = None
+    note: Note | None = None
+
+
+class SosCancel(msgspec.Struct, tag="sos_cancel", tag_field="type", omit_defaults=True):
+    """The reporter takes an SOS back (a pocket press), within the grace period."""
+
+    id: ClientId
+    note: Note | None = None
+
+
+class IncidentAck(msgspec.Struct, tag="ack", tag_field="type", omit_defaults=True):
+    """An operator takes an incident: escalation stops."""
+
+    incident: str
+    note: Note | None = None
+
+
+class IncidentResolve(msgspec.Struct, tag="resolve", tag_field="type", omit_defaults=True):
+    incident: str
+    outcome: str
+    note: Note | None = None
+
+
+TechnicianInbound = Location | Batch | Sos | SosCancel
+CustomerInbound = Sos | SosCancel
+OperatorInbound = IncidentAck | IncidentResolve
+
+
+class FrameDecoder:
+    """Typed decoding for one kind of socket, with precise error codes on failure."""
+
+    def __init__(self, kinds: Any, accepted: frozenset[str]) -> None:
+        self.accepted = accepted
+        self._decoder = msgspec.json.Decoder(kinds)
+
+    def decode(self, data: str) -> Any:
+        try:
+            return self._decoder.decode(data)
+        except msgspec.DecodeError:
+            # Error path only: decode again without a schema to tell *why* it failed.
+            raise self._classify(data) from None
+
+    def _classify(self, data: str) -> ProtocolError:
+        try:
+            raw: Any = _any_decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            # Well-formed JSON holding a number no double can represent, such as 1e400.
+            return ProtocolError(
+                ErrorCode.OUT_OF_RANGE, f"a number in the frame is out of range ({exc})"
+            )
+        except msgspec.DecodeError as exc:
+            return ProtocolError(
+                ErrorCode.INVALID_JSON,
+                f"frame is not valid JSON ({exc}); NaN and Infinity are not JSON",
+            )
+        if not isinstance(raw, dict):
+            return ProtocolError(ErrorCode.INVALID_JSON, "frame must be a JSON object")
+        seq = raw.get("seq")
+        kind = raw.get("type")
+        # ``type`` may be any JSON value, including unhashable ones such as a list.
+        if not isinstance(kind, str) or kind not in self.accepted:
+            allowed = ", ".join(sorted(self.accepted)) or "none"
+            what = (
+                "no message type" if kind is None else f"unknown message type {reprlib.repr(kind)}"
+            )
+            return ProtocolError(
+                ErrorCode.UNKNOWN_TYPE, f"{what} on this socket (accepted: {allowed})", seq
+            )
+        try:
+            self._decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            code = ErrorCode.OUT_OF_RANGE if "out of range" in text else ErrorCode.INVALID_FIELD
+            return ProtocolError(code, text, seq)
+        return ProtocolError(ErrorCode.INVALID_FIELD, "invalid message", seq)
+
+
 _any_decoder = msgspec.json.Decoder()
+
+TECHNICIAN_FRAMES = FrameDecoder(
+    TechnicianInbound, frozenset({"location", "batch", "sos", "sos_cancel"})
+)
+CUSTOMER_FRAMES = FrameDecoder(CustomerInbound, frozenset({"sos", "sos_cancel"}))
+OPERATOR_FRAMES = FrameDecoder(OperatorInbound, frozenset({"ack", "resolve"}))
 
 
 def decode_technician_frame(data: str) -> TechnicianInbound:
     """Decode a technician frame or raise ProtocolError with the most precise code."""
-    try:
-        return _technician_decoder.decode(data)
-    except msgspec.DecodeError:
-        # Error path only: decode again without a schema to tell *why* it failed.
-        raise _classify(data, TECHNICIAN_INBOUND_TYPES) from None
-
-
-def refuse_frame(data: str, accepted: frozenset[str]) -> ProtocolError:
-    """The error for a frame on a socket that accepts none of its type (or is not JSON)."""
-    return _classify(data, accepted)
-
-
-def _classify(data: str, accepted: frozenset[str]) -> ProtocolError:
-    try:
-        raw: Any = _any_decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        # Well-formed JSON holding a number no double can represent, such as 1e400.
-        return ProtocolError(
-            ErrorCode.OUT_OF_RANGE, f"a number in the frame is out of range ({exc})"
-        )
-    except msgspec.DecodeError as exc:
-        return ProtocolError(
-            ErrorCode.INVALID_JSON,
-            f"frame is not valid JSON ({exc}); NaN and Infinity are not JSON",
-        )
-    if not isinstance(raw, dict):
-        return ProtocolError(ErrorCode.INVALID_JSON, "frame must be a JSON object")
-    seq = raw.get("seq")
-    kind = raw.get("type")
-    # ``type`` may be any JSON value, including unhashable ones such as a list.
-    if not isinstance(kind, str) or kind not in accepted:
-        allowed = ", ".join(sorted(accepted)) or "none"
-        what = "no message type" if kind is None else f"unknown message type {reprlib.repr(kind)}"
-        return ProtocolError(
-            ErrorCode.UNKNOWN_TYPE, f"{what} on this socket (accepted: {allowed})", seq
-        )
-    try:
-        _technician_decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
-        code = ErrorCode.OUT_OF_RANGE if "out of range" in text else ErrorCode.INVALID_FIELD
-        return ProtocolError(code, text, seq)
-    return ProtocolError(ErrorCode.INVALID_FIELD, "invalid message", seq)
+    return TECHNICIAN_FRAMES.decode(data)
 
 
 # ---------------------------------------------------------------- outbound
@@ -234,6 +281,43 @@ class Alert(msgspec.Struct, tag="alert", tag_field="type", omit_defaults=True):
     zone_id: str | None = None
     zone_kind: str | None = None
     message: str | None = None
+
+
+class SosAck(msgspec.Struct, tag="sos_ack", tag_field="type"):
+    """The SOS is stored durably as ``incident``; never sent before that."""
+
+    id: str
+    incident: str
+    status: str
+
+
+class SosStatus(msgspec.Struct, tag="sos_status", tag_field="type", omit_defaults=True):
+    """What the reporter may know of their SOS: its state, not the operators' notes."""
+
+    id: str
+    incident: str
+    status: str
+    t: float
+    outcome: str | None = None
+
+
+class IncidentMessage(msgspec.Struct, tag="incident", tag_field="type", omit_defaults=True):
+    """An incident for operators: new, changed, escalated or re-alerted."""
+
+    incident: dict[str, Any]
+    reason: str | None = None
+
+
+class IncidentLocationMessage(
+    msgspec.Struct, tag="incident_location", tag_field="type", omit_defaults=True
+):
+    """The reporter's live position while the incident is open (every fix, never conflated)."""
+
+    incident: str
+    t: float
+    lat: float
+    lon: float
+    acc: float | None = None
 
 
 class BookingMessage(msgspec.Struct, tag="booking", tag_field="type"):

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRETS_FILE = "secrets.json"
@@ -78,8 +78,38 @@ class Settings(BaseSettings):
     osrm_timeout_s: float = Field(1.0, gt=0, le=30)
     # A route is asked for when a trip starts and refreshed at most this often.
     osrm_refresh_s: float = Field(60.0, ge=5)
+    # Escalation of an SOS nobody acknowledged: re-alert operators and the supervisor webhook
+    # after T1, the person's emergency contacts after T2.
+    escalation_t1_s: float = Field(30.0, gt=0)
+    escalation_t2_s: float = Field(60.0, gt=0)
+    # A reporter may take an SOS back (pocket press) this long after raising it.
+    sos_cancel_grace_s: float = Field(60.0, ge=0)
+    # Escalation webhooks (JSON POST, HMAC-SHA256 signed with webhook_secret): the safety
+    # supervisor, and a bridge to an SMS/voice gateway for contacts' phone numbers.
+    supervisor_webhook_url: str | None = None
+    contact_webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    # Firebase Cloud Messaging for contacts' devices (service-account JSON file).
+    fcm_project_id: str | None = None
+    fcm_service_account_file: Path | None = None
+    fcm_endpoint: str | None = None  # override of FCM's base URL (a local stand-in in tests)
+    # A ready OAuth2 access token instead of the service-account file (a token broker, tests).
+    fcm_access_token: SecretStr | None = None
     # Time given to open connections when the hub stops.
     shutdown_grace_s: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _webhooks_need_a_secret(self) -> Settings:
+        if (self.supervisor_webhook_url or self.contact_webhook_url) and not self.webhook_secret:
+            raise ValueError(
+                "DOORSTEP_WEBHOOK_SECRET is required when DOORSTEP_SUPERVISOR_WEBHOOK_URL"
+                " or DOORSTEP_CONTACT_WEBHOOK_URL is set"
+            )
+        if self.escalation_t2_s < self.escalation_t1_s:
+            raise ValueError(
+                "DOORSTEP_ESCALATION_T2_S must not be shorter than DOORSTEP_ESCALATION_T1_S"
+            )
+        return self
 
     @property
     def database_path(self) -> Path:
@@ -93,7 +123,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**clean)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise SettingsError(f"invalid settings: {first['msg']}") from None
+        field = str(first["loc"][0])
         raise SettingsError(
             f"invalid setting DOORSTEP_{field.upper()}: {first['msg']} (got {first.get('input')!r})"
         ) from None

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
+import msgspec
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
+from alerts.incident import IllegalIncidentTransition, IncidentAction, Outcome
 from realtime import auth
 from realtime import protocol as wire
 from realtime.auth import AuthError, Principal, Role
 from realtime.connection import Connection
 from realtime.hub import FLEET_CHANNEL, Hub, booking_channel, public_booking, technician_channel
 from realtime.protocol import CloseCode
+from realtime.safety import IncidentNotFound, reporter_channel
 from realtime.zoning import OPS_CHANNEL
+
+log = logging.getLogger("doorstep.ws")
 
 
 async def _refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
@@ -61,7 +68,10 @@ async def technician_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     conn = _connection(websocket, Role.TECHNICIAN)
     state = await hub.technician_connected(technician_id)
-    unsubscribe = hub.watch(technician_channel(technician_id), conn.outbox)
+    unsubscribers = [
+        hub.watch(technician_channel(technician_id), conn.outbox),
+        hub.watch(reporter_channel(Role.TECHNICIAN.value, technician_id), conn.outbox),
+    ]
     try:
         # Tell the client where to resume: everything up to this seq is stored.
         conn.send(wire.Ack(seq=state.durable_seq), "ack", conflate_key="ack")
@@ -74,13 +84,46 @@ async def technician_socket(websocket: WebSocket) -> None:
             except wire.ProtocolError:
                 metrics.frames_in.labels(type="invalid").inc()
                 raise
-            metrics.frames_in.labels(type=type(message).__name__.lower()).inc()
-            await hub.ingest(technician_id, message, received)
+            metrics.frames_in.labels(type=message_type(message)).inc()
+            if isinstance(message, wire.Sos | wire.SosCancel):
+                await handle_sos(hub, principal, conn, message)
+            else:
+                await hub.ingest(technician_id, message, received)
 
         await conn.run(handle)
     finally:
-        unsubscribe()
+        for unsubscribe in unsubscribers:
+            unsubscribe()
         hub.technician_disconnected(technician_id)
+
+
+def message_type(message: object) -> str:
+    return str(type(message).__struct_config__.tag)
+
+
+async def handle_sos(
+    hub: Hub, principal: Principal, conn: Connection, message: wire.Sos | wire.SosCancel
+) -> None:
+    """Raise or cancel an SOS; ``sos_ack`` only once the incident is stored."""
+    try:
+        if isinstance(message, wire.Sos):
+            incident, _ = await hub.safety.raise_sos(principal, message)
+        else:
+            incident = await hub.safety.cancel_by_client_id(principal, message.id)
+    except wire.ProtocolError:
+        raise
+    except IncidentNotFound as exc:
+        raise wire.ProtocolError(wire.ErrorCode.NOT_FOUND, str(exc)) from None
+    except IllegalIncidentTransition as exc:
+        raise wire.ProtocolError(wire.ErrorCode.ILLEGAL_TRANSITION, str(exc)) from None
+    except Exception:
+        # Never a false ack: the client keeps the SOS and retries (or falls back to HTTP).
+        log.exception("SOS %s could not be stored", message.id)
+        raise wire.ProtocolError(
+            wire.ErrorCode.SOS_NOT_STORED, f"SOS {message.id} was not stored; retry now"
+        ) from None
+    reply = wire.SosAck(id=message.id, incident=incident.id, status=incident.status.value)
+    conn.send(reply, "sos_ack", urgent=True)
 
 
 async def booking_socket(websocket: WebSocket) -> None:
@@ -104,7 +147,11 @@ async def booking_socket(websocket: WebSocket) -> None:
     # no status or position can slip between the snapshot and the live stream.
     booking = await hub.get_booking(booking_id) or booking
     conn.send(hub.booking_snapshot(booking), "snapshot")
-    unsubscribe = hub.watch(booking_channel(booking_id), conn.outbox)
+    unsubscribers = [hub.watch(booking_channel(booking_id), conn.outbox)]
+    if principal.role is Role.CUSTOMER:
+        unsubscribers.append(
+            hub.watch(reporter_channel(principal.role.value, principal.sub), conn.outbox)
+        )
     if booking.final:
         conn.outbox.close(
             CloseCode.NORMAL, f"booking is {booking.status.value}", discard_pending=False
@@ -112,13 +159,23 @@ async def booking_socket(websocket: WebSocket) -> None:
     metrics = websocket.app.state.metrics
 
     async def handle(text: str, received: float) -> None:
-        metrics.frames_in.labels(type="invalid").inc()
-        raise wire.refuse_frame(text, wire.CUSTOMER_INBOUND_TYPES)
+        try:
+            message = wire.CUSTOMER_FRAMES.decode(text)
+        except wire.ProtocolError:
+            metrics.frames_in.labels(type="invalid").inc()
+            raise
+        metrics.frames_in.labels(type=message_type(message)).inc()
+        if principal.role is not Role.CUSTOMER:
+            raise wire.ProtocolError(
+                wire.ErrorCode.FORBIDDEN, "only the booking's customer raises SOS here"
+            )
+        await handle_sos(hub, principal, conn, message)
 
     try:
         await conn.run(handle)
     finally:
-        unsubscribe()
+        for unsubscribe in unsubscribers:
+            unsubscribe()
 
 
 async def operator_socket(websocket: WebSocket) -> None:
@@ -129,12 +186,36 @@ async def operator_socket(websocket: WebSocket) -> None:
     metrics = websocket.app.state.metrics
     await websocket.accept()
     conn = _connection(websocket, Role.OPERATOR)
-    conn.send(wire.Snapshot(fleet=hub.fleet_snapshot()), "snapshot")
+    # Snapshot and subscription with no await in between: no incident can slip past both.
+    incidents = [msgspec.to_builtins(i) for i in hub.safety.open_incidents()]
+    conn.send(wire.Snapshot(fleet=hub.fleet_snapshot(), incidents=incidents), "snapshot")
     unsubscribers = [hub.watch(FLEET_CHANNEL, conn.outbox), hub.watch(OPS_CHANNEL, conn.outbox)]
 
     async def handle(text: str, received: float) -> None:
-        metrics.frames_in.labels(type="invalid").inc()
-        raise wire.refuse_frame(text, wire.OPERATOR_INBOUND_TYPES)
+        try:
+            message = wire.OPERATOR_FRAMES.decode(text)
+        except wire.ProtocolError:
+            metrics.frames_in.labels(type="invalid").inc()
+            raise
+        metrics.frames_in.labels(type=message_type(message)).inc()
+        outcome = None
+        if isinstance(message, wire.IncidentResolve):
+            try:
+                outcome = Outcome(message.outcome)
+            except ValueError:
+                allowed = ", ".join(o.value for o in Outcome)
+                raise wire.ProtocolError(
+                    wire.ErrorCode.INVALID_FIELD, f"outcome must be one of: {allowed}"
+                ) from None
+        action = IncidentAction.RESOLVE if outcome else IncidentAction.ACK
+        try:
+            await hub.safety.act(
+                principal, message.incident, action, note=message.note, outcome=outcome
+            )
+        except IncidentNotFound as exc:
+            raise wire.ProtocolError(wire.ErrorCode.NOT_FOUND, str(exc)) from None
+        except IllegalIncidentTransition as exc:
+            raise wire.ProtocolError(wire.ErrorCode.ILLEGAL_TRANSITION, str(exc)) from None
 
     try:
         await conn.run(handle)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import msgspec
 
+from alerts.incident import AuditEntry, Incident
 from realtime.booking import AuditEvent, Booking
 
 
@@ -91,6 +92,24 @@ class Store(Protocol):
     async def last_fix(self, technician_id: str) -> StoredFix | None:
         """The technician's newest stored fix by time (then seq), None when none."""
         ...
+
+    async def save_incident(
+        self, incident: Incident, reporter_key: str, audit: list[AuditEntry]
+    ) -> None:
+        """Write an incident and its new audit entries atomically.
+
+        ``reporter_key`` (role, subject and the client's SOS id) is unique: it is what makes
+        a retried SOS one incident.
+        """
+        ...
+
+    async def get_incident(self, incident_id: str) -> Incident | None: ...
+
+    async def incident_by_reporter_key(self, reporter_key: str) -> Incident | None: ...
+
+    async def open_incidents(self) -> list[Incident]: ...
+
+    async def incident_audit(self, incident_id: str) -> list[AuditEntry]: ...
 
     async def put_document(self, namespace: str, key: str, data: bytes) -> None:
         """Small durable documents: zones, technician profiles, learned model state."""

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from alerts.incident import AuditEntry, Incident
 from realtime.backends.base import StoredFix
 from realtime.booking import ACTIVE_STATUSES, AuditEvent, Booking
 
@@ -53,6 +54,14 @@ CREATE TABLE IF NOT EXISTS locations (
     PRIMARY KEY (technician_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS locations_time ON locations (technician_id, t);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    reporter_key TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    updated_t REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status);
 CREATE TABLE IF NOT EXISTS documents (
     namespace TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -63,6 +72,8 @@ CREATE TABLE IF NOT EXISTS documents (
 
 _booking_decoder = msgspec.json.Decoder(Booking)
 _event_decoder = msgspec.json.Decoder(AuditEvent)
+_incident_decoder = msgspec.json.Decoder(Incident)
+_audit_entry_decoder = msgspec.json.Decoder(AuditEntry)
 _encode = msgspec.json.encode
 
 
@@ -191,6 +202,65 @@ class SQLiteStore:
             ).fetchone()
         )
         return StoredFix(*row) if row else None
+
+    async def save_incident(
+        self, incident: Incident, reporter_key: str, audit: list[AuditEntry]
+    ) -> None:
+        def save() -> None:
+            with _transaction(self.db) as db:
+                db.execute(
+                    "INSERT INTO incidents (id, reporter_key, status, updated_t, data)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                    " status = excluded.status, updated_t = excluded.updated_t,"
+                    " data = excluded.data",
+                    (
+                        incident.id,
+                        reporter_key,
+                        incident.status.value,
+                        incident.updated_t,
+                        _encode(incident),
+                    ),
+                )
+                db.executemany(
+                    "INSERT INTO audit (entity, entity_id, t, data) VALUES ('incident', ?, ?, ?)",
+                    [(incident.id, entry.t, _encode(entry)) for entry in audit],
+                )
+
+        await self._run(save)
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        row = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM incidents WHERE id = ?", (incident_id,)
+            ).fetchone()
+        )
+        return _incident_decoder.decode(row[0]) if row else None
+
+    async def incident_by_reporter_key(self, reporter_key: str) -> Incident | None:
+        row = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM incidents WHERE reporter_key = ?", (reporter_key,)
+            ).fetchone()
+        )
+        return _incident_decoder.decode(row[0]) if row else None
+
+    async def open_incidents(self) -> list[Incident]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM incidents WHERE status IN ('open', 'acknowledged')"
+                " ORDER BY updated_t"
+            ).fetchall()
+        )
+        return [_incident_decoder.decode(r[0]) for r in rows]
+
+    async def incident_audit(self, incident_id: str) -> list[AuditEntry]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM audit WHERE entity = 'incident' AND entity_id = ? ORDER BY id",
+                (incident_id,),
+            ).fetchall()
+        )
+        return [_audit_entry_decoder.decode(r[0]) for r in rows]
 
     async def put_document(self, namespace: str, key: str, data: bytes) -> None:
         def put() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -116,9 +117,17 @@ def test_early_stamps_within_tolerance_or_decided_inside_count_as_the_visit():
     # stamped at a drive-by 2 minutes earlier but decided at the door: the visit was found
     drive_by = judge(visit(), [check_in(ARRIVED - 120, decided=ARRIVED + 20)])
     assert drive_by.check_in is not None and not drive_by.false_check_ins
-    # stamped and decided 5 minutes before arriving: a false check-in, and the visit missed
-    early = judge(visit(), [check_in(ARRIVED - 300, decided=ARRIVED - 240)])
-    assert early.missed_check_in and len(early.false_check_ins) == 1
+    # checked in 5 minutes early and out again before arriving: false, and the visit missed
+    early = [check_in(ARRIVED - 300, decided=ARRIVED - 240), check_out(ARRIVED - 200)]
+    verdict = judge(visit(), early)
+    assert verdict.missed_check_in and len(verdict.false_check_ins) == 1
+
+
+def test_a_check_in_held_from_before_the_visit_is_premature_but_not_missed():
+    verdict = judge(visit(), [check_in(ARRIVED - 300, decided=ARRIVED - 240)])
+    assert verdict.premature and verdict.check_in is not None
+    assert not verdict.missed_check_in and len(verdict.false_check_ins) == 1
+    assert verdict.repeat_check_ins == 0
 
 
 def test_a_check_out_is_missed_only_if_the_trace_goes_on_long_enough():
@@ -192,3 +201,26 @@ def test_the_report_is_a_markdown_table_of_the_metrics(small_run):
     for label in ("0-2 min", "2-5 min", "5-10 min", "10-20 min", "false check-ins", "baseline"):
         assert label in text
     assert text.count("\n|") > 15
+
+
+def test_circuity_is_learned_in_time_order_so_no_trip_sees_the_future():
+    trace = generate_trip(0, seed=5, kind="normal")
+    spec = TripSpec.from_dict(trace.truth.to_dict())
+    shift = 600.0  # the same trip again, ten minutes later, by another technician
+    later = replace(spec, trip_id="later")
+    fixes = {
+        spec.trip_id: trace.fixes,
+        "later": [replace(f, t=f.t + shift) for f in trace.fixes],
+    }
+    result = replay([spec, later], fixes)
+    first = {p.t: p.eta_s for p in result.predictions if p.trip_id == spec.trip_id}
+    learned_at = next(e.decided_t for e in result.events if e.kind == "check_in")
+    same = changed = 0
+    for p in result.predictions:
+        if p.trip_id == "later" and p.t - shift in first:
+            if p.t < learned_at:
+                assert p.eta_s == first[p.t - shift]  # nothing learned yet: identical ETAs
+                same += 1
+            else:
+                changed += p.eta_s != first[p.t - shift]
+    assert same > 100 and changed > 100

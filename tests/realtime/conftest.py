@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import pytest
@@ -67,5 +68,62 @@ async def osrm() -> AsyncIterator[FakeOsrm]:
         await asyncio.sleep(0.01)
     yield fake
     fake.release.set()
+    server.should_exit = True
+    await task
+
+
+@dataclass
+class Receiver:
+    """A webhook/FCM receiver on 127.0.0.1 that records requests and fails on demand.
+
+    ``fail_next`` answers that many requests with ``fail_status`` before succeeding;
+    ``always_fail`` fails every request.
+    """
+
+    port: int = 0
+    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    fail_next: int = 0
+    fail_status: int = 503
+    always_fail: bool = False
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        self.requests.append((request.url.path, dict(request.headers), body))
+        self.arrived.set()
+        if self.always_fail or self.fail_next > 0:
+            self.fail_next = max(0, self.fail_next - 1)
+            return Response("failing on purpose", status_code=self.fail_status)
+        if "/messages:send" in request.url.path:
+            return JSONResponse({"name": "projects/p/messages/1"})
+        return JSONResponse({"ok": True})
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.requests) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            assert remaining > 0, f"only {len(self.requests)} of {count} requests arrived"
+            self.arrived.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    fake = Receiver()
+    app = Starlette(routes=[Route("/{path:path}", fake.handle, methods=["POST"])])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    fake.port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        assert not task.done(), "receiver did not start"
+        await asyncio.sleep(0.01)
+    yield fake
     server.should_exit = True
     await task

@@ -468,11 +468,11 @@ async def test_frame_over_the_hard_cap_closes_the_transport_with_1009(hub_factor
     await expect_ack(ws, 1)
 
 
-# ------------------------------------------------------------------ sockets that take nothing
+# ------------------------------------------------------------------ watcher sockets
 
 WATCHER_FRAMES = [
     pytest.param(lambda now: dumps(fix(1, lat=11.111)), "unknown_type", id="a location fix"),
-    pytest.param(text('{"type": "ack", "incident": "i-1"}'), "unknown_type", id="unknown type"),
+    pytest.param(text('{"type": "subscribe", "to": "all"}'), "unknown_type", id="unknown type"),
     pytest.param(text("{}"), "unknown_type", id="no type"),
     pytest.param(text('{"type": ["location"]}'), "unknown_type", id="type is a list"),
     pytest.param(text("hello"), "invalid_json", id="not JSON"),

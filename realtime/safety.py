@@ -1,0 +1,537 @@
+"""The safety desk: SOS in, incidents to operators, escalation, notifications, never lost.
+
+Thin I/O around the pure cores of ``alerts/`` (incident state machine, escalation policy):
+
+* **Durable before acknowledged.** An SOS is written to the store (``synchronous=FULL``)
+  before the reporter gets ``sos_ack`` / HTTP 201; if the write fails the reporter gets an
+  error and retries. The client's SOS id makes retries idempotent (one incident).
+* **Operators first.** Incidents go out on the operators' channel in the urgent lane of
+  every outbox: ahead of positions, never conflated or dropped (a connection too slow for
+  them is closed and resyncs from the snapshot).
+* **Escalation survives restarts.** Steps already taken are part of the stored incident; a
+  single task sleeps until the next step is due, and after a restart it recomputes that
+  from the stored incidents, so each step fires on time and once.
+* **Notifications never block the hub.** Webhook and FCM deliveries run as background
+  tasks with timeouts and retries; every attempt is recorded on the incident and failures
+  are shown to operators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from alerts import incident as core
+from alerts.contacts import EmergencyContact
+from alerts.escalation import EscalationPolicy, EscalationStep, due_steps, mark_escalated
+from alerts.escalation import next_due_t as escalation_due_t
+from alerts.incident import (
+    Delivery,
+    Incident,
+    IncidentAction,
+    IncidentLocation,
+    IncidentStatus,
+    Outcome,
+    Reporter,
+    TrailPoint,
+)
+from alerts.notify import (
+    DeliveryAttempt,
+    FcmNotifier,
+    WebhookNotifier,
+    fixed_token_credentials,
+    push_for_incident,
+    webhook_payload,
+)
+from geofence.model import Fix
+from realtime import protocol as wire
+from realtime.auth import Principal, Role
+from realtime.backends.base import BusMessage
+from realtime.ingest import check_coordinates
+from realtime.protocol import ErrorCode, ProtocolError
+from realtime.zoning import OPS_CHANNEL
+
+if TYPE_CHECKING:
+    from realtime.hub import Hub
+
+log = logging.getLogger("doorstep.safety")
+
+CONTACTS = "contacts"
+# Trails are kept in memory at full rate and written at most this often (a crash loses at
+# most this much trail; the incident itself is always written before anyone is told).
+TRAIL_FLUSH_S = 2.0
+SYSTEM_ACTOR = "system:escalation"
+
+
+class IncidentNotFound(Exception):
+    pass
+
+
+def reporter_channel(role: str, sub: str) -> str:
+    """Where a reporter's own SOS status goes (their technician or booking sockets)."""
+    return f"reporter:{role}:{sub}"
+
+
+def reporter_key(role: str, sub: str, client_id: str) -> str:
+    return f"{role}:{sub}:{client_id}"
+
+
+def contacts_key(role: str, sub: str) -> str:
+    return f"{role}:{sub}"
+
+
+class SafetyDesk:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        settings = hub.settings
+        self.settings = settings
+        self.policy = EscalationPolicy.from_timers(
+            t1_s=settings.escalation_t1_s, t2_s=settings.escalation_t2_s
+        )
+        self._open: dict[str, Incident] = {}
+        self._keys: dict[str, str] = {}  # incident id -> reporter key
+        self._dirty: set[str] = set()
+        self._saved_audit: dict[str, int] = {}
+        # Incident changes are read-modify-write around an awaited store write.
+        self._lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
+        secret = (
+            settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else b""
+        )
+        self.supervisor = (
+            WebhookNotifier(settings.supervisor_webhook_url, secret)
+            if settings.supervisor_webhook_url
+            else None
+        )
+        self.contact_bridge = (
+            WebhookNotifier(settings.contact_webhook_url, secret)
+            if settings.contact_webhook_url
+            else None
+        )
+        self.fcm = (
+            FcmNotifier(
+                project_id=settings.fcm_project_id,
+                service_account_file=(
+                    str(settings.fcm_service_account_file)
+                    if settings.fcm_service_account_file
+                    else None
+                ),
+                credentials=(
+                    fixed_token_credentials(settings.fcm_access_token.get_secret_value())
+                    if settings.fcm_access_token
+                    else None
+                ),
+                endpoint_base=(
+                    f"{settings.fcm_endpoint.rstrip('/')}/v1/projects"
+                    if settings.fcm_endpoint
+                    else None
+                ),
+            )
+            if settings.fcm_project_id
+            else None
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def load(self) -> None:
+        for incident in await self.hub.store.open_incidents():
+            self._open[incident.id] = incident
+            self._saved_audit[incident.id] = len(incident.audit)
+            self._keys[incident.id] = reporter_key(
+                incident.reporter.role, incident.reporter.sub, incident.client_id
+            )
+        self._loop_task = asyncio.create_task(self._escalation_loop(), name="doorstep-escalation")
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._deliveries):
+            task.cancel()
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._flush_trails()
+        for notifier in (self.supervisor, self.contact_bridge, self.fcm):
+            if notifier is not None and hasattr(notifier, "aclose"):
+                await notifier.aclose()
+
+    def open_incidents(self) -> list[Incident]:
+        return sorted(self._open.values(), key=lambda i: (i.created_t, i.id))
+
+    async def get(self, incident_id: str) -> Incident | None:
+        return self._open.get(incident_id) or await self.hub.store.get_incident(incident_id)
+
+    # ------------------------------------------------------------------ raising
+
+    async def raise_sos(self, principal: Principal, sos: wire.Sos) -> tuple[Incident, bool]:
+        """Store the SOS durably (or raise); returns the incident and whether it is new."""
+        if principal.role not in (Role.TECHNICIAN, Role.CUSTOMER):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "only technicians and customers raise SOS")
+        self._check_sos(sos)
+        key = reporter_key(principal.role.value, principal.sub, sos.id)
+        async with self._lock:
+            existing = next((i for i, k in self._keys.items() if k == key), None)
+            if existing is not None:
+                return self._open[existing], False
+            stored = await self.hub.store.incident_by_reporter_key(key)
+            if stored is not None:
+                return stored, False
+            incident = core.raise_incident(
+                incident_id=f"inc-{uuid.uuid4().hex[:16]}",
+                client_id=sos.id,
+                kind="sos",
+                reporter=Reporter(sub=principal.sub, role=principal.role.value),
+                t=self.hub.clock(),
+                note=sos.note,
+                **await self._context(principal, sos),
+            )
+            await self.hub.store.save_incident(incident, key, list(incident.audit))
+            self._open[incident.id] = incident
+            self._keys[incident.id] = key
+            self._saved_audit[incident.id] = len(incident.audit)
+        self.hub.metrics.incidents.labels(kind="sos").inc()
+        await self._broadcast(incident, "raised")
+        self._wakeup.set()
+        return incident, True
+
+    def _check_sos(self, sos: wire.Sos) -> None:
+        if (sos.lat is None) != (sos.lon is None):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "sos needs both lat and lon, or neither")
+        if sos.lat is not None and sos.lon is not None:
+            check_coordinates(sos.lat, sos.lon)
+        if sos.t > self.hub.clock() + self.settings.max_future_skew_s:
+            raise ProtocolError(ErrorCode.TIMESTAMP_IN_FUTURE, f"sos t {sos.t} is in the future")
+
+    async def _context(self, principal: Principal, sos: wire.Sos) -> dict[str, Any]:
+        """Booking, people, address and best location for a new incident."""
+        hub = self.hub
+        booking = None
+        if principal.role is Role.CUSTOMER and principal.booking:
+            booking = await hub.get_booking(principal.booking)
+        elif principal.role is Role.TECHNICIAN:
+            bookings = hub.active_bookings_of(principal.sub)
+            booking = bookings[0] if bookings else None
+        technician_id = principal.sub if principal.role is Role.TECHNICIAN else None
+        if booking is not None and technician_id is None:
+            technician_id = booking.technician_id
+        address = None
+        if booking is not None:
+            address = IncidentLocation(
+                lat=booking.destination.lat,
+                lon=booking.destination.lon,
+                t=booking.created_t,
+                source="booking_address",
+            )
+        location: IncidentLocation | None
+        if sos.lat is not None and sos.lon is not None:
+            location = IncidentLocation(
+                lat=sos.lat, lon=sos.lon, t=sos.t, source="sos", acc=sos.acc
+            )
+        elif principal.role is Role.TECHNICIAN and (last := hub.last_position(principal.sub)):
+            location = IncidentLocation(
+                lat=last.lat, lon=last.lon, t=last.t, source="last_fix", acc=last.acc
+            )
+        else:
+            location = address
+        return {
+            "booking_id": booking.id if booking else None,
+            "technician_id": technician_id,
+            "customer_id": principal.sub
+            if principal.role is Role.CUSTOMER
+            else (booking.customer_id if booking else None),
+            "address": address,
+            "location": location,
+        }
+
+    # ------------------------------------------------------------------ acting
+
+    async def act(
+        self,
+        principal: Principal,
+        incident_id: str,
+        action: IncidentAction,
+        *,
+        note: str | None = None,
+        outcome: Outcome | None = None,
+    ) -> Incident:
+        """ack/resolve (operators) or cancel (the reporter); raises IllegalIncidentTransition."""
+        async with self._lock:
+            incident = await self.get(incident_id)
+            if incident is None:
+                raise IncidentNotFound(f"incident {incident_id} does not exist")
+            updated = core.apply(
+                incident,
+                action,
+                t=self.hub.clock(),
+                actor=principal.actor,
+                note=note,
+                outcome=outcome,
+                cancel_grace_s=self.settings.sos_cancel_grace_s,
+            )
+            await self._save(updated)
+        await self._broadcast(updated, action.value)
+        return updated
+
+    async def cancel_by_client_id(self, principal: Principal, client_id: str) -> Incident:
+        key = reporter_key(principal.role.value, principal.sub, client_id)
+        incident_id = next((i for i, k in self._keys.items() if k == key), None)
+        if incident_id is None:
+            stored = await self.hub.store.incident_by_reporter_key(key)
+            if stored is None:
+                raise IncidentNotFound(f"no SOS with id {client_id} from you")
+            incident_id = stored.id
+        return await self.act(principal, incident_id, IncidentAction.CANCEL)
+
+    async def _save(self, incident: Incident) -> None:
+        """Write an incident with its new audit entries; caller holds the lock."""
+        saved = self._saved_audit.get(incident.id, 0)
+        key = self._keys.get(incident.id) or reporter_key(
+            incident.reporter.role, incident.reporter.sub, incident.client_id
+        )
+        await self.hub.store.save_incident(incident, key, list(incident.audit[saved:]))
+        self._saved_audit[incident.id] = len(incident.audit)
+        self._dirty.discard(incident.id)
+        if core.is_open(incident):
+            self._open[incident.id] = incident
+            self._keys[incident.id] = key
+        else:
+            self._open.pop(incident.id, None)
+            self._keys.pop(incident.id, None)
+            self._saved_audit.pop(incident.id, None)
+
+    # ------------------------------------------------------------------ live location
+
+    async def on_fixes(self, technician_id: str, fixes: list[Fix]) -> None:
+        """Stream the technician's fixes to operators for every open incident about them."""
+        for incident_id, incident in list(self._open.items()):
+            if incident.technician_id != technician_id:
+                continue
+            for fix in fixes:
+                incident = core.add_trail_point(
+                    incident, TrailPoint(t=fix.t, lat=fix.lat, lon=fix.lon, acc=fix.acc)
+                )
+                message = wire.IncidentLocationMessage(
+                    incident=incident_id, t=fix.t, lat=fix.lat, lon=fix.lon, acc=fix.acc
+                )
+                await self.hub.bus.publish(
+                    OPS_CHANNEL,
+                    BusMessage(kind="incident_location", text=wire.encode(message), urgent=True),
+                )
+            self._open[incident_id] = incident
+            self._dirty.add(incident_id)
+
+    async def _flush_trails(self) -> None:
+        async with self._lock:
+            for incident_id in list(self._dirty):
+                incident = self._open.get(incident_id)
+                if incident is not None:
+                    await self._save(incident)
+            self._dirty.clear()
+
+    # ------------------------------------------------------------------ telling people
+
+    async def _broadcast(self, incident: Incident, reason: str) -> None:
+        message = wire.IncidentMessage(incident=msgspec.to_builtins(incident), reason=reason)
+        await self.hub.bus.publish(
+            OPS_CHANNEL, BusMessage(kind="incident", text=wire.encode(message), urgent=True)
+        )
+        status = wire.SosStatus(
+            id=incident.client_id,
+            incident=incident.id,
+            status=incident.status.value,
+            t=incident.updated_t,
+            outcome=incident.outcome.value if incident.outcome else None,
+        )
+        await self.hub.bus.publish(
+            reporter_channel(incident.reporter.role, incident.reporter.sub),
+            BusMessage(kind="sos_status", text=wire.encode(status), urgent=True),
+        )
+
+    # ------------------------------------------------------------------ escalation
+
+    async def _escalation_loop(self) -> None:
+        while True:
+            try:
+                await self._escalate_due()
+                if self._dirty:
+                    await self._flush_trails()
+            except Exception:
+                # A failing store must not end escalation for good: retry on the next tick.
+                log.exception("escalation tick failed")
+            now = self.hub.clock()
+            upcoming = [escalation_due_t(i, self.policy) for i in self._open.values()]
+            pending = [t for t in upcoming if t is not None]
+            timeout = TRAIL_FLUSH_S
+            if pending:
+                timeout = min(timeout, max(0.0, min(pending) - now))
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _escalate_due(self) -> None:
+        now = self.hub.clock()
+        for incident in list(self._open.values()):
+            for step in due_steps(incident, self.policy, now):
+                await self._escalate(incident.id, step)
+
+    async def _escalate(self, incident_id: str, step: EscalationStep) -> None:
+        async with self._lock:
+            current = self._open.get(incident_id)
+            # Re-check under the lock: an operator may have acknowledged meanwhile.
+            if current is None or step not in due_steps(current, self.policy, self.hub.clock()):
+                return
+            # Recorded before acting: after a crash a step is not repeated (notifications
+            # carry a delivery id, so a receiver can also drop a duplicate).
+            updated = mark_escalated(current, step, self.hub.clock())
+            await self._save(updated)
+        self.hub.metrics.escalations.labels(step=step.name).inc()
+        reason = f"escalation {step.name}: not acknowledged within {step.after_s:g} s"
+        if step.action == "realert_operators":
+            await self._broadcast(updated, reason)
+        elif step.action == "notify_supervisor":
+            self._spawn(self._notify_supervisor(updated, step, reason))
+        elif step.action == "notify_contacts":
+            self._spawn(self._notify_contacts(updated, step, reason))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _notify_supervisor(self, incident: Incident, step: EscalationStep, reason: str):
+        if self.supervisor is None:
+            await self._record(
+                incident.id, step, "webhook", "unconfigured", [], "no supervisor webhook"
+            )
+            return
+        payload = webhook_payload(
+            incident=msgspec.to_builtins(incident),
+            step=step.name,
+            reason=reason,
+            delivery_id=f"{incident.id}:{step.name}",
+            t=self.hub.clock(),
+        )
+        attempts = await self.supervisor.deliver(payload)
+        await self._record(incident.id, step, "webhook", "supervisor", attempts)
+
+    async def _notify_contacts(self, incident: Incident, step: EscalationStep, reason: str):
+        contacts = await self.contacts_of(incident.reporter.role, incident.reporter.sub)
+        if not contacts:
+            await self._record(
+                incident.id, step, "contacts", "none", [], "the reporter has no emergency contacts"
+            )
+            return
+        location = incident.location
+        who = f"{incident.reporter.sub} ({incident.reporter.role})"
+        message = push_for_incident(
+            incident_id=incident.id,
+            kind=incident.kind,
+            who=who,
+            lat=location.lat if location else None,
+            lon=location.lon if location else None,
+            step=step.name,
+        )
+        for index, contact in enumerate(contacts):
+            for token in contact.fcm_tokens:
+                if self.fcm is None:
+                    await self._record(
+                        incident.id, step, "fcm", contact.name, [], "FCM is not configured"
+                    )
+                    continue
+                attempts = await self.fcm.send(token, message)
+                await self._record(incident.id, step, "fcm", contact.name, attempts)
+            if contact.phone:
+                if self.contact_bridge is None:
+                    await self._record(
+                        incident.id, step, "sms", contact.name, [], "no contact webhook configured"
+                    )
+                    continue
+                payload = webhook_payload(
+                    incident=msgspec.to_builtins(incident),
+                    step=step.name,
+                    reason=reason,
+                    delivery_id=f"{incident.id}:{step.name}:{index}",
+                    t=self.hub.clock(),
+                )
+                payload["contact"] = {"name": contact.name, "phone": contact.phone}
+                payload["message"] = {"title": message.title, "body": message.body}
+                attempts = await self.contact_bridge.deliver(payload)
+                await self._record(incident.id, step, "sms", contact.name, attempts)
+
+    async def _record(
+        self,
+        incident_id: str,
+        step: EscalationStep,
+        channel: str,
+        target: str,
+        attempts: list[DeliveryAttempt],
+        missing: str | None = None,
+    ) -> None:
+        """Put delivery attempts on the incident; tell operators when something failed."""
+        if missing is not None:
+            deliveries = [
+                Delivery(
+                    t=self.hub.clock(),
+                    channel=channel,
+                    target=target,
+                    step=step.name,
+                    attempt=0,
+                    ok=False,
+                    error=missing,
+                    dead_letter=True,
+                )
+            ]
+        else:
+            deliveries = [
+                Delivery(
+                    t=a.t,
+                    channel=a.channel,
+                    target=target if a.channel != "fcm" else f"{target} {a.target}",
+                    step=step.name,
+                    attempt=a.attempt,
+                    ok=a.ok,
+                    status=a.status,
+                    error=a.error,
+                    dead_letter=a.dead_letter,
+                )
+                for a in attempts
+            ]
+        async with self._lock:
+            incident = await self.get(incident_id)
+            if incident is None:
+                return
+            for delivery in deliveries:
+                incident = core.record_delivery(incident, delivery)
+            await self._save(incident)
+        for delivery in deliveries:
+            self.hub.metrics.deliveries.labels(
+                channel=delivery.channel, ok=str(delivery.ok).lower()
+            ).inc()
+        failed = [d for d in deliveries if d.dead_letter]
+        if failed:
+            log.warning("incident %s: %s delivery to %s failed", incident_id, channel, target)
+        await self._broadcast(incident, "delivery failed" if failed else "delivered")
+
+    # ------------------------------------------------------------------ contacts
+
+    async def contacts_of(self, role: str, sub: str) -> list[EmergencyContact]:
+        raw = await self.hub.store.get_document(CONTACTS, contacts_key(role, sub))
+        if raw is None:
+            return []
+        return msgspec.json.decode(raw, type=list[EmergencyContact])
+
+    async def put_contacts(self, role: str, sub: str, contacts: list[EmergencyContact]) -> None:
+        await self.hub.store.put_document(
+            CONTACTS, contacts_key(role, sub), msgspec.json.encode(contacts)
+        )
+
+
+__all__ = ["IncidentNotFound", "IncidentStatus", "SafetyDesk"]
