@@ -102,6 +102,14 @@ class Connection:
                 return
             received = time.perf_counter()
             verdict = self.guard.check(time.monotonic())
+            text = message.get("text")
+            if verdict is not Verdict.ACCEPT and _may_be_sos(text):
+                # An SOS is never dropped for the rate limit, not even in a flood: handle it
+                # (it is validated like any frame) before refusing or closing anything.
+                await self._handle(handle, text, received)  # type: ignore[arg-type]
+                if verdict is Verdict.REFUSE:
+                    continue
+                # A flood still closes the connection; the sos_ack (urgent) goes out first.
             if verdict is Verdict.DISCONNECT:
                 self.metrics.frames_rejected.labels(code=ErrorCode.RATE_LIMITED.value).inc()
                 self.outbox.close(CloseCode.POLICY_FLOOD, "flood: too many frames over the limit")
@@ -114,7 +122,6 @@ class Connection:
                     )
                 )
                 continue
-            text = message.get("text")
             if text is None:
                 self.send_error(
                     ProtocolError(
@@ -133,14 +140,22 @@ class Connection:
                     )
                 )
                 continue
-            try:
-                await handle(text, received)
-            except ProtocolError as error:
-                self.send_error(error)
-            except Exception:
-                # A bug must not silently kill a technician's stream: log it, tell the
-                # client its frame was not processed (it keeps it buffered), carry on.
-                log.exception("unexpected error handling a %s frame", self.role)
-                self.send_error(
-                    ProtocolError(ErrorCode.INTERNAL_ERROR, "the hub failed on this frame; retry")
-                )
+            await self._handle(handle, text, received)
+
+    async def _handle(self, handle: FrameHandler, text: str, received: float) -> None:
+        try:
+            await handle(text, received)
+        except ProtocolError as error:
+            self.send_error(error)
+        except Exception:
+            # A bug must not silently kill a technician's stream: log it, tell the
+            # client its frame was not processed (it keeps it buffered), carry on.
+            log.exception("unexpected error handling a %s frame", self.role)
+            self.send_error(
+                ProtocolError(ErrorCode.INTERNAL_ERROR, "the hub failed on this frame; retry")
+            )
+
+
+def _may_be_sos(text: str | None) -> bool:
+    """Cheap pre-check (the handler validates for real) for the frames exempt from limits."""
+    return text is not None and len(text) < 8192 and '"sos' in text

@@ -264,3 +264,17 @@ async def test_an_sos_that_cannot_be_stored_is_refused_not_acked(hub: RunningHub
     monkeypatch.undo()
     await tech.send(sos("unstored"))
     assert (await receive_until(tech, "sos_ack"))["id"] == "unstored"
+
+
+async def test_an_sos_is_never_dropped_by_the_rate_limit(hub_factory):
+    hub = await hub_factory(rate_per_s=1, rate_burst=2, flood_max_refused=1000)
+    tech = await technician(hub, "tech-11")
+    now = time.time()
+    for seq in range(1, 20):  # well over the limit: most of these are refused
+        fix = {"type": "location", "seq": seq, "t": now, "lat": 52.5, "lon": 13.4}
+        await tech.send(json.dumps(fix))
+    await tech.send(sos("while-limited"))
+    assert (await receive_until(tech, "sos_ack"))["id"] == "while-limited"
+    async with hub.client(None) as http:
+        metrics = (await http.get("/metrics")).text
+    assert 'doorstep_frames_rejected_total{code="rate_limited"}' in metrics
