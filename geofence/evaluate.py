@@ -607,6 +607,11 @@ def _presence_table(report: Report) -> list[str]:
             str(naive.premature_check_ins),
         ),
         (
+            "... away from the visit (before it and undone, or after it)",
+            str(_away(ours)),
+            str(_away(naive)),
+        ),
+        (
             "... repeats within a visit (flapping)",
             str(ours.repeat_check_ins),
             str(naive.repeat_check_ins),
@@ -636,6 +641,11 @@ def _presence_table(report: Report) -> list[str]:
     lines = ["| presence | ours | baseline (raw fence test) |", "|---|---:|---:|"]
     lines += [f"| {name} | {a} | {b} |" for name, a, b in rows]
     return lines
+
+
+def _away(score: PresenceScore) -> int:
+    named = score.no_visit_check_ins + score.premature_check_ins + score.repeat_check_ins
+    return score.false_check_ins - named
 
 
 def _case_table(report: Report) -> list[str]:
