@@ -142,7 +142,7 @@ def visit(seed: int, minutes: float = 5) -> Trip:
 
 def leave(trip: Trip) -> Trip:
     """Walk out to the van 30 m past the fence edge and drive off east."""
-    return trip.go_to(near(90, 105), WALK).go_to(near(90, 1500), DRIVE)
+    return trip.go_to(near(90, 105), WALK).go_to(near(90, 3000), DRIVE)
 
 
 # --- arriving ------------------------------------------------------------------------------
@@ -380,3 +380,22 @@ def test_config_defaults_put_the_exit_boundary_beyond_the_entry_boundary() -> No
     config = PresenceConfig()
     assert config.exit_margin_m > -config.entry_margin_m
     assert config.dwell_out_s > config.dwell_in_s
+
+
+def test_scattered_sure_fixes_between_long_unknown_stretches_do_not_check_out() -> None:
+    """A dozing indoor phone: a sure-outside fix every 100 s, unknown ones in between."""
+    detector = PresenceDetector(FENCE, state=PresenceState.INSIDE)
+    far = destination_point(*DEST, 90.0, 200.0)  # sure outside at 10 m accuracy
+    edge = destination_point(*DEST, 90.0, 90.0)  # 15 m past the edge at 40 m: unknown
+    events = []
+    t = 1000.0
+    for _ in range(8):  # 800 s, far longer than the check-out dwell
+        events += detector.update(Fix(t, *far, acc=10.0))
+        for step in range(1, 10):
+            events += detector.update(Fix(t + step * 10, *edge, acc=40.0))
+        t += 100.0
+    assert events == []
+    # Witnessed continuously, the same place is a departure.
+    for step in range(25):
+        events += detector.update(Fix(t + step * 10, *far, acc=10.0))
+    assert [e.kind for e in events] == ["check_out"]

@@ -69,10 +69,10 @@ async def test_approach_check_in_and_check_out_drive_the_booking(hub: RunningHub
     start = destination_point(*HOME, 200.0, 2500.0)
     parked = destination_point(*HOME, 20.0, 10.0)
     approach = drive(start, parked, t0, speed=10.0)
-    # Check-in needs the technician to stay a while (dwell): the first two minutes of the visit.
+    # Check-in needs the technician to stay a while (dwell): the first minutes of the visit.
     arrived_at = approach[-1][0]
     visit = stay(parked, arrived_at + 5, 600)
-    seq = await send_track(tech, approach + visit[:24], 1)
+    seq = await send_track(tech, approach + visit[:40], 1)
     messages = await collect(customer, "arrived")
     etas = [m for m in messages if m["type"] == "eta"]
     statuses = [m["status"] for m in messages if m["type"] == "status"]
@@ -84,10 +84,10 @@ async def test_approach_check_in_and_check_out_drive_the_booking(hub: RunningHub
     assert all(e["low_s"] <= e["seconds"] <= e["high_s"] for e in etas)
 
     # Stay 10 minutes, start the service, then drive away.
-    seq = await send_track(tech, visit[24:], seq)
+    seq = await send_track(tech, visit[40:], seq)
     assert (await hub.post("/v1/bookings/visit-1/start")).status_code == 200
     leave_t0 = visit[-1][0] + 5
-    away = drive(parked, destination_point(*HOME, 90.0, 1500.0), leave_t0, speed=8.0)
+    away = drive(parked, destination_point(*HOME, 90.0, 3000.0), leave_t0, speed=8.0)
     await send_track(tech, away, seq)
     await collect(customer, "completed")
 
