@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from geofence.eta import EtaEstimator, RouteProvider
-
 from geofence.model import Fix
 
 # A position older than this says little about where the technician is now.

@@ -12,8 +12,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from geofence.zones import ZoneEvent, ZoneIndex, ZoneTracker, zones_from_geojson
 
+from geofence.zones import ZoneEvent, ZoneIndex, ZoneTracker, zones_from_geojson
 from realtime import protocol as wire
 from realtime.backends.base import BusMessage
 from realtime.booking import BookingStatus
