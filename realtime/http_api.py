@@ -20,9 +20,11 @@ from starlette.routing import Route
 
 from alerts.contacts import ContactError, validate_contacts
 from alerts.incident import IllegalIncidentTransition, IncidentAction, Outcome
+from alerts.safety_alert import IllegalAlertTransition
 from geofence.fences import GeoJSONError, fence_from_geojson
 from realtime import auth
 from realtime import protocol as wire
+from realtime.alerting import AlertNotFound
 from realtime.auth import AuthError, Principal, Role
 from realtime.booking import BookingEvent, Destination, IllegalTransition
 from realtime.dispatch import Ranked
@@ -161,6 +163,10 @@ def handles_errors(endpoint: Any) -> Any:
         except IncidentNotFound as exc:
             return error_response(404, ErrorCode.NOT_FOUND, str(exc))
         except IllegalIncidentTransition as exc:
+            return error_response(409, ErrorCode.ILLEGAL_TRANSITION, str(exc))
+        except AlertNotFound as exc:
+            return error_response(404, ErrorCode.NOT_FOUND, str(exc))
+        except IllegalAlertTransition as exc:
             return error_response(409, ErrorCode.ILLEGAL_TRANSITION, str(exc))
 
     return wrapper
@@ -494,6 +500,41 @@ def incident_action(action: IncidentAction) -> Any:
     return endpoint
 
 
+class AlertAckIn(msgspec.Struct, forbid_unknown_fields=True):
+    note: wire.Note | None = None
+
+
+@handles_errors
+async def list_alerts(request: Request) -> Response:
+    """The open (not yet acknowledged) safety alerts, oldest first."""
+    authenticate(request, {Role.OPERATOR})
+    alerts = hub_of(request).alerts.open_alerts()
+    return JSONResponse({"alerts": [msgspec.to_builtins(a) for a in alerts]})
+
+
+@handles_errors
+async def get_alert(request: Request) -> Response:
+    """One alert, open or acknowledged, with its audit trail."""
+    authenticate(request, {Role.OPERATOR})
+    desk = hub_of(request).alerts
+    alert_id = request.path_params["alert_id"]
+    alert = await desk.get(alert_id)
+    if alert is None:
+        raise AlertNotFound("alert does not exist")
+    audit = await desk.audit(alert_id)
+    return JSONResponse({**msgspec.to_builtins(alert), "audit": msgspec.to_builtins(audit)})
+
+
+@handles_errors
+async def ack_alert(request: Request) -> Response:
+    principal = authenticate(request, {Role.OPERATOR})
+    body: AlertAckIn = await read_body(request, AlertAckIn)
+    alert = await hub_of(request).alerts.acknowledge(
+        principal, request.path_params["alert_id"], body.note
+    )
+    return JSONResponse(msgspec.to_builtins(alert))
+
+
 @handles_errors
 async def put_contacts(request: Request) -> Response:
     authenticate(request, {Role.PLATFORM})
@@ -608,6 +649,9 @@ routes = [
         incident_action(IncidentAction.RESOLVE),
         methods=["POST"],
     ),
+    Route("/v1/alerts", list_alerts, methods=["GET"]),
+    Route("/v1/alerts/{alert_id}", get_alert, methods=["GET"]),
+    Route("/v1/alerts/{alert_id}/ack", ack_alert, methods=["POST"]),
     Route("/v1/people/{role}/{person_id}/contacts", put_contacts, methods=["PUT"]),
     Route("/v1/people/{role}/{person_id}/contacts", get_contacts, methods=["GET"]),
     Route("/v1/tokens", create_token, methods=["POST"]),

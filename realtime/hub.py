@@ -22,9 +22,11 @@ import msgspec
 from geofence.model import Fix
 from realtime import booking as core
 from realtime import protocol as wire
+from realtime.alerting import AlertDesk
 from realtime.arrivals import Arrivals
 from realtime.backends.base import Bus, BusMessage, Store, StoredFix, Unsubscribe
 from realtime.booking import Booking, BookingEvent
+from realtime.channels import FLEET_CHANNEL, booking_channel, technician_channel
 from realtime.dispatch import Candidate, Ranked, rank
 from realtime.fanout import Outbox
 from realtime.history import HistoryWriter
@@ -32,22 +34,12 @@ from realtime.ingest import FixLimits, SeqTracker
 from realtime.metrics import Metrics
 from realtime.safety import SafetyDesk
 from realtime.settings import Settings
+from realtime.watchdog import Watchdog
 from realtime.zoning import Zoning
 
 log = logging.getLogger("doorstep.hub")
 
 Clock = Callable[[], float]
-
-
-def booking_channel(booking_id: str) -> str:
-    return f"booking:{booking_id}"
-
-
-def technician_channel(technician_id: str) -> str:
-    return f"technician:{technician_id}"
-
-
-FLEET_CHANNEL = "fleet"
 
 
 class NotFound(Exception):
@@ -64,6 +56,9 @@ class TechnicianState:
     durable_seq: int
     connections: int = 0
     last: wire.Location | None = None
+    # Hub time of the last accepted fix: "is the phone still sending?" without trusting the
+    # phone's clock (the visit watchdog's signal-lost timer).
+    heard_t: float | None = None
 
 
 PROFILES = "technicians"
@@ -139,6 +134,8 @@ class Hub:
         self.arrivals = Arrivals(self)
         self.zoning = Zoning(self)
         self.safety = SafetyDesk(self)
+        self.alerts = AlertDesk(self)
+        self.watchdog = Watchdog(self)
         self._profiles: dict[str, TechnicianProfile] = {}
         self.ready = False
 
@@ -149,6 +146,7 @@ class Hub:
         await self.bus.connect()
         await self.arrivals.load()
         await self.zoning.load()
+        await self.alerts.load()
         await self.safety.load()
         for key, raw in (await self.store.list_documents(PROFILES)).items():
             self._profiles[key] = _profile_decoder.decode(raw)
@@ -156,6 +154,7 @@ class Hub:
             self._index(booking)
             if booking.technician_id:
                 await self._load_technician(booking.technician_id)
+        await self.watchdog.load()  # after the bookings: it watches the visits among them
         self.history.start()
         self._fleet_task = asyncio.create_task(self._fleet_loop(), name="doorstep-fleet")
         self.ready = True
@@ -166,6 +165,7 @@ class Hub:
             self._fleet_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._fleet_task
+        await self.watchdog.close()
         await self.arrivals.close()
         await self.safety.close()
         await self.history.stop()
@@ -197,6 +197,9 @@ class Hub:
 
     def active_bookings_of(self, technician_id: str) -> list[Booking]:
         return [self._active[b] for b in sorted(self._bookings_of.get(technician_id, ()))]
+
+    def active_bookings(self) -> list[Booking]:
+        return [self._active[b] for b in sorted(self._active)]
 
     async def create_booking(self, spec: BookingSpec, actor: str) -> Booking:
         booking_id = spec.id or uuid.uuid4().hex
@@ -287,7 +290,9 @@ class Hub:
             state = self._technicians.get(technician_id)
             if state is None:
                 last = None
+                heard_t = None
                 if stored is not None:
+                    heard_t = stored.received_t
                     last = wire.Location(
                         seq=stored.seq,
                         t=stored.t,
@@ -297,7 +302,9 @@ class Hub:
                         speed=stored.speed,
                         heading=stored.heading,
                     )
-                state = TechnicianState(seq=SeqTracker(highest), durable_seq=highest, last=last)
+                state = TechnicianState(
+                    seq=SeqTracker(highest), durable_seq=highest, last=last, heard_t=heard_t
+                )
                 self._technicians[technician_id] = state
         return state
 
@@ -335,6 +342,7 @@ class Hub:
             await self._send_ack(technician_id, state.durable_seq)
             return
         self.metrics.fixes_accepted.inc(len(fixes))
+        state.heard_t = now
         self.history.submit(
             [
                 StoredFix(technician_id, f.seq, f.t, f.lat, f.lon, f.acc, f.speed, f.heading, now)
@@ -390,6 +398,11 @@ class Hub:
         await self.bus.publish(
             technician_channel(technician_id), BusMessage(kind="ack", text=text, conflate_key="ack")
         )
+
+    def last_heard_t(self, technician_id: str) -> float | None:
+        """Hub time of the technician's last accepted fix; None when none is known."""
+        state = self._technicians.get(technician_id)
+        return state.heard_t if state is not None else None
 
     def last_position(self, technician_id: str) -> wire.Position | None:
         state = self._technicians.get(technician_id)

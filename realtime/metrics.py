@@ -51,6 +51,9 @@ class Metrics:
         self.incidents = Counter(
             "doorstep_incidents_total", "Incidents raised, by kind", ["kind"], registry=r
         )
+        self.alerts = Counter(
+            "doorstep_alerts_total", "Safety alerts raised, by kind", ["kind"], registry=r
+        )
         self.escalations = Counter(
             "doorstep_escalations_total", "Escalation steps taken, by step", ["step"], registry=r
         )

@@ -130,6 +130,12 @@ class SosCancel(msgspec.Struct, tag="sos_cancel", tag_field="type", omit_default
     note: Note | None = None
 
 
+class CheckOk(msgspec.Struct, tag="check_ok", tag_field="type"):
+    """The technician's answer to a ``check`` ("are you OK?"): yes."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
 class IncidentAck(msgspec.Struct, tag="ack", tag_field="type", omit_defaults=True):
     """An operator takes an incident: escalation stops."""
 
@@ -143,9 +149,16 @@ class IncidentResolve(msgspec.Struct, tag="resolve", tag_field="type", omit_defa
     note: Note | None = None
 
 
-TechnicianInbound = Location | Batch | Sos | SosCancel
+class AlertAck(msgspec.Struct, tag="ack_alert", tag_field="type", omit_defaults=True):
+    """An operator has seen a safety alert (its own ack: alerts do not escalate)."""
+
+    alert: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    note: Note | None = None
+
+
+TechnicianInbound = Location | Batch | Sos | SosCancel | CheckOk
 CustomerInbound = Sos | SosCancel
-OperatorInbound = IncidentAck | IncidentResolve
+OperatorInbound = IncidentAck | IncidentResolve | AlertAck
 
 
 class FrameDecoder:
@@ -200,10 +213,10 @@ class FrameDecoder:
 _any_decoder = msgspec.json.Decoder()
 
 TECHNICIAN_FRAMES = FrameDecoder(
-    TechnicianInbound, frozenset({"location", "batch", "sos", "sos_cancel"})
+    TechnicianInbound, frozenset({"location", "batch", "sos", "sos_cancel", "check_ok"})
 )
 CUSTOMER_FRAMES = FrameDecoder(CustomerInbound, frozenset({"sos", "sos_cancel"}))
-OPERATOR_FRAMES = FrameDecoder(OperatorInbound, frozenset({"ack", "resolve"}))
+OPERATOR_FRAMES = FrameDecoder(OperatorInbound, frozenset({"ack", "resolve", "ack_alert"}))
 
 
 def decode_technician_frame(data: str) -> TechnicianInbound:
@@ -272,7 +285,10 @@ class EtaMessage(msgspec.Struct, tag="eta", tag_field="type"):
 
 
 class Alert(msgspec.Struct, tag="alert", tag_field="type", omit_defaults=True):
-    """A safety alert for operators (``kind`` says which; the other fields depend on it)."""
+    """A safety alert for operators (``kind`` says which; the other fields depend on it).
+
+    Sent when it is raised and again when an operator acknowledges it (``status``).
+    """
 
     kind: str
     t: float
@@ -281,6 +297,28 @@ class Alert(msgspec.Struct, tag="alert", tag_field="type", omit_defaults=True):
     zone_id: str | None = None
     zone_kind: str | None = None
     message: str | None = None
+    id: str | None = None
+    status: str | None = None  # "open" | "acknowledged"
+    incident_id: str | None = None
+    acked_by: str | None = None
+    acked_t: float | None = None
+    note: str | None = None
+
+
+class CheckPrompt(msgspec.Struct, tag="check", tag_field="type"):
+    """Asks a technician whose visit is overdue "are you OK?"; answered with ``check_ok``."""
+
+    id: str
+    booking_id: str
+    question: str
+    t: float
+    answer_by: float
+
+
+class CheckAck(msgspec.Struct, tag="check_ack", tag_field="type"):
+    """The technician's ``check_ok`` is stored; the app may stop resending it."""
+
+    id: str
 
 
 class SosAck(msgspec.Struct, tag="sos_ack", tag_field="type"):
@@ -330,6 +368,7 @@ class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", omit_defaults=T
     eta: EtaMessage | None = None
     incidents: list[dict[str, Any]] | None = None
     fleet: list[FleetEntry] | None = None
+    alerts: list[dict[str, Any]] | None = None
 
 
 _encoder = msgspec.json.Encoder()

@@ -52,6 +52,7 @@ from geofence.model import Fix
 from realtime import protocol as wire
 from realtime.auth import Principal, Role
 from realtime.backends.base import BusMessage
+from realtime.booking import Booking
 from realtime.ingest import check_coordinates
 from realtime.protocol import ErrorCode, ProtocolError
 from realtime.zoning import OPS_CHANNEL
@@ -68,8 +69,23 @@ TRAIL_FLUSH_S = 2.0
 SYSTEM_ACTOR = "system:escalation"
 
 
+SYSTEM_ROLE = "system"  # the reporter role of incidents the hub raises itself
+
+
 class IncidentNotFound(Exception):
     pass
+
+
+def _address(booking: Booking | None) -> IncidentLocation | None:
+    """The booking's destination as an incident location (where the visit is)."""
+    if booking is None:
+        return None
+    return IncidentLocation(
+        lat=booking.destination.lat,
+        lon=booking.destination.lon,
+        t=booking.created_t,
+        source="booking_address",
+    )
 
 
 def reporter_channel(role: str, sub: str) -> str:
@@ -83,6 +99,14 @@ def reporter_key(role: str, sub: str, client_id: str) -> str:
 
 def contacts_key(role: str, sub: str) -> str:
     return f"{role}:{sub}"
+
+
+def _person_of(incident: Incident) -> tuple[str, str]:
+    """Whose emergency contacts an incident concerns: the reporter, or for an incident the
+    hub raised itself, the technician it is about."""
+    if incident.reporter.role == SYSTEM_ROLE and incident.technician_id:
+        return "technician", incident.technician_id
+    return incident.reporter.role, incident.reporter.sub
 
 
 class SafetyDesk:
@@ -178,10 +202,7 @@ class SafetyDesk:
         self._check_sos(sos)
         key = reporter_key(principal.role.value, principal.sub, sos.id)
         async with self._lock:
-            existing = next((i for i, k in self._keys.items() if k == key), None)
-            if existing is not None:
-                return self._open[existing], False
-            stored = await self.hub.store.incident_by_reporter_key(key)
+            stored = await self._raised_before(key)
             if stored is not None:
                 return stored, False
             incident = core.raise_incident(
@@ -193,13 +214,8 @@ class SafetyDesk:
                 note=sos.note,
                 **await self._context(principal, sos),
             )
-            await self.hub.store.save_incident(incident, key, list(incident.audit))
-            self._open[incident.id] = incident
-            self._keys[incident.id] = key
-            self._saved_audit[incident.id] = len(incident.audit)
-        self.hub.metrics.incidents.labels(kind="sos").inc()
-        await self._broadcast(incident, "raised")
-        self._wakeup.set()
+            await self._store_new(incident, key)
+        await self._announce_new(incident)
         return incident, True
 
     def _check_sos(self, sos: wire.Sos) -> None:
@@ -209,6 +225,61 @@ class SafetyDesk:
             check_coordinates(sos.lat, sos.lon)
         if sos.t > self.hub.clock() + self.settings.max_future_skew_s:
             raise ProtocolError(ErrorCode.TIMESTAMP_IN_FUTURE, f"sos t {sos.t} is in the future")
+
+    async def raise_system(
+        self, *, kind: str, technician_id: str, booking_id: str, client_id: str, note: str
+    ) -> tuple[Incident, bool]:
+        """An incident the hub raises itself about a technician (an unanswered check).
+
+        The same durable path as an SOS: stored before operators hear of it, escalated the
+        same way. The reporter is ``system:<technician>`` and ``client_id`` (the check id)
+        makes it idempotent: raising it again returns the stored one, new or closed.
+        """
+        key = reporter_key(SYSTEM_ROLE, technician_id, client_id)
+        # The lock is held from the look-up to the write (across the awaits): two raises of
+        # the same check cannot both miss the other and store two incidents.
+        async with self._lock:
+            stored = await self._raised_before(key)
+            if stored is not None:
+                return stored, False
+            booking = await self.hub.get_booking(booking_id)
+            address = _address(booking)
+            incident = core.raise_incident(
+                incident_id=f"inc-{uuid.uuid4().hex[:16]}",
+                client_id=client_id,
+                kind=kind,
+                reporter=Reporter(sub=technician_id, role=SYSTEM_ROLE),
+                t=self.hub.clock(),
+                note=note,
+                booking_id=booking_id,
+                technician_id=technician_id,
+                customer_id=booking.customer_id if booking else None,
+                address=address,
+                location=self._last_fix(technician_id) or address,
+            )
+            await self._store_new(incident, key)
+        await self._announce_new(incident)
+        return incident, True
+
+    async def _raised_before(self, key: str) -> Incident | None:
+        """The incident already raised under this reporter key, open or closed; caller locks."""
+        open_id = next((i for i, k in self._keys.items() if k == key), None)
+        if open_id is not None:
+            return self._open[open_id]
+        return await self.hub.store.incident_by_reporter_key(key)
+
+    async def _store_new(self, incident: Incident, key: str) -> None:
+        """Write a new incident durably, then index it; caller holds the lock."""
+        await self.hub.store.save_incident(incident, key, list(incident.audit))
+        self._open[incident.id] = incident
+        self._keys[incident.id] = key
+        self._saved_audit[incident.id] = len(incident.audit)
+
+    async def _announce_new(self, incident: Incident) -> None:
+        """Tell operators (and the reporter) of a stored incident and start its escalation."""
+        self.hub.metrics.incidents.labels(kind=incident.kind).inc()
+        await self._broadcast(incident, "raised")
+        self._wakeup.set()
 
     async def _context(self, principal: Principal, sos: wire.Sos) -> dict[str, Any]:
         """Booking, people, address and best location for a new incident."""
@@ -222,23 +293,14 @@ class SafetyDesk:
         technician_id = principal.sub if principal.role is Role.TECHNICIAN else None
         if booking is not None and technician_id is None:
             technician_id = booking.technician_id
-        address = None
-        if booking is not None:
-            address = IncidentLocation(
-                lat=booking.destination.lat,
-                lon=booking.destination.lon,
-                t=booking.created_t,
-                source="booking_address",
-            )
+        address = _address(booking)
         location: IncidentLocation | None
         if sos.lat is not None and sos.lon is not None:
             location = IncidentLocation(
                 lat=sos.lat, lon=sos.lon, t=sos.t, source="sos", acc=sos.acc
             )
-        elif principal.role is Role.TECHNICIAN and (last := hub.last_position(principal.sub)):
-            location = IncidentLocation(
-                lat=last.lat, lon=last.lon, t=last.t, source="last_fix", acc=last.acc
-            )
+        elif principal.role is Role.TECHNICIAN:
+            location = self._last_fix(principal.sub) or address
         else:
             location = address
         return {
@@ -250,6 +312,14 @@ class SafetyDesk:
             "address": address,
             "location": location,
         }
+
+    def _last_fix(self, technician_id: str) -> IncidentLocation | None:
+        last = self.hub.last_position(technician_id)
+        if last is None:
+            return None
+        return IncidentLocation(
+            lat=last.lat, lon=last.lon, t=last.t, source="last_fix", acc=last.acc
+        )
 
     # ------------------------------------------------------------------ acting
 
@@ -423,14 +493,15 @@ class SafetyDesk:
         await self._record(incident.id, step, "webhook", "supervisor", attempts)
 
     async def _notify_contacts(self, incident: Incident, step: EscalationStep, reason: str):
-        contacts = await self.contacts_of(incident.reporter.role, incident.reporter.sub)
+        role, sub = _person_of(incident)
+        contacts = await self.contacts_of(role, sub)
         if not contacts:
             await self._record(
                 incident.id, step, "contacts", "none", [], "the reporter has no emergency contacts"
             )
             return
         location = incident.location
-        who = f"{incident.reporter.sub} ({incident.reporter.role})"
+        who = f"{sub} ({role})"
         message = push_for_incident(
             incident_id=incident.id,
             kind=incident.kind,

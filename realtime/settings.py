@@ -95,8 +95,27 @@ class Settings(BaseSettings):
     fcm_endpoint: str | None = None  # override of FCM's base URL (a local stand-in in tests)
     # A ready OAuth2 access token instead of the service-account file (a token broker, tests).
     fcm_access_token: SecretStr | None = None
+    # The visit watchdog (alerts/watchdog.py has the reasons for the defaults): "are you OK?"
+    # once a visit runs this long past its expected duration, an incident when the answer
+    # is not in within check_timeout_s, again after an "ok"; a signal_lost alert after this
+    # long without a fix during a visit. It looks every watchdog_interval_s, which is also
+    # how late a decision may be.
+    overdue_margin_s: float = Field(900.0, ge=0, allow_inf_nan=False)
+    check_timeout_s: float = Field(120.0, gt=0, allow_inf_nan=False)
+    recheck_after_ok_s: float = Field(900.0, gt=0, allow_inf_nan=False)
+    signal_lost_s: float = Field(600.0, gt=0, allow_inf_nan=False)
+    watchdog_interval_s: float = Field(2.0, gt=0, le=60)
     # Time given to open connections when the hub stops.
     shutdown_grace_s: float = Field(2.0, ge=0)
+    # Base map tiles for the web pages (/track, /console, /tech): a Leaflet URL template
+    # fetched by the browser, never by the hub. OpenStreetMap's public tiles are for light
+    # use only (their tile usage policy); point this at your own or a commercial tile server
+    # in production. When tiles are unreachable the pages still work on a blank map.
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    # Shown on the map (HTML, as Leaflet renders it); most tile licences require it.
+    tile_attribution: str = (
+        '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+    )
 
     @model_validator(mode="after")
     def _webhooks_need_a_secret(self) -> Settings:
@@ -108,6 +127,17 @@ class Settings(BaseSettings):
         if self.escalation_t2_s < self.escalation_t1_s:
             raise ValueError(
                 "DOORSTEP_ESCALATION_T2_S must not be shorter than DOORSTEP_ESCALATION_T1_S"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _watchdog_looks_often_enough(self) -> Settings:
+        # A watchdog that looks less often than its shortest timer would be late by more
+        # than the timer itself.
+        if self.watchdog_interval_s > min(self.check_timeout_s, self.signal_lost_s):
+            raise ValueError(
+                "DOORSTEP_WATCHDOG_INTERVAL_S must not be longer than DOORSTEP_CHECK_TIMEOUT_S"
+                " or DOORSTEP_SIGNAL_LOST_S"
             )
         return self
 

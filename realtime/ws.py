@@ -9,8 +9,11 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from alerts.incident import IllegalIncidentTransition, IncidentAction, Outcome
+from alerts.safety_alert import IllegalAlertTransition
+from alerts.watchdog import UnknownCheck
 from realtime import auth
 from realtime import protocol as wire
+from realtime.alerting import AlertNotFound
 from realtime.auth import AuthError, Principal, Role
 from realtime.connection import Connection
 from realtime.hub import FLEET_CHANNEL, Hub, booking_channel, public_booking, technician_channel
@@ -77,6 +80,10 @@ async def technician_socket(websocket: WebSocket) -> None:
         conn.send(wire.Ack(seq=state.durable_seq), "ack", conflate_key="ack")
         for booking in hub.active_bookings_of(technician_id):
             conn.send(wire.BookingMessage(booking=public_booking(booking)), "booking")
+        # An "are you OK?" asked while the phone was offline is asked again now, after the
+        # booking it is about (not urgent: nothing is queued ahead of it yet).
+        for check in hub.watchdog.open_checks(technician_id):
+            conn.send(check, "check")
 
         async def handle(text: str, received: float) -> None:
             try:
@@ -87,6 +94,8 @@ async def technician_socket(websocket: WebSocket) -> None:
             metrics.frames_in.labels(type=message_type(message)).inc()
             if isinstance(message, wire.Sos | wire.SosCancel):
                 await handle_sos(hub, principal, conn, message)
+            elif isinstance(message, wire.CheckOk):
+                await handle_check_ok(hub, technician_id, conn, message)
             else:
                 await hub.ingest(technician_id, message, received)
 
@@ -124,6 +133,17 @@ async def handle_sos(
         ) from None
     reply = wire.SosAck(id=message.id, incident=incident.id, status=incident.status.value)
     conn.send(reply, "sos_ack", urgent=True)
+
+
+async def handle_check_ok(
+    hub: Hub, technician_id: str, conn: Connection, message: wire.CheckOk
+) -> None:
+    """The technician is OK; ``check_ack`` only once the answer is stored."""
+    try:
+        await hub.watchdog.answer(technician_id, message.id)
+    except UnknownCheck as exc:
+        raise wire.ProtocolError(wire.ErrorCode.NOT_FOUND, str(exc)) from None
+    conn.send(wire.CheckAck(id=message.id), "check_ack", urgent=True)
 
 
 async def booking_socket(websocket: WebSocket) -> None:
@@ -188,7 +208,9 @@ async def operator_socket(websocket: WebSocket) -> None:
     conn = _connection(websocket, Role.OPERATOR)
     # Snapshot and subscription with no await in between: no incident can slip past both.
     incidents = [msgspec.to_builtins(i) for i in hub.safety.open_incidents()]
-    conn.send(wire.Snapshot(fleet=hub.fleet_snapshot(), incidents=incidents), "snapshot")
+    alerts = [msgspec.to_builtins(a) for a in hub.alerts.open_alerts()]
+    snapshot = wire.Snapshot(fleet=hub.fleet_snapshot(), incidents=incidents, alerts=alerts)
+    conn.send(snapshot, "snapshot")
     unsubscribers = [hub.watch(FLEET_CHANNEL, conn.outbox), hub.watch(OPS_CHANNEL, conn.outbox)]
 
     async def handle(text: str, received: float) -> None:
@@ -198,6 +220,9 @@ async def operator_socket(websocket: WebSocket) -> None:
             metrics.frames_in.labels(type="invalid").inc()
             raise
         metrics.frames_in.labels(type=message_type(message)).inc()
+        if isinstance(message, wire.AlertAck):
+            await handle_alert_ack(hub, principal, message)
+            return
         outcome = None
         if isinstance(message, wire.IncidentResolve):
             try:
@@ -222,6 +247,16 @@ async def operator_socket(websocket: WebSocket) -> None:
     finally:
         for unsubscribe in unsubscribers:
             unsubscribe()
+
+
+async def handle_alert_ack(hub: Hub, principal: Principal, message: wire.AlertAck) -> None:
+    """Acknowledge an alert; every console (this one too) gets the updated ``alert``."""
+    try:
+        await hub.alerts.acknowledge(principal, message.alert, message.note)
+    except AlertNotFound as exc:
+        raise wire.ProtocolError(wire.ErrorCode.NOT_FOUND, str(exc)) from None
+    except IllegalAlertTransition as exc:
+        raise wire.ProtocolError(wire.ErrorCode.ILLEGAL_TRANSITION, str(exc)) from None
 
 
 routes = [

@@ -3,19 +3,20 @@
 Zones are stored as the GeoJSON the platform sent (``documents`` namespace ``zones``) and
 held in memory as one immutable ``ZoneIndex`` (STRtree), rebuilt on every change: changes
 are rare, lookups happen on every fix. Each technician has a ``ZoneTracker`` that turns
-positions into enter/leave events; the ones that matter for safety become operator alerts.
+positions into enter/leave events; the ones that matter for safety become stored alerts
+(``realtime/alerting.py``) with an id operators acknowledge.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from alerts.safety_alert import AlertKind, open_alert
 from geofence.zones import ZoneEvent, ZoneIndex, ZoneTracker, zones_from_geojson
-from realtime import protocol as wire
-from realtime.backends.base import BusMessage
 from realtime.booking import BookingStatus
 
 if TYPE_CHECKING:
@@ -83,16 +84,17 @@ class Zoning:
         bookings = self.hub.active_bookings_of(technician_id)
         in_visit = [b for b in bookings if b.status in IN_VISIT]
         if event.kind == "leave" and event.zone_kind == SERVICE_AREA and in_visit:
-            kind = "left_service_area"
+            kind = AlertKind.LEFT_SERVICE_AREA
             message = f"technician {technician_id} left service area {event.zone_id} during a visit"
             booking_id = in_visit[0].id
         elif event.kind == "enter" and event.zone_kind == RESTRICTED and bookings:
-            kind = "entered_restricted_area"
+            kind = AlertKind.ENTERED_RESTRICTED_AREA
             message = f"technician {technician_id} entered restricted area {event.zone_id}"
             booking_id = bookings[0].id
         else:
             return
-        alert = wire.Alert(
+        alert, entry = open_alert(
+            alert_id=f"alert-{uuid.uuid4().hex[:16]}",
             kind=kind,
             t=event.t,
             technician_id=technician_id,
@@ -100,7 +102,11 @@ class Zoning:
             zone_id=event.zone_id,
             zone_kind=event.zone_kind,
             message=message,
+            actor="system:zoning",
         )
-        await self.hub.bus.publish(
-            OPS_CHANNEL, BusMessage(kind="alert", text=wire.encode(alert), urgent=True)
-        )
+        try:
+            await self.hub.alerts.raise_alert(alert, entry)
+        except Exception:
+            # This runs inside a technician's fix ingest: the fix is queued for the history
+            # already, so a failing alert write must not turn into an error for the phone.
+            log.exception("zone alert %s for %s could not be stored", kind, technician_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -23,6 +24,24 @@ SECRET = "test-secret-0123456789-0123456789-abcdef"
 PLATFORM_KEY = "test-platform-key"
 
 
+class ShiftedClock:
+    """Real time plus an offset a test moves forward: the hub's clock, to jump over timers
+    of minutes (a visit's expected duration) without waiting for them.
+
+    Tokens carry ``iat`` from the hub's clock and are verified against real time, so mint
+    them before moving the clock.
+    """
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @dataclass
 class RunningHub:
     """A hub served by uvicorn on 127.0.0.1 in this event loop; restartable."""
@@ -37,6 +56,7 @@ class RunningHub:
     # one makes such a client stall the hub's writes to it after a few kilobytes.
     send_buffer_bytes: int | None = None
     clients: list[ClientConnection] = field(default_factory=list)
+    clock: Callable[[], float] | None = None  # the hub's clock; real time when None
 
     @property
     def http(self) -> str:
@@ -57,7 +77,7 @@ class RunningHub:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        self.app = create_app(self.settings)
+        self.app = create_app(self.settings, clock=self.clock)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -139,8 +159,9 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     async def factory(**overrides: Any) -> RunningHub:
         data_dir = overrides.pop("data_dir", tmp_path / f"hub{len(hubs)}")
         send_buffer_bytes = overrides.pop("send_buffer_bytes", None)
+        clock = overrides.pop("clock", None)
         running = RunningHub(
-            make_settings(data_dir, **overrides), send_buffer_bytes=send_buffer_bytes
+            make_settings(data_dir, **overrides), send_buffer_bytes=send_buffer_bytes, clock=clock
         )
         await running.start()
         hubs.append(running)

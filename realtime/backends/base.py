@@ -13,6 +13,7 @@ from typing import Protocol
 import msgspec
 
 from alerts.incident import AuditEntry, Incident
+from alerts.safety_alert import SafetyAlert
 from realtime.booking import AuditEvent, Booking
 
 
@@ -110,6 +111,16 @@ class Store(Protocol):
     async def open_incidents(self) -> list[Incident]: ...
 
     async def incident_audit(self, incident_id: str) -> list[AuditEntry]: ...
+
+    async def save_alert(self, alert: SafetyAlert, audit: list[AuditEntry]) -> None:
+        """Write a safety alert and its new audit entries atomically."""
+        ...
+
+    async def get_alert(self, alert_id: str) -> SafetyAlert | None: ...
+
+    async def open_alerts(self) -> list[SafetyAlert]: ...
+
+    async def alert_audit(self, alert_id: str) -> list[AuditEntry]: ...
 
     async def put_document(self, namespace: str, key: str, data: bytes) -> None:
         """Small durable documents: zones, technician profiles, learned model state."""

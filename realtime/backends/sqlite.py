@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from alerts.incident import AuditEntry, Incident
+from alerts.safety_alert import SafetyAlert
 from realtime.backends.base import StoredFix
 from realtime.booking import ACTIVE_STATUSES, AuditEvent, Booking
 
@@ -62,6 +63,13 @@ CREATE TABLE IF NOT EXISTS incidents (
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    t REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status);
 CREATE TABLE IF NOT EXISTS documents (
     namespace TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -74,6 +82,7 @@ _booking_decoder = msgspec.json.Decoder(Booking)
 _event_decoder = msgspec.json.Decoder(AuditEvent)
 _incident_decoder = msgspec.json.Decoder(Incident)
 _audit_entry_decoder = msgspec.json.Decoder(AuditEntry)
+_alert_decoder = msgspec.json.Decoder(SafetyAlert)
 _encode = msgspec.json.encode
 
 
@@ -254,13 +263,49 @@ class SQLiteStore:
         return [_incident_decoder.decode(r[0]) for r in rows]
 
     async def incident_audit(self, incident_id: str) -> list[AuditEntry]:
+        return await self._audit("incident", incident_id)
+
+    async def _audit(self, entity: str, entity_id: str) -> list[AuditEntry]:
         rows = await self._run(
             lambda: self.db.execute(
-                "SELECT data FROM audit WHERE entity = 'incident' AND entity_id = ? ORDER BY id",
-                (incident_id,),
+                "SELECT data FROM audit WHERE entity = ? AND entity_id = ? ORDER BY id",
+                (entity, entity_id),
             ).fetchall()
         )
         return [_audit_entry_decoder.decode(r[0]) for r in rows]
+
+    async def save_alert(self, alert: SafetyAlert, audit: list[AuditEntry]) -> None:
+        def save() -> None:
+            with _transaction(self.db) as db:
+                db.execute(
+                    "INSERT INTO alerts (id, status, t, data) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+                    " data = excluded.data",
+                    (alert.id, alert.status.value, alert.t, _encode(alert)),
+                )
+                db.executemany(
+                    "INSERT INTO audit (entity, entity_id, t, data) VALUES ('alert', ?, ?, ?)",
+                    [(alert.id, entry.t, _encode(entry)) for entry in audit],
+                )
+
+        await self._run(save)
+
+    async def get_alert(self, alert_id: str) -> SafetyAlert | None:
+        row = await self._run(
+            lambda: self.db.execute("SELECT data FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        )
+        return _alert_decoder.decode(row[0]) if row else None
+
+    async def open_alerts(self) -> list[SafetyAlert]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM alerts WHERE status = 'open' ORDER BY t, id"
+            ).fetchall()
+        )
+        return [_alert_decoder.decode(r[0]) for r in rows]
+
+    async def alert_audit(self, alert_id: str) -> list[AuditEntry]:
+        return await self._audit("alert", alert_id)
 
     async def put_document(self, namespace: str, key: str, data: bytes) -> None:
         def put() -> None:

@@ -42,3 +42,15 @@ def test_token_side_never_generates(tmp_path):
     with pytest.raises(SettingsError, match="DOORSTEP_SECRET"):
         with_secrets(load_settings(data_dir=tmp_path), generate=False)
     assert not (tmp_path / "secrets.json").exists()
+
+
+def test_watchdog_timers_are_validated(tmp_path):
+    with pytest.raises(SettingsError, match="DOORSTEP_CHECK_TIMEOUT_S"):
+        load_settings(data_dir=tmp_path, check_timeout_s=0)
+    with pytest.raises(SettingsError, match="DOORSTEP_OVERDUE_MARGIN_S"):
+        load_settings(data_dir=tmp_path, overdue_margin_s=float("inf"))
+    # Looking less often than the shortest timer would make every decision late.
+    with pytest.raises(SettingsError, match="DOORSTEP_WATCHDOG_INTERVAL_S"):
+        load_settings(data_dir=tmp_path, watchdog_interval_s=5, signal_lost_s=1)
+    settings = load_settings(data_dir=tmp_path, watchdog_interval_s=0.5, check_timeout_s=1)
+    assert (settings.overdue_margin_s, settings.signal_lost_s) == (900.0, 600.0)

@@ -1,0 +1,102 @@
+"""The alert desk: safety alerts stored, sent to operators, acknowledged.
+
+Thin I/O around ``alerts/safety_alert.py``. Like incidents, an alert is written to the store
+before any operator is told, goes out in the urgent lane of the operators' channel, and the
+open ones are kept in memory so that an operator's ``snapshot`` lists them with no await
+between the snapshot and the subscription. After a restart the open ones come back from the
+store; an acknowledged one never leaves the store, with its audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from alerts.incident import AuditEntry
+from alerts.safety_alert import SafetyAlert, acknowledge
+from realtime import protocol as wire
+from realtime.backends.base import BusMessage
+from realtime.zoning import OPS_CHANNEL
+
+if TYPE_CHECKING:
+    from realtime.auth import Principal
+    from realtime.hub import Hub
+
+
+class AlertNotFound(Exception):
+    pass
+
+
+def alert_message(alert: SafetyAlert) -> wire.Alert:
+    """The ``alert`` frame for a stored alert: the same fields, plus ``type``."""
+    return wire.Alert(
+        kind=alert.kind.value,
+        t=alert.t,
+        technician_id=alert.technician_id,
+        booking_id=alert.booking_id,
+        zone_id=alert.zone_id,
+        zone_kind=alert.zone_kind,
+        message=alert.message,
+        id=alert.id,
+        status=alert.status.value,
+        incident_id=alert.incident_id,
+        acked_by=alert.acked_by,
+        acked_t=alert.acked_t,
+        note=alert.note,
+    )
+
+
+class AlertDesk:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._open: dict[str, SafetyAlert] = {}
+        # Raising and acknowledging are read-modify-write around an awaited store write.
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        self._open = {alert.id: alert for alert in await self.hub.store.open_alerts()}
+
+    def open_alerts(self) -> list[SafetyAlert]:
+        return sorted(self._open.values(), key=lambda a: (a.t, a.id))
+
+    async def get(self, alert_id: str) -> SafetyAlert | None:
+        return self._open.get(alert_id) or await self.hub.store.get_alert(alert_id)
+
+    async def audit(self, alert_id: str) -> list[AuditEntry]:
+        return await self.hub.store.alert_audit(alert_id)
+
+    async def raise_alert(self, alert: SafetyAlert, entry: AuditEntry) -> tuple[SafetyAlert, bool]:
+        """Store a new alert, then tell operators; an id already stored is not raised again.
+
+        Returns the stored alert and whether it is new. A store failure propagates: the
+        caller retries (the watchdog on its next tick) or logs it (zoning).
+        """
+        async with self._lock:
+            existing = await self.get(alert.id)
+            if existing is not None:
+                return existing, False
+            await self.hub.store.save_alert(alert, [entry])
+            # No await from here to the publish: a console connecting now either has it in
+            # its snapshot or gets the message (or both: same id, the console keeps one).
+            self._open[alert.id] = alert
+            await self._publish(alert)
+        self.hub.metrics.alerts.labels(kind=alert.kind.value).inc()
+        return alert, True
+
+    async def acknowledge(
+        self, principal: Principal, alert_id: str, note: str | None = None
+    ) -> SafetyAlert:
+        """An operator has seen it; IllegalAlertTransition when someone already had."""
+        async with self._lock:
+            alert = await self.get(alert_id)
+            if alert is None:
+                raise AlertNotFound(f"alert {alert_id} does not exist")
+            acked, entry = acknowledge(alert, t=self.hub.clock(), actor=principal.actor, note=note)
+            await self.hub.store.save_alert(acked, [entry])
+            self._open.pop(alert_id, None)
+            await self._publish(acked)
+        return acked
+
+    async def _publish(self, alert: SafetyAlert) -> None:
+        text = wire.encode(alert_message(alert))
+        await self.hub.bus.publish(OPS_CHANNEL, BusMessage(kind="alert", text=text, urgent=True))

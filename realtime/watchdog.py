@@ -1,0 +1,228 @@
+"""The visit watchdog in the hub: asks overdue technicians "are you OK?", raises what follows.
+
+Thin I/O around ``alerts/watchdog.py``. Every ``watchdog_interval_s`` one task looks at the
+bookings in a visit (``arrived``/``in_service``), hands each one's watch state, the booking's
+times and the technician's last fix (hub time) to the pure core with ``hub.clock()``, and
+carries out its decisions:
+
+- ``prompt``: a ``check`` message to the technician's sockets (and again when they reconnect
+  while it is open); the technician answers ``check_ok`` on its socket.
+- ``raise_incident``: an ``overdue_visit`` incident through the SafetyDesk (durable,
+  escalated like an SOS) and a ``visit_overdue`` alert pointing at it.
+- ``signal_lost``: a ``signal_lost`` alert.
+
+Act first, then store the new watch state: a crash in between repeats the decision after the
+restart, and repeats are harmless because decision keys are the ids of what is raised (the
+incident's client id, the alert's id). The states are small documents (namespace
+``watches``) written only when they change, which is rare; a watch is dropped when its visit
+ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from alerts import watchdog as core
+from alerts.safety_alert import AlertKind, open_alert
+from alerts.watchdog import Decision, DecisionKind, UnknownCheck, Visit, Watch, WatchdogConfig
+from realtime import protocol as wire
+from realtime.backends.base import BusMessage
+from realtime.booking import Booking
+from realtime.channels import technician_channel
+from realtime.zoning import IN_VISIT
+
+if TYPE_CHECKING:
+    from realtime.hub import Hub
+
+log = logging.getLogger("doorstep.watchdog")
+
+WATCHES = "watches"
+QUESTION = "Are you OK?"
+ACTOR = "system:watchdog"
+OVERDUE_INCIDENT = "overdue_visit"
+
+_watch_decoder = msgspec.json.Decoder(Watch)
+
+
+class Watchdog:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        settings = hub.settings
+        self.config = WatchdogConfig(
+            overdue_margin_s=settings.overdue_margin_s,
+            check_timeout_s=settings.check_timeout_s,
+            recheck_after_ok_s=settings.recheck_after_ok_s,
+            signal_lost_s=settings.signal_lost_s,
+        )
+        self._watches: dict[str, Watch] = {}  # booking id -> state, only for visits
+        # A tick and a technician's answer both read-modify-write a watch around awaited
+        # store writes (and a tick acts in between); one lock orders them.
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        for booking_id, raw in (await self.hub.store.list_documents(WATCHES)).items():
+            try:
+                self._watches[booking_id] = _watch_decoder.decode(raw)
+            except msgspec.DecodeError:
+                log.error(
+                    "stored watch of booking %s is unreadable; starting it afresh", booking_id
+                )
+        self._task = asyncio.create_task(self._loop(), name="doorstep-watchdog")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.hub.settings.watchdog_interval_s)
+            try:
+                await self.tick()
+            except Exception:
+                # A failing store must not end the watchdog: the next tick tries again.
+                log.exception("watchdog tick failed")
+
+    # ------------------------------------------------------------------ deciding
+
+    async def tick(self) -> None:
+        """Evaluate every visit once at the hub's current time."""
+        visits = {v.booking_id: v for v in map(self._visit, self.hub.active_bookings()) if v}
+        async with self._lock:
+            for booking_id in sorted(set(self._watches) - set(visits)):
+                # The visit is over (checked out, cancelled): nothing left to watch.
+                await self.hub.store.delete_document(WATCHES, booking_id)
+                self._watches.pop(booking_id, None)
+            for visit in visits.values():
+                try:
+                    await self._evaluate(visit)
+                except Exception:
+                    # One visit's failure (a store error raising its incident) must not keep
+                    # the others from being watched; its decision is repeated next tick.
+                    log.exception("watchdog: visit %s could not be handled", visit.booking_id)
+
+    def _visit(self, booking: Booking) -> Visit | None:
+        if booking.status not in IN_VISIT or not booking.technician_id or not booking.arrived_t:
+            return None
+        return Visit(
+            booking_id=booking.id,
+            technician_id=booking.technician_id,
+            arrived_t=booking.arrived_t,
+            expected_duration_s=booking.expected_duration_s,
+            last_fix_t=self.hub.last_heard_t(booking.technician_id),
+        )
+
+    async def _evaluate(self, visit: Visit) -> None:
+        """Decide for one visit, act, then store the new state; caller holds the lock."""
+        watch = self._watches.get(visit.booking_id) or core.new_watch(visit)
+        updated, decisions = core.evaluate(watch, visit, self.config, self.hub.clock())
+        for decision in decisions:
+            await self._act(decision)
+        if updated != watch:
+            await self._save(updated)
+        else:
+            self._watches[visit.booking_id] = updated
+
+    async def _save(self, watch: Watch) -> None:
+        await self.hub.store.put_document(WATCHES, watch.booking_id, msgspec.json.encode(watch))
+        self._watches[watch.booking_id] = watch
+
+    # ------------------------------------------------------------------ acting
+
+    async def _act(self, decision: Decision) -> None:
+        if decision.kind is DecisionKind.PROMPT:
+            assert decision.answer_by is not None
+            prompt = wire.CheckPrompt(
+                id=decision.key,
+                booking_id=decision.booking_id,
+                question=QUESTION,
+                t=decision.t,
+                answer_by=decision.answer_by,
+            )
+            await self._tell_technician(decision.technician_id, prompt)
+        elif decision.kind is DecisionKind.RAISE_INCIDENT:
+            await self._raise_overdue(decision)
+        elif decision.kind is DecisionKind.SIGNAL_LOST:
+            silent_s = decision.t - (decision.silent_since or decision.t)
+            await self._alert(
+                decision,
+                AlertKind.SIGNAL_LOST,
+                f"no position from technician {decision.technician_id} for {silent_s:.0f} s"
+                f" during visit {decision.booking_id}",
+            )
+
+    async def _raise_overdue(self, decision: Decision) -> None:
+        timeout = self.config.check_timeout_s
+        note = (
+            f"visit {decision.booking_id} is overdue and technician {decision.technician_id}"
+            f" did not answer {QUESTION!r} within {timeout:g} s"
+        )
+        incident, _ = await self.hub.safety.raise_system(
+            kind=OVERDUE_INCIDENT,
+            technician_id=decision.technician_id,
+            booking_id=decision.booking_id,
+            client_id=decision.key,
+            note=note,
+        )
+        await self._alert(decision, AlertKind.VISIT_OVERDUE, note, incident_id=incident.id)
+
+    async def _alert(
+        self, decision: Decision, kind: AlertKind, message: str, incident_id: str | None = None
+    ) -> None:
+        alert, entry = open_alert(
+            alert_id=f"alert-{decision.key}",
+            kind=kind,
+            t=decision.t,
+            technician_id=decision.technician_id,
+            booking_id=decision.booking_id,
+            message=message,
+            actor=ACTOR,
+            incident_id=incident_id,
+        )
+        await self.hub.alerts.raise_alert(alert, entry)
+
+    async def _tell_technician(self, technician_id: str, message: wire.CheckPrompt) -> None:
+        text = wire.encode(message)
+        await self.hub.bus.publish(
+            technician_channel(technician_id), BusMessage(kind="check", text=text, urgent=True)
+        )
+
+    # ------------------------------------------------------------------ the technician
+
+    def open_checks(self, technician_id: str) -> list[wire.CheckPrompt]:
+        """The technician's unanswered checks, to send again when they (re)connect."""
+        return [
+            wire.CheckPrompt(
+                id=watch.check.id,
+                booking_id=watch.booking_id,
+                question=QUESTION,
+                t=watch.check.t,
+                answer_by=watch.check.answer_by,
+            )
+            for watch in self._watches.values()
+            if watch.technician_id == technician_id and watch.check is not None
+        ]
+
+    async def answer(self, technician_id: str, check_id: str) -> None:
+        """Record the technician's "ok" durably; UnknownCheck when it is not theirs to answer."""
+        async with self._lock:
+            watch = next(
+                (
+                    w
+                    for w in self._watches.values()
+                    if w.technician_id == technician_id and core.knows(w, check_id)
+                ),
+                None,
+            )
+            if watch is None:
+                raise UnknownCheck(f"no check {check_id!r} for you (the visit may be over)")
+            updated = core.answer_ok(watch, check_id, self.hub.clock())
+            if updated is not watch:
+                await self._save(updated)
