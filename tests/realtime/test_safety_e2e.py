@@ -278,3 +278,32 @@ async def test_an_sos_is_never_dropped_by_the_rate_limit(hub_factory):
     async with hub.client(None) as http:
         metrics = (await http.get("/metrics")).text
     assert 'doorstep_frames_rejected_total{code="rate_limited"}' in metrics
+
+
+async def test_a_slow_operator_is_closed_and_loses_no_incident(hub_factory):
+    """Incidents are never dropped: a console that stops reading is closed (1013) once its
+    queue of undroppable messages is full, and its snapshot on reconnect has them all."""
+    from tests.realtime.test_fanout import stalled_watcher
+
+    hub = await hub_factory(send_queue_limit=8, send_buffer_bytes=4096, rate_burst=200)
+    slow = await stalled_watcher(hub, "/v1/ws/ops", await hub.token("operator", "op-slow"))
+    fast, _ = await operator(hub, "op-fast")
+    tech = await technician(hub, "tech-12")
+    raised = []
+    # ~2.5 kB an incident message, 60 of them: more than the kernel buffers and asyncio's
+    # 64 kB transport buffer hold, so the hub's writes to the stalled console block.
+    for n in range(60):
+        await tech.send(sos(f"burst-{n}", note="x" * 2000))
+        raised.append((await receive_until(tech, "sos_ack"))["incident"])
+    seen = set()
+    while len(seen) < len(raised):
+        seen.add((await receive_until(fast, "incident"))["incident"]["id"])
+    # The stalled console was closed as a slow consumer...
+    async with hub.client(None) as http:
+        metrics = (await http.get("/metrics")).text
+    assert 'doorstep_queue_drops_total{reason="slow_consumer"} 1.0' in metrics
+    assert 'doorstep_closes_total{code="1013"} 1.0' in metrics
+    del slow
+    # ...and loses nothing: reconnecting, the snapshot holds every open incident.
+    _, snapshot = await operator(hub, "op-slow")
+    assert {i["id"] for i in snapshot["incidents"]} == set(raised)
