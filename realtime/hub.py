@@ -368,16 +368,7 @@ class Hub:
             await self.arrivals.on_fixes(technician_id, booking_ids, plain)
 
     async def _publish_position(self, technician_id: str, fix: wire.Location) -> None:
-        position = wire.Position(
-            technician_id=technician_id,
-            seq=fix.seq,
-            t=fix.t,
-            lat=fix.lat,
-            lon=fix.lon,
-            acc=fix.acc,
-            speed=fix.speed,
-            heading=fix.heading,
-        )
+        position = _position(technician_id, fix)
         message = BusMessage(
             kind="position", text=wire.encode(position), conflate_key=f"position:{technician_id}"
         )
@@ -408,17 +399,7 @@ class Hub:
         state = self._technicians.get(technician_id)
         if state is None or state.last is None:
             return None
-        fix = state.last
-        return wire.Position(
-            technician_id=technician_id,
-            seq=fix.seq,
-            t=fix.t,
-            lat=fix.lat,
-            lon=fix.lon,
-            acc=fix.acc,
-            speed=fix.speed,
-            heading=fix.heading,
-        )
+        return _position(technician_id, state.last)
 
     # ------------------------------------------------------------------ profiles, dispatch
 
@@ -539,3 +520,17 @@ class Hub:
             dirty, self._fleet_dirty = sorted(self._fleet_dirty), set()
             fleet = wire.Fleet(positions=[self.fleet_entry(t) for t in dirty])
             await self.bus.publish(FLEET_CHANNEL, BusMessage(kind="fleet", text=wire.encode(fleet)))
+
+
+def _position(technician_id: str, fix: wire.Location) -> wire.Position:
+    """The ``position`` message for a technician's fix."""
+    return wire.Position(
+        technician_id=technician_id,
+        seq=fix.seq,
+        t=fix.t,
+        lat=fix.lat,
+        lon=fix.lon,
+        acc=fix.acc,
+        speed=fix.speed,
+        heading=fix.heading,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -139,6 +140,24 @@ class RunningHub:
     async def post(self, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         async with self.client() as http:
             return await http.post(path, json=body or {})
+
+
+@contextlib.asynccontextmanager
+async def local_server(app: Any) -> AsyncIterator[int]:
+    """Serve an ASGI app (a stand-in for an outside service) on 127.0.0.1; yields its port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        assert not task.done(), "local server did not start"
+        await asyncio.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +36,7 @@ from alerts.notify import (
     verify_signature,
     webhook_payload,
 )
+from tests.conftest import local_server
 
 SECRET = b"webhook-secret-for-tests"
 PROJECT = "doorstep-test"
@@ -107,18 +107,9 @@ class Receiver:
 async def receiver() -> AsyncIterator[Receiver]:
     fake = Receiver()
     app = Starlette(routes=[Route("/{path:path}", fake.handle, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    fake.port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), "receiver did not start"
-        await asyncio.sleep(0.01)
-    yield fake
-    fake.release.set()
-    server.should_exit = True
-    await task
+    async with local_server(app) as fake.port:
+        yield fake
+        fake.release.set()  # let hanging requests finish so the server can stop
 
 
 class RecordingSleep:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.conftest import local_server
 
 OSRM_OK = {
     "code": "Ok",
@@ -58,18 +58,9 @@ class FakeOsrm:
 async def osrm() -> AsyncIterator[FakeOsrm]:
     fake = FakeOsrm()
     app = Starlette(routes=[Route("/route/v1/{profile}/{coordinates}", fake.route)])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    fake.port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), "OSRM stand-in did not start"
-        await asyncio.sleep(0.01)
-    yield fake
-    fake.release.set()
-    server.should_exit = True
-    await task
+    async with local_server(app) as fake.port:
+        yield fake
+        fake.release.set()  # let hanging requests finish so the server can stop
 
 
 @dataclass
@@ -116,14 +107,5 @@ class Receiver:
 async def receiver() -> AsyncIterator[Receiver]:
     fake = Receiver()
     app = Starlette(routes=[Route("/{path:path}", fake.handle, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    fake.port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), "receiver did not start"
-        await asyncio.sleep(0.01)
-    yield fake
-    server.should_exit = True
-    await task
+    async with local_server(app) as fake.port:
+        yield fake
