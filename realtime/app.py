@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 
-from realtime import http_api, ws
-from realtime.backends.memory import MemoryBus
-from realtime.backends.sqlite import SQLiteStore
+from realtime import http_api, pages, ws
+from realtime.backends import create_backends
 from realtime.hub import Clock, Hub
 from realtime.metrics import Metrics
 from realtime.settings import Settings, SettingsError
@@ -20,8 +19,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     if settings.secret is None or settings.platform_key is None:
         raise SettingsError("DOORSTEP_SECRET and DOORSTEP_PLATFORM_KEY must be resolved")
     metrics = Metrics()
-    store = SQLiteStore(settings.database_path)
-    bus = MemoryBus()
+    store, bus = create_backends(settings)
     hub = Hub(settings, store, bus, metrics, **({"clock": clock} if clock else {}))
 
     @contextlib.asynccontextmanager
@@ -32,7 +30,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         finally:
             await hub.stop()
 
-    app = Starlette(routes=[*http_api.routes, *ws.routes], lifespan=lifespan)
+    app = Starlette(routes=[*http_api.routes, *ws.routes, *pages.routes], lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.hub = hub

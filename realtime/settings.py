@@ -28,10 +28,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     data_dir: Path = Path("doorstep-data")
-    # Only the embedded backend (in-process bus + SQLite) exists so far; "redis" comes with
-    # the scale-out work and is refused until then rather than silently ignored.
-    backend: Literal["embedded"] = "embedded"
+    # "embedded": in-process bus + SQLite in data_dir, nothing else to run (one hub).
+    # "redis": pub/sub + Redis for everything durable, shared by several hubs (scale-out).
+    backend: Literal["embedded", "redis"] = "embedded"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every key and channel starts with it (inside a hash tag, see realtime/backends/redis.py),
+    # so several deployments, or test runs, can share one Redis without seeing each other.
+    redis_prefix: str = Field("doorstep", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    # Location history lives in Redis memory: ~300 bytes per fix, so a technician sending
+    # 1 fix/s for an 8-hour shift costs ~9 MB a day. Older fixes (by arrival) are trimmed;
+    # the newest fix and highest seq are kept regardless, so resume and "last seen" still work.
+    redis_history_retention_s: float = Field(2 * 24 * 3600.0, gt=0, allow_inf_nan=False)
 
     secret: SecretStr | None = None  # JWT HS256 signing key
     platform_key: SecretStr | None = None  # the platform backend's API key

@@ -1,0 +1,24 @@
+"""Backends behind the Bus and Store interfaces (``base.py``), chosen by ``DOORSTEP_BACKEND``."""
+
+from __future__ import annotations
+
+from realtime.backends.base import Bus, Store
+from realtime.settings import Settings
+
+
+def create_backends(settings: Settings) -> tuple[Store, Bus]:
+    """The store and bus for these settings: the only place that knows which ones exist."""
+    if settings.backend == "redis":
+        # Imported here so the embedded default never loads the Redis client.
+        from realtime.backends.redis import RedisBus, RedisStore
+
+        store = RedisStore(
+            settings.redis_url,
+            settings.redis_prefix,
+            history_retention_s=settings.redis_history_retention_s,
+        )
+        return store, RedisBus(settings.redis_url, settings.redis_prefix)
+    from realtime.backends.memory import MemoryBus
+    from realtime.backends.sqlite import SQLiteStore
+
+    return SQLiteStore(settings.database_path), MemoryBus()

@@ -31,6 +31,21 @@ class BusMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     final: bool = False
 
 
+class DuplicateReporterKey(Exception):
+    """``save_incident`` of a new incident under a reporter key another incident holds.
+
+    Nothing is written. The key is what makes a retried SOS one incident, so a second
+    incident under it is a bug in the caller, never something to store.
+    """
+
+    def __init__(self, reporter_key: str, incident_id: str | None = None) -> None:
+        super().__init__(
+            f"reporter key {reporter_key!r} already belongs to incident {incident_id or '?'}"
+        )
+        self.reporter_key = reporter_key
+        self.incident_id = incident_id
+
+
 Subscriber = Callable[[BusMessage], None]
 Unsubscribe = Callable[[], None]
 
@@ -100,7 +115,8 @@ class Store(Protocol):
         """Write an incident and its new audit entries atomically.
 
         ``reporter_key`` (role, subject and the client's SOS id) is unique: it is what makes
-        a retried SOS one incident.
+        a retried SOS one incident. A new incident under a key already taken raises
+        ``DuplicateReporterKey``; an existing incident keeps the key it was first saved with.
         """
         ...
 

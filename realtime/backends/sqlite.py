@@ -18,7 +18,7 @@ import msgspec
 
 from alerts.incident import AuditEntry, Incident
 from alerts.safety_alert import SafetyAlert
-from realtime.backends.base import StoredFix
+from realtime.backends.base import DuplicateReporterKey, StoredFix
 from realtime.booking import ACTIVE_STATUSES, AuditEvent, Booking
 
 T = TypeVar("T")
@@ -235,7 +235,12 @@ class SQLiteStore:
                     [(incident.id, entry.t, _encode(entry)) for entry in audit],
                 )
 
-        await self._run(save)
+        try:
+            await self._run(save)
+        except sqlite3.IntegrityError:
+            # The only UNIQUE constraint an upsert on id can still break: the reporter key.
+            owner = await self.incident_by_reporter_key(reporter_key)
+            raise DuplicateReporterKey(reporter_key, owner.id if owner else None) from None
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         row = await self._run(

@@ -1,0 +1,864 @@
+"""Redis backend: the same Bus and Store as the embedded one, shared by several hubs.
+
+Uses redis-py's ``redis.asyncio`` (the old ``aioredis`` was merged into it and does not import
+on Python 3.11). ``RedisBus`` is the live fan-out (pub/sub), ``RedisStore`` everything durable;
+both are drop-in replacements for ``MemoryBus`` and ``SQLiteStore`` and pass the same contract
+tests (``tests/realtime/backends/test_contract.py``).
+
+Key layout (``p`` is ``DOORSTEP_REDIS_PREFIX``, ``doorstep`` by default)::
+
+    {p}:bookings                  HASH   booking id -> Booking JSON
+    {p}:bookings:active           SET    ids of active bookings
+    {p}:booking-audit:<id>        STREAM one entry per AuditEvent, field d = JSON
+    {p}:incidents                 HASH   incident id -> Incident JSON
+    {p}:incidents:open            ZSET   open/acknowledged ids, score updated_t
+    {p}:incidents:by-reporter     HASH   reporter key -> incident id (the unique index)
+    {p}:incident-audit:<id>       STREAM AuditEntry JSON
+    {p}:alerts                    HASH   alert id -> SafetyAlert JSON
+    {p}:alerts:t                  HASH   alert id -> t as first stored (the order of open alerts)
+    {p}:alerts:open               ZSET   open ids, score t
+    {p}:alert-audit:<id>          STREAM AuditEntry JSON
+    {p}:doc:<namespace>           HASH   key -> document bytes
+    {p:tech:<id>}:fixes           STREAM the technician's location history, in arrival order;
+                                         fields s = seq (16 digits), f = StoredFix JSON
+    {p:tech:<id>}:seqs            HASH   seq (16 digits) -> stream entry id: "is it stored?"
+    {p:tech:<id>}:times           ZSET   score t, member seq (16 digits): the time index
+    {p:tech:<id>}:head            HASH   seq = highest seq, last = newest fix by (t, seq)
+
+    pub/sub channel  <p>:bus:<channel>   msgpack [origin, BusMessage]
+
+Why these hash tags: Redis Cluster only runs a MULTI/EXEC or a script when all its keys are in
+one slot, and the slot is computed from the part of the key inside the first ``{...}``. Every
+atomic write here touches either the control plane (an entity, its index and its audit
+stream) or one technician's history, never both, so there are two kinds of tag:
+
+* ``{p}`` for bookings, incidents, alerts and documents. One slot means one cluster node holds
+  the whole control plane, which is what lets "write the incident, claim its reporter key,
+  update the open index, append the audit" be one script, as it is one SQLite transaction.
+  It is a few writes per visit, orders of magnitude below what one node serves.
+* ``{p:tech:<id>}`` for a technician's four history keys. Fixes are ~99% of all writes, so
+  they are spread over the cluster by technician, and one technician's batch stays atomic.
+
+Ids come last in a key after a fixed kind (``booking-audit:<id>``), so an id containing ``:``
+can never make two keys collide. Channels carry no tag: classic pub/sub is broadcast to every
+cluster node whatever the name, and sharded pub/sub (SPUBLISH) would want them spread anyway.
+
+What differs from SQLite, on purpose: location history is trimmed by age (the stream's MINID,
+``DOORSTEP_REDIS_HISTORY_RETENTION_S``) because Redis keeps it in memory; ``head`` is not
+trimmed, so ``highest_seq`` and ``last_fix`` answer as if nothing had been. Only the
+single-node client is used for now; on a Cluster a batch of several technicians' fixes would
+be one MULTI per slot instead of one for the whole batch (each technician stays atomic, and
+the history writer's retry is idempotent per seq).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+import uuid
+from collections import defaultdict, deque
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from alerts.incident import AuditEntry, Incident, IncidentStatus
+from alerts.safety_alert import AlertStatus, SafetyAlert
+from realtime.backends.base import (
+    BusMessage,
+    DuplicateReporterKey,
+    StoredFix,
+    Subscriber,
+    Unsubscribe,
+)
+from realtime.booking import AuditEvent, Booking
+
+log = logging.getLogger("doorstep.redis")
+
+# A prefix becomes part of a hash tag and of SCAN patterns, so it must not contain braces or
+# glob characters, nor ":" (``{a:tech:*`` must never match the keys of a prefix "a:tech:b").
+# The same rule is enforced on DOORSTEP_REDIS_PREFIX.
+PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+# A command that gets no answer within this long fails instead of stalling the hub: a store
+# write is retried by its caller (the history writer) or reported (an HTTP 5xx), both better
+# than a request that hangs through a network partition.
+SOCKET_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+# No automatic retries of commands: if a MULTI/EXEC's reply is lost, redis-py would send it
+# again and append the audit entries twice. An error means "maybe written", as with any
+# database; the callers that retry (history writer) are idempotent.
+_NO_RETRY = Retry(NoBackoff(), 0)
+
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+_booking_decoder = msgspec.json.Decoder(Booking)
+_event_decoder = msgspec.json.Decoder(AuditEvent)
+_incident_decoder = msgspec.json.Decoder(Incident)
+_audit_entry_decoder = msgspec.json.Decoder(AuditEntry)
+_alert_decoder = msgspec.json.Decoder(SafetyAlert)
+_fix_decoder = msgspec.json.Decoder(StoredFix)
+_encode = msgspec.json.encode
+
+_OPEN_INCIDENT = frozenset({IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED})
+
+
+def check_prefix(prefix: str) -> str:
+    if not re.match(PREFIX_PATTERN, prefix):
+        raise ValueError(f"Redis key prefix {prefix!r} must match {PREFIX_PATTERN}")
+    return prefix
+
+
+def _seq_key(seq: int) -> str:
+    """A seq as 16 digits (2^53 - 1 has 16): equal-t members of the time index then sort by
+    seq, exactly SQLite's ``ORDER BY t, seq``."""
+    return f"{seq:016d}"
+
+
+def _score(value: float) -> str:
+    # repr() round-trips a float exactly (and gives inf/-inf, which Redis parses).
+    return repr(float(value))
+
+
+class Keys:
+    """Every key name in one place (see the module docstring for the layout)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = check_prefix(prefix)
+        core = f"{{{prefix}}}"
+        self.bookings = f"{core}:bookings"
+        self.bookings_active = f"{core}:bookings:active"
+        self.incidents = f"{core}:incidents"
+        self.incidents_open = f"{core}:incidents:open"
+        self.incidents_by_reporter = f"{core}:incidents:by-reporter"
+        self.alerts = f"{core}:alerts"
+        self.alerts_t = f"{core}:alerts:t"
+        self.alerts_open = f"{core}:alerts:open"
+        self._core = core
+
+    def booking_audit(self, booking_id: str) -> str:
+        return f"{self._core}:booking-audit:{booking_id}"
+
+    def incident_audit(self, incident_id: str) -> str:
+        return f"{self._core}:incident-audit:{incident_id}"
+
+    def alert_audit(self, alert_id: str) -> str:
+        return f"{self._core}:alert-audit:{alert_id}"
+
+    def documents(self, namespace: str) -> str:
+        return f"{self._core}:doc:{namespace}"
+
+    def technician(self, technician_id: str) -> list[str]:
+        """fixes, seqs, times, head: the order the history scripts take them in."""
+        tag = f"{{{self.prefix}:tech:{technician_id}}}"
+        return [f"{tag}:fixes", f"{tag}:seqs", f"{tag}:times", f"{tag}:head"]
+
+    def channel(self, channel: str) -> str:
+        return f"{self.prefix}:bus:{channel}"
+
+    @property
+    def patterns(self) -> list[str]:
+        """SCAN patterns matching every key of this prefix (tests use them to clean up)."""
+        return [f"{{{self.prefix}}}:*", f"{{{self.prefix}:tech:*"]
+
+
+# ---------------------------------------------------------------------------------- scripts
+# Lua scripts run atomically on the server: they are the "transaction" wherever a write
+# depends on what is stored (a seq already there, a reporter key taken). Numbers stay strings
+# when written back: Lua's tostring() would print a 16-digit seq as 1e+15.
+
+# KEYS fixes, seqs, times, head; ARGV retention_ms (0 = keep all), trim_batch, then
+# (seq16, t, fix JSON) triples in the order to store them.
+_APPEND_FIXES = """
+local fixes, seqs, times, head = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local retention_ms = tonumber(ARGV[1])
+if retention_ms > 0 then
+  -- Trim by age: entries whose arrival (the stream id, server time) is older than the
+  -- retention, with their index entries, at most trim_batch per call so a script stays short.
+  local now = redis.call('TIME')
+  local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - retention_ms
+  if cutoff > 0 then
+    local batch = tonumber(ARGV[2])
+    local old = redis.call('XRANGE', fixes, '-', string.format('%d', cutoff - 1), 'COUNT', batch)
+    for _, entry in ipairs(old) do
+      local seq = entry[2][2]
+      redis.call('HDEL', seqs, seq)
+      redis.call('ZREM', times, seq)
+    end
+    if #old > 0 then
+      local minid = string.format('%d', cutoff)
+      if #old == batch then
+        local ms, n = string.match(old[#old][1], '^(%d+)-(%d+)$')
+        minid = ms .. '-' .. string.format('%d', tonumber(n) + 1)
+      end
+      redis.call('XTRIM', fixes, 'MINID', minid)
+    end
+  end
+end
+local highest = tonumber(redis.call('HGET', head, 'seq') or '-1')
+local last_t = redis.call('HGET', head, 'last_t')
+local last_seq = redis.call('HGET', head, 'last_seq')
+if last_t then
+  last_t = tonumber(last_t)
+  last_seq = tonumber(last_seq)
+end
+local added = 0
+for i = 3, #ARGV, 3 do
+  local seq, t, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('HEXISTS', seqs, seq) == 0 then
+    local id = redis.call('XADD', fixes, '*', 's', seq, 'f', data)
+    redis.call('HSET', seqs, seq, id)
+    redis.call('ZADD', times, t, seq)
+    added = added + 1
+    local n, tn = tonumber(seq), tonumber(t)
+    if n > highest then
+      highest = n
+      redis.call('HSET', head, 'seq', seq)
+    end
+    if not last_t or tn > last_t or (tn == last_t and n > last_seq) then
+      last_t, last_seq = tn, n
+      redis.call('HSET', head, 'last_t', t, 'last_seq', seq, 'last', data)
+    end
+  end
+end
+return added
+"""
+
+# KEYS fixes, seqs, times; ARGV t_from, t_to, limit -> fix JSONs ordered by (t, seq).
+_TRACK = """
+local seqs = redis.call('ZRANGE', KEYS[3], ARGV[1], ARGV[2], 'BYSCORE', 'LIMIT', 0, ARGV[3])
+local out = {}
+for _, seq in ipairs(seqs) do
+  local id = redis.call('HGET', KEYS[2], seq)
+  if id then
+    local entry = redis.call('XRANGE', KEYS[1], id, id)
+    if entry[1] then
+      out[#out + 1] = entry[1][2][4]
+    end
+  end
+end
+return out
+"""
+
+# KEYS index (SET or ZSET), data HASH; ARGV 'set' | 'zset' -> the indexed values, in the
+# index's order for a ZSET. One script so the index and the values are one snapshot.
+_INDEXED_VALUES = """
+local ids
+if ARGV[1] == 'zset' then
+  ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+else
+  ids = redis.call('SMEMBERS', KEYS[1])
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local value = redis.call('HGET', KEYS[2], id)
+  if value then
+    out[#out + 1] = value
+  end
+end
+return out
+"""
+
+# KEYS incidents, open, by_reporter, audit; ARGV id, reporter_key, data, open (1/0),
+# updated_t, audit JSONs... Mirrors SQLite's INSERT .. ON CONFLICT (id) DO UPDATE with a
+# UNIQUE reporter_key: a new incident claims its key (or fails, writing nothing); an existing
+# one keeps the key it was stored with.
+_SAVE_INCIDENT = """
+local id, key = ARGV[1], ARGV[2]
+local exists = redis.call('HEXISTS', KEYS[1], id) == 1
+if not exists then
+  local owner = redis.call('HGET', KEYS[3], key)
+  if owner and owner ~= id then
+    return redis.error_reply('DUPLICATE_REPORTER_KEY ' .. owner)
+  end
+  redis.call('HSET', KEYS[3], key, id)
+end
+redis.call('HSET', KEYS[1], id, ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[2], ARGV[5], id)
+else
+  redis.call('ZREM', KEYS[2], id)
+end
+for i = 6, #ARGV do
+  redis.call('XADD', KEYS[4], '*', 'd', ARGV[i])
+end
+return 1
+"""
+
+# KEYS alerts, alerts_t, open, audit; ARGV id, data, open (1/0), t, audit JSONs...
+# SQLite keeps an alert's t from its first insert (the upsert does not update it), and open
+# alerts are ordered by it; alerts_t remembers it the same way.
+_SAVE_ALERT = """
+local id = ARGV[1]
+redis.call('HSETNX', KEYS[2], id, ARGV[4])
+redis.call('HSET', KEYS[1], id, ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[2], id), id)
+else
+  redis.call('ZREM', KEYS[3], id)
+end
+for i = 5, #ARGV do
+  redis.call('XADD', KEYS[4], '*', 'd', ARGV[i])
+end
+return 1
+"""
+
+
+def _client(url: str, **options: Any) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        retry=_NO_RETRY,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        **options,
+    )
+
+
+async def delete_all(url: str, prefix: str) -> int:
+    """Delete every key of a prefix; returns how many. For tests and for retiring a deployment.
+
+    SCAN, never FLUSHALL/FLUSHDB: other prefixes (deployments, parallel test runs) may share
+    the same Redis and database.
+    """
+    client = _client(url)
+    deleted = 0
+    try:
+        for pattern in Keys(prefix).patterns:
+            batch: list[bytes] = []
+            async for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += await client.delete(*batch)
+                    batch = []
+            if batch:
+                deleted += await client.delete(*batch)
+    finally:
+        await client.aclose()
+    return deleted
+
+
+# ------------------------------------------------------------------------------------ store
+
+
+class RedisStore:
+    """The Store protocol on Redis (layout and atomicity: see the module docstring)."""
+
+    # Entries trimmed per append at most, so a script never blocks Redis for long (e.g. right
+    # after the retention was shortened); the rest goes with the following appends.
+    TRIM_BATCH = 1000
+
+    def __init__(self, url: str, prefix: str, *, history_retention_s: float | None) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.history_retention_s = history_retention_s
+        self._redis: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError("store is not open")
+        return self._redis
+
+    async def open(self) -> None:
+        client = _client(self.url)
+        try:
+            await client.ping()  # fail at start-up, not on the first request
+        except BaseException:
+            await client.aclose()
+            raise
+        self._redis = client
+        for name, source in (
+            ("append_fixes", _APPEND_FIXES),
+            ("track", _TRACK),
+            ("indexed_values", _INDEXED_VALUES),
+            ("save_incident", _SAVE_INCIDENT),
+            ("save_alert", _SAVE_ALERT),
+        ):
+            self._scripts[name] = client.register_script(source)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def _indexed_values(self, index: str, data: str, kind: str) -> list[bytes]:
+        return await self._scripts["indexed_values"](keys=[index, data], args=[kind])
+
+    # ------------------------------------------------------------------ bookings
+
+    async def save_booking(self, booking: Booking, events: list[AuditEvent]) -> None:
+        keys = self.keys
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # MULTI/EXEC: the booking, its place in the active index and its audit entries
+            # become visible together, as in SQLite's transaction.
+            pipe.hset(keys.bookings, booking.id, _encode(booking))
+            if booking.active:
+                pipe.sadd(keys.bookings_active, booking.id)
+            else:
+                pipe.srem(keys.bookings_active, booking.id)
+            for event in events:
+                pipe.xadd(keys.booking_audit(booking.id), {"d": _encode(event)})
+            await pipe.execute()
+
+    async def get_booking(self, booking_id: str) -> Booking | None:
+        raw = await self.redis.hget(self.keys.bookings, booking_id)
+        return _booking_decoder.decode(raw) if raw is not None else None
+
+    async def active_bookings(self) -> list[Booking]:
+        raws = await self._indexed_values(self.keys.bookings_active, self.keys.bookings, "set")
+        return [_booking_decoder.decode(raw) for raw in raws]
+
+    async def booking_events(self, booking_id: str) -> list[AuditEvent]:
+        entries = await self.redis.xrange(self.keys.booking_audit(booking_id))
+        return [_event_decoder.decode(fields[b"d"]) for _, fields in entries]
+
+    # ------------------------------------------------------------------ location history
+
+    async def append_fixes(self, fixes: list[StoredFix]) -> None:
+        if not fixes:
+            return
+        by_technician: defaultdict[str, list[StoredFix]] = defaultdict(list)
+        for fix in fixes:
+            by_technician[fix.technician_id].append(fix)
+        retention_ms = (
+            0 if self.history_retention_s is None else max(1, int(self.history_retention_s * 1000))
+        )
+        script = self._scripts["append_fixes"]
+        calls = []
+        for technician_id, batch in by_technician.items():
+            args: list[Any] = [retention_ms, self.TRIM_BATCH]
+            for fix in batch:
+                args += [_seq_key(fix.seq), _score(fix.t), _encode(fix)]
+            calls.append((self.keys.technician(technician_id), args))
+        if len(calls) == 1:
+            await script(keys=calls[0][0], args=calls[0][1])
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # MULTI/EXEC around one script per technician: the whole batch or nothing, like
+            # SQLite's one transaction (redis-py loads the script before the MULTI).
+            for keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+            await pipe.execute()
+
+    async def track(
+        self, technician_id: str, t_from: float, t_to: float, limit: int
+    ) -> list[StoredFix]:
+        if limit == 0:
+            return []
+        fixes, seqs, times, _ = self.keys.technician(technician_id)
+        raws = await self._scripts["track"](
+            keys=[fixes, seqs, times], args=[_score(t_from), _score(t_to), limit]
+        )
+        return [_fix_decoder.decode(raw) for raw in raws]
+
+    async def highest_seq(self, technician_id: str) -> int:
+        raw = await self.redis.hget(self.keys.technician(technician_id)[3], "seq")
+        return -1 if raw is None else int(raw)
+
+    async def last_fix(self, technician_id: str) -> StoredFix | None:
+        raw = await self.redis.hget(self.keys.technician(technician_id)[3], "last")
+        return None if raw is None else _fix_decoder.decode(raw)
+
+    # ------------------------------------------------------------------ incidents
+
+    async def save_incident(
+        self, incident: Incident, reporter_key: str, audit: list[AuditEntry]
+    ) -> None:
+        keys = self.keys
+        try:
+            await self._scripts["save_incident"](
+                keys=[
+                    keys.incidents,
+                    keys.incidents_open,
+                    keys.incidents_by_reporter,
+                    keys.incident_audit(incident.id),
+                ],
+                args=[
+                    incident.id,
+                    reporter_key,
+                    _encode(incident),
+                    "1" if incident.status in _OPEN_INCIDENT else "0",
+                    _score(incident.updated_t),
+                    *(_encode(entry) for entry in audit),
+                ],
+            )
+        except ResponseError as exc:
+            if str(exc).startswith("DUPLICATE_REPORTER_KEY"):
+                owner = str(exc).split(" ", 1)[1]
+                raise DuplicateReporterKey(reporter_key, owner) from None
+            raise
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        raw = await self.redis.hget(self.keys.incidents, incident_id)
+        return _incident_decoder.decode(raw) if raw is not None else None
+
+    async def incident_by_reporter_key(self, reporter_key: str) -> Incident | None:
+        incident_id = await self.redis.hget(self.keys.incidents_by_reporter, reporter_key)
+        if incident_id is None:
+            return None
+        # Two reads, but a reporter key never moves to another incident, so the second one
+        # cannot see a different incident than the first pointed at.
+        return await self.get_incident(incident_id.decode())
+
+    async def open_incidents(self) -> list[Incident]:
+        raws = await self._indexed_values(self.keys.incidents_open, self.keys.incidents, "zset")
+        return [_incident_decoder.decode(raw) for raw in raws]
+
+    async def incident_audit(self, incident_id: str) -> list[AuditEntry]:
+        return await self._audit(self.keys.incident_audit(incident_id))
+
+    async def _audit(self, key: str) -> list[AuditEntry]:
+        entries = await self.redis.xrange(key)
+        return [_audit_entry_decoder.decode(fields[b"d"]) for _, fields in entries]
+
+    # ------------------------------------------------------------------ safety alerts
+
+    async def save_alert(self, alert: SafetyAlert, audit: list[AuditEntry]) -> None:
+        keys = self.keys
+        await self._scripts["save_alert"](
+            keys=[keys.alerts, keys.alerts_t, keys.alerts_open, keys.alert_audit(alert.id)],
+            args=[
+                alert.id,
+                _encode(alert),
+                "1" if alert.status is AlertStatus.OPEN else "0",
+                _score(alert.t),
+                *(_encode(entry) for entry in audit),
+            ],
+        )
+
+    async def get_alert(self, alert_id: str) -> SafetyAlert | None:
+        raw = await self.redis.hget(self.keys.alerts, alert_id)
+        return _alert_decoder.decode(raw) if raw is not None else None
+
+    async def open_alerts(self) -> list[SafetyAlert]:
+        raws = await self._indexed_values(self.keys.alerts_open, self.keys.alerts, "zset")
+        return [_alert_decoder.decode(raw) for raw in raws]
+
+    async def alert_audit(self, alert_id: str) -> list[AuditEntry]:
+        return await self._audit(self.keys.alert_audit(alert_id))
+
+    # ------------------------------------------------------------------ documents
+
+    async def put_document(self, namespace: str, key: str, data: bytes) -> None:
+        await self.redis.hset(self.keys.documents(namespace), key, data)
+
+    async def get_document(self, namespace: str, key: str) -> bytes | None:
+        return await self.redis.hget(self.keys.documents(namespace), key)
+
+    async def delete_document(self, namespace: str, key: str) -> bool:
+        return bool(await self.redis.hdel(self.keys.documents(namespace), key))
+
+    async def list_documents(self, namespace: str) -> dict[str, bytes]:
+        raw = await self.redis.hgetall(self.keys.documents(namespace))
+        return {k.decode(): raw[k] for k in sorted(raw)}
+
+
+# -------------------------------------------------------------------------------------- bus
+
+
+class _Envelope(msgspec.Struct, array_like=True):
+    """What travels on a Redis channel: the message and which bus sent it."""
+
+    origin: str
+    message: BusMessage
+
+
+_envelope_decoder = msgspec.msgpack.Decoder(_Envelope)
+
+
+class RedisBus:
+    """The Bus protocol over Redis pub/sub, so that hubs sharing a Redis see each other.
+
+    ``publish`` delivers to this bus's own subscribers at once, synchronously, exactly like
+    ``MemoryBus`` (a hub's own watchers never wait for a Redis round trip, and keep working
+    while Redis is away), then queues the message for Redis; the reader drops messages that
+    come back from its own ``origin``, so every subscriber sees each message once.
+
+    One pub/sub connection per bus, whatever the number of local subscribers: a channel is
+    subscribed on Redis while it has at least one local subscriber. A reader task dispatches
+    arriving messages to the local subscribers synchronously (they only enqueue into bounded
+    outboxes), a writer task sends queued publishes in pipelined batches. When Redis drops,
+    both reconnect with exponential backoff and the reader resubscribes to every channel that
+    still has local subscribers. Delivery between hubs is at most once, like pub/sub itself:
+    what must not be lost belongs in the store (streams), not on the bus.
+    """
+
+    # Publishes waiting for Redis. Bounded because a Redis outage must not grow the hub's
+    # memory: past it the oldest are dropped (live positions are worthless once stale, and a
+    # watcher recovers from the snapshot on reconnect), counted in ``dropped``.
+    MAX_PENDING = 10_000
+    # Reconnect backoff: first retry soon (a Redis restart takes ~1 s), then doubling, with
+    # jitter so several hubs do not reconnect in lockstep.
+    BACKOFF_MIN_S = 0.05
+    BACKOFF_MAX_S = 5.0
+    # The pub/sub connection pings when idle for this long, and is declared dead (then
+    # reconnected) after three times as long without hearing anything: a silently dropped TCP
+    # connection would otherwise leave the hub deaf until the kernel gives up, minutes later.
+    PING_INTERVAL_S = 5.0
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.origin = uuid.uuid4().hex
+        # Shown by CLIENT LIST: which hub's bus a connection belongs to.
+        self.client_name = f"{prefix}-bus-{self.origin[:12]}"
+        self.dropped = 0  # publishes lost to a full queue or a failed send
+        self._channels: defaultdict[str, dict[int, Subscriber]] = defaultdict(dict)
+        self._next_id = 0
+        self._redis: aioredis.Redis | None = None
+        self._pending: deque[tuple[str, bytes]] = deque(maxlen=self.MAX_PENDING)
+        self._pending_event = asyncio.Event()
+        self._changed = asyncio.Event()  # the set of wanted channels changed
+        self._connected = asyncio.Event()
+        self._synced = asyncio.Event()  # connected and Redis confirmed every wanted channel
+        self._confirmed: set[str] = set()  # Redis channel names, per the server's replies
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_heard = 0.0
+        self._session_connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def connect(self) -> None:
+        self._redis = _client(self.url, client_name=self.client_name)
+        await self._redis.ping()  # fail at start-up, not on the first publish
+        self._tasks = [
+            asyncio.create_task(self._read_forever(), name="doorstep-redis-bus-reader"),
+            asyncio.create_task(self._write_forever(), name="doorstep-redis-bus-writer"),
+        ]
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S * 2):
+                await self._connected.wait()
+        except TimeoutError:
+            await self.disconnect()
+            raise RedisConnectionError("could not open the Redis pub/sub connection") from None
+
+    async def disconnect(self) -> None:
+        # Best effort: what this hub published last (a final status) should still go out.
+        if self._pending and self.connected:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._drained()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self._channels.clear()
+        self._connected.clear()
+        self._synced.clear()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def _drained(self) -> None:
+        while self._pending:
+            await asyncio.sleep(0.01)
+
+    def subscribe(self, channel: str, subscriber: Subscriber) -> Unsubscribe:
+        self._next_id += 1
+        token = self._next_id
+        subscribers = self._channels[channel]
+        subscribers[token] = subscriber
+        if len(subscribers) == 1:
+            self._wanted_changed()
+
+        def unsubscribe() -> None:
+            subscribers = self._channels.get(channel)
+            if subscribers is not None:
+                subscribers.pop(token, None)
+                if not subscribers:
+                    del self._channels[channel]
+                    self._wanted_changed()
+
+        return unsubscribe
+
+    async def publish(self, channel: str, message: BusMessage) -> None:
+        # Local subscribers first, synchronously, as MemoryBus does; copy because a
+        # subscriber may unsubscribe (close) while we iterate.
+        for subscriber in list(self._channels.get(channel, {}).values()):
+            subscriber(message)
+        if len(self._pending) == self.MAX_PENDING:
+            self.dropped += 1  # the deque drops its oldest on append
+        data = msgspec.msgpack.encode(_Envelope(self.origin, message))
+        self._pending.append((self.keys.channel(channel), data))
+        self._pending_event.set()
+
+    async def wait_synced(self, timeout: float = 5.0) -> None:
+        """Wait until Redis confirmed a subscription to every channel with local subscribers.
+
+        Not part of the Bus protocol: subscribing is synchronous locally but reaches Redis a
+        round trip later, and tests (or a hub that must not miss a message from another hub)
+        wait here before relying on it.
+        """
+        async with asyncio.timeout(timeout):
+            await self._synced.wait()
+
+    def _wanted_changed(self) -> None:
+        self._synced.clear()
+        self._changed.set()
+
+    def _wanted(self) -> set[str]:
+        return {self.keys.channel(c) for c in self._channels}
+
+    def _check_synced(self) -> None:
+        if self.connected and self._confirmed == self._wanted():
+            self._synced.set()
+
+    # ------------------------------------------------------------------ reader
+
+    async def _read_forever(self) -> None:
+        backoff = self.BACKOFF_MIN_S
+        while True:
+            self._session_connected = False
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except _CONNECTION_ERRORS as exc:
+                log.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
+            except Exception:
+                log.exception("Redis pub/sub reader failed; reconnecting")
+            if self._session_connected:
+                backoff = self.BACKOFF_MIN_S  # it worked until now: a fresh outage
+            await asyncio.sleep(backoff * (0.5 + _jitter()))
+            backoff = min(backoff * 2, self.BACKOFF_MAX_S)
+
+    async def _session(self) -> None:
+        """One pub/sub connection: subscribe, read until it fails; the caller reconnects."""
+        assert self._redis is not None
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.connect()
+            self._session_connected = True
+            self._confirmed = set()
+            self._last_heard = time.monotonic()
+            self._changed.set()  # (re)subscribe to every wanted channel
+            self._connected.set()
+            self._check_synced()
+            tasks = [
+                asyncio.create_task(self._read(pubsub)),
+                asyncio.create_task(self._control(pubsub)),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                task.result()  # raise what ended the session
+            raise RedisConnectionError("pub/sub session ended")
+        finally:
+            self._connected.clear()
+            self._synced.clear()
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _read(self, pubsub: Any) -> None:
+        """The only reader of the connection; dispatches synchronously, never awaits a
+        subscriber."""
+        prefix_length = len(self.keys.channel(""))
+        while True:
+            # Blocks until Redis sends something: a message, a subscribe confirmation, a pong.
+            response = await pubsub.get_message(timeout=None)
+            self._last_heard = time.monotonic()
+            if response is None:
+                continue
+            kind = response["type"]
+            if kind == "message":
+                self._dispatch(response["channel"].decode()[prefix_length:], response["data"])
+            elif kind == "subscribe":
+                self._confirmed.add(response["channel"].decode())
+                self._check_synced()
+            elif kind == "unsubscribe":
+                self._confirmed.discard(response["channel"].decode())
+                self._check_synced()
+
+    def _dispatch(self, channel: str, data: bytes) -> None:
+        try:
+            envelope = _envelope_decoder.decode(data)
+        except msgspec.DecodeError:
+            log.warning("undecodable message on bus channel %s dropped", channel)
+            return
+        if envelope.origin == self.origin:
+            return  # already delivered locally by publish()
+        for subscriber in list(self._channels.get(channel, {}).values()):
+            try:
+                subscriber(envelope.message)
+            except Exception:
+                # One broken subscriber must not take the reader, and every other hub
+                # subscriber with it, down.
+                log.exception("bus subscriber of %s failed", channel)
+
+    async def _control(self, pubsub: Any) -> None:
+        """The only writer of the connection: (un)subscribes as local subscriber sets become
+        non-empty/empty, and pings when idle."""
+        requested: set[str] = set()
+        while True:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
+            # that arrives as the event is set, and this task would outlive disconnect().
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.PING_INTERVAL_S):
+                    await self._changed.wait()
+            self._changed.clear()
+            # Read the wanted set after clearing the flag: a change made while we await the
+            # commands below sets it again and is handled on the next turn.
+            wanted = self._wanted()
+            add, remove = wanted - requested, requested - wanted
+            if add:
+                await pubsub.subscribe(*sorted(add))
+            if remove:
+                await pubsub.unsubscribe(*sorted(remove))
+            requested = wanted
+            if not add and not remove:
+                self._check_synced()
+            silent = time.monotonic() - self._last_heard
+            if silent > 3 * self.PING_INTERVAL_S:
+                raise RedisConnectionError(f"no reply from Redis for {silent:.0f} s")
+            if silent > self.PING_INTERVAL_S:
+                await pubsub.ping()
+
+    # ------------------------------------------------------------------ writer
+
+    async def _write_forever(self) -> None:
+        backoff = self.BACKOFF_MIN_S
+        while True:
+            await self._pending_event.wait()
+            self._pending_event.clear()
+            await self._connected.wait()
+            if not self._pending:
+                continue
+            # Take the whole queue before awaiting: publishes made during the send go into
+            # the next batch, in order.
+            batch = list(self._pending)
+            self._pending.clear()
+            assert self._redis is not None
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for channel, data in batch:
+                        pipe.publish(channel, data)
+                    await pipe.execute()
+                backoff = self.BACKOFF_MIN_S
+            except _CONNECTION_ERRORS as exc:
+                # At most once: the batch may be partly sent already, so it is not resent.
+                self.dropped += len(batch)
+                log.warning("Redis publish of %d messages failed (%s)", len(batch), exc)
+                await asyncio.sleep(backoff * (0.5 + _jitter()))
+                backoff = min(backoff * 2, self.BACKOFF_MAX_S)
+                if self._pending:
+                    self._pending_event.set()
+
+
+def _jitter() -> float:
+    return random.random()
