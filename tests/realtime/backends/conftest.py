@@ -56,9 +56,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     backend = MemoryBus() if request.param == "memory" else RedisBus(REDIS_URL, prefix)
     await backend.connect()
     yield backend
-    import time as _t; _s = _t.monotonic()
     await backend.disconnect()
-    print("DISCONNECT", _t.monotonic() - _s)
     if request.param == "redis":
         await delete_all(REDIS_URL, prefix)
 
