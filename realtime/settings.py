@@ -35,10 +35,12 @@ class Settings(BaseSettings):
     # Every key and channel starts with it (inside a hash tag, see realtime/backends/redis.py),
     # so several deployments, or test runs, can share one Redis without seeing each other.
     redis_prefix: str = Field("doorstep", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
-    # Location history lives in Redis memory: ~300 bytes per fix, so a technician sending
-    # 1 fix/s for an 8-hour shift costs ~9 MB a day. Older fixes (by arrival) are trimmed;
-    # the newest fix and highest seq are kept regardless, so resume and "last seen" still work.
-    redis_history_retention_s: float = Field(2 * 24 * 3600.0, gt=0, allow_inf_nan=False)
+    # Location history lives in Redis memory: ~370 bytes per fix, so a technician sending
+    # 1 fix/s through an 8-hour shift costs ~11 MB a day. Fixes that arrived longer ago are
+    # trimmed (a day covers "where was she today" and the review of a shift's incidents; keep
+    # longer history in a database of its own). The newest fix and the highest seq are kept
+    # regardless, so resume and "last seen" still work.
+    redis_history_retention_s: float = Field(24 * 3600.0, gt=0, allow_inf_nan=False)
 
     secret: SecretStr | None = None  # JWT HS256 signing key
     platform_key: SecretStr | None = None  # the platform backend's API key

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +163,14 @@ async def local_server(app: Any) -> AsyncIterator[int]:
         await task
 
 
+# DOORSTEP_TEST_BACKEND=redis runs every hub of the suite on the Redis backend (Redis at
+# DOORSTEP_TEST_REDIS_URL) instead of the embedded one.
+TEST_BACKEND = os.environ.get("DOORSTEP_TEST_BACKEND", "embedded")
+TEST_REDIS_URL = os.environ.get("DOORSTEP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_TEST_RUN = uuid.uuid4().hex[:8]
+_redis_prefixes: set[str] = set()
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir,
@@ -167,8 +178,28 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "platform_key": PLATFORM_KEY,
         "fleet_interval_s": 0.2,
     }
+    if TEST_BACKEND == "redis":
+        # One key prefix per data dir: a restarted hub finds its data again, as with the
+        # SQLite file in that dir, and no two tests share any. Deleted at the end of the run.
+        digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+        prefix = f"doorstep-test-{_TEST_RUN}-{digest}"
+        _redis_prefixes.add(prefix)
+        values |= {"backend": "redis", "redis_url": TEST_REDIS_URL, "redis_prefix": prefix}
     values.update(overrides)
     return Settings(**values)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_test_redis_keys() -> Iterator[None]:
+    yield
+    if _redis_prefixes:
+        from realtime.backends.redis import delete_all
+
+        async def delete() -> None:
+            for prefix in _redis_prefixes:
+                await delete_all(TEST_REDIS_URL, prefix)
+
+        asyncio.run(delete())
 
 
 @pytest.fixture

@@ -19,10 +19,13 @@ Key layout (``p`` is ``DOORSTEP_REDIS_PREFIX``, ``doorstep`` by default)::
     {p}:alerts:open               ZSET   open ids, score t
     {p}:alert-audit:<id>          STREAM AuditEntry JSON
     {p}:doc:<namespace>           HASH   key -> document bytes
-    {p:tech:<id>}:fixes           STREAM the technician's location history, in arrival order;
-                                         fields s = seq (16 digits), f = StoredFix JSON
-    {p:tech:<id>}:seqs            HASH   seq (16 digits) -> stream entry id: "is it stored?"
-    {p:tech:<id>}:times           ZSET   score t, member seq (16 digits): the time index
+    {p:tech:<id>}:fixes           STREAM the technician's location history, in arrival order
+                                         (trimmed by age with MINID); fields s = seq as 16
+                                         digits, f = StoredFix JSON
+    {p:tech:<id>}:seqs            SET    seqs stored (16 digits): makes appends idempotent
+    {p:tech:<id>}:times           ZSET   score t, member seq (16 digits) + StoredFix JSON: the
+                                         time index, so ``track`` is one ZRANGE BYSCORE whose
+                                         order (score, then member) is exactly (t, seq)
     {p:tech:<id>}:head            HASH   seq = highest seq, last = newest fix by (t, seq)
 
     pub/sub channel  <p>:bus:<channel>   msgpack [origin, BusMessage]
@@ -45,7 +48,10 @@ cluster node whatever the name, and sharded pub/sub (SPUBLISH) would want them s
 
 What differs from SQLite, on purpose: location history is trimmed by age (the stream's MINID,
 ``DOORSTEP_REDIS_HISTORY_RETENTION_S``) because Redis keeps it in memory; ``head`` is not
-trimmed, so ``highest_seq`` and ``last_fix`` answer as if nothing had been. Only the
+trimmed (nor does it expire, as the history of a technician who stopped sending does), so
+``highest_seq`` and ``last_fix`` answer as if nothing had been (a trimmed seq sent again
+would be stored again; the hub never sends one at or below ``highest_seq``). Seqs
+must be within the protocol's 0..2^53-1, which the time index's sort key relies on. Only the
 single-node client is used for now; on a Cluster a batch of several technicians' fixes would
 be one MULTI per slot instead of one for the whole batch (each technician stays atomic, and
 the history writer's retry is idempotent per seq).
@@ -55,13 +61,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import re
 import time
 import uuid
 from collections import defaultdict, deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
@@ -91,8 +99,11 @@ PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 # A command that gets no answer within this long fails instead of stalling the hub: a store
 # write is retried by its caller (the history writer) or reported (an HTTP 5xx), both better
-# than a request that hangs through a network partition.
-SOCKET_TIMEOUT_S = 5.0
+# than a request that hangs through a network partition. It is applied with asyncio.timeout
+# around each call, not as redis-py's socket_timeout: that one goes through asyncio.wait_for,
+# which on Python 3.11 can swallow a cancellation, and a hub task cancelled at shutdown while
+# it writes would then never end.
+COMMAND_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
 # No automatic retries of commands: if a MULTI/EXEC's reply is lost, redis-py would send it
 # again and append the audit entries twice. An error means "maybe written", as with any
@@ -118,10 +129,14 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+MAX_SEQ = 2**53 - 1  # the wire protocol's highest seq (realtime.protocol.MAX_SEQ)
+_SEQ_DIGITS = len(str(MAX_SEQ))  # 16
+
+
 def _seq_key(seq: int) -> str:
-    """A seq as 16 digits (2^53 - 1 has 16): equal-t members of the time index then sort by
-    seq, exactly SQLite's ``ORDER BY t, seq``."""
-    return f"{seq:016d}"
+    """A seq as 16 digits: equal-t members of the time index then sort by seq, exactly
+    SQLite's ``ORDER BY t, seq``."""
+    return f"{seq:0{_SEQ_DIGITS}d}"
 
 
 def _score(value: float) -> str:
@@ -177,7 +192,8 @@ class Keys:
 # when written back: Lua's tostring() would print a 16-digit seq as 1e+15.
 
 # KEYS fixes, seqs, times, head; ARGV retention_ms (0 = keep all), trim_batch, then
-# (seq16, t, fix JSON) triples in the order to store them.
+# (seq16, t, fix JSON) triples in the order to store them. A fix goes into the stream, the
+# seq set and the time index together, and leaves all three together when trimmed.
 _APPEND_FIXES = """
 local fixes, seqs, times, head = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local retention_ms = tonumber(ARGV[1])
@@ -190,9 +206,9 @@ if retention_ms > 0 then
     local batch = tonumber(ARGV[2])
     local old = redis.call('XRANGE', fixes, '-', string.format('%d', cutoff - 1), 'COUNT', batch)
     for _, entry in ipairs(old) do
-      local seq = entry[2][2]
-      redis.call('HDEL', seqs, seq)
-      redis.call('ZREM', times, seq)
+      local seq, data = entry[2][2], entry[2][4]
+      redis.call('SREM', seqs, seq)
+      redis.call('ZREM', times, seq .. data)
     end
     if #old > 0 then
       local minid = string.format('%d', cutoff)
@@ -214,10 +230,9 @@ end
 local added = 0
 for i = 3, #ARGV, 3 do
   local seq, t, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('HEXISTS', seqs, seq) == 0 then
-    local id = redis.call('XADD', fixes, '*', 's', seq, 'f', data)
-    redis.call('HSET', seqs, seq, id)
-    redis.call('ZADD', times, t, seq)
+  if redis.call('SADD', seqs, seq) == 1 then
+    redis.call('XADD', fixes, '*', 's', seq, 'f', data)
+    redis.call('ZADD', times, t, seq .. data)
     added = added + 1
     local n, tn = tonumber(seq), tonumber(t)
     if n > highest then
@@ -230,23 +245,14 @@ for i = 3, #ARGV, 3 do
     end
   end
 end
-return added
-"""
-
-# KEYS fixes, seqs, times; ARGV t_from, t_to, limit -> fix JSONs ordered by (t, seq).
-_TRACK = """
-local seqs = redis.call('ZRANGE', KEYS[3], ARGV[1], ARGV[2], 'BYSCORE', 'LIMIT', 0, ARGV[3])
-local out = {}
-for _, seq in ipairs(seqs) do
-  local id = redis.call('HGET', KEYS[2], seq)
-  if id then
-    local entry = redis.call('XRANGE', KEYS[1], id, id)
-    if entry[1] then
-      out[#out + 1] = entry[1][2][4]
-    end
+if retention_ms > 0 then
+  -- A technician who stops sending is never trimmed by an append again: let the history
+  -- expire once its newest entry is past the retention (head stays).
+  for _, key in ipairs({fixes, seqs, times}) do
+    redis.call('PEXPIRE', key, retention_ms)
   end
 end
-return out
+return added
 """
 
 # KEYS index (SET or ZSET), data HASH; ARGV 'set' | 'zset' -> the indexed values, in the
@@ -315,12 +321,23 @@ return 1
 
 def _client(url: str, **options: Any) -> aioredis.Redis:
     return aioredis.Redis.from_url(
-        url,
-        retry=_NO_RETRY,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        **options,
+        url, retry=_NO_RETRY, socket_connect_timeout=CONNECT_TIMEOUT_S, **options
     )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _bounded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Fail a store call after COMMAND_TIMEOUT_S (see there for why not socket_timeout)."""
+
+    @functools.wraps(method)
+    async def bounded(*args: P.args, **kwargs: P.kwargs) -> R:
+        async with asyncio.timeout(COMMAND_TIMEOUT_S):
+            return await method(*args, **kwargs)
+
+    return bounded
 
 
 async def delete_all(url: str, prefix: str) -> int:
@@ -372,14 +389,14 @@ class RedisStore:
     async def open(self) -> None:
         client = _client(self.url)
         try:
-            await client.ping()  # fail at start-up, not on the first request
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                await client.ping()  # fail at start-up, not on the first request
         except BaseException:
             await client.aclose()
             raise
         self._redis = client
         for name, source in (
             ("append_fixes", _APPEND_FIXES),
-            ("track", _TRACK),
             ("indexed_values", _INDEXED_VALUES),
             ("save_incident", _SAVE_INCIDENT),
             ("save_alert", _SAVE_ALERT),
@@ -396,6 +413,7 @@ class RedisStore:
 
     # ------------------------------------------------------------------ bookings
 
+    @_bounded
     async def save_booking(self, booking: Booking, events: list[AuditEvent]) -> None:
         keys = self.keys
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -410,25 +428,32 @@ class RedisStore:
                 pipe.xadd(keys.booking_audit(booking.id), {"d": _encode(event)})
             await pipe.execute()
 
+    @_bounded
     async def get_booking(self, booking_id: str) -> Booking | None:
         raw = await self.redis.hget(self.keys.bookings, booking_id)
         return _booking_decoder.decode(raw) if raw is not None else None
 
+    @_bounded
     async def active_bookings(self) -> list[Booking]:
         raws = await self._indexed_values(self.keys.bookings_active, self.keys.bookings, "set")
         return [_booking_decoder.decode(raw) for raw in raws]
 
+    @_bounded
     async def booking_events(self, booking_id: str) -> list[AuditEvent]:
         entries = await self.redis.xrange(self.keys.booking_audit(booking_id))
         return [_event_decoder.decode(fields[b"d"]) for _, fields in entries]
 
     # ------------------------------------------------------------------ location history
 
+    @_bounded
     async def append_fixes(self, fixes: list[StoredFix]) -> None:
         if not fixes:
             return
         by_technician: defaultdict[str, list[StoredFix]] = defaultdict(list)
         for fix in fixes:
+            if not 0 <= fix.seq <= MAX_SEQ:
+                # The 16-digit sort key needs it; the hub's ingest refuses such seqs anyway.
+                raise ValueError(f"seq {fix.seq} is outside 0..{MAX_SEQ}")
             by_technician[fix.technician_id].append(fix)
         retention_ms = (
             0 if self.history_retention_s is None else max(1, int(self.history_retention_s * 1000))
@@ -450,27 +475,35 @@ class RedisStore:
                 await script(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
+    @_bounded
     async def track(
         self, technician_id: str, t_from: float, t_to: float, limit: int
     ) -> list[StoredFix]:
         if limit == 0:
             return []
-        fixes, seqs, times, _ = self.keys.technician(technician_id)
-        raws = await self._scripts["track"](
-            keys=[fixes, seqs, times], args=[_score(t_from), _score(t_to), limit]
+        members = await self.redis.zrange(
+            self.keys.technician(technician_id)[2],
+            _score(t_from),
+            _score(t_to),
+            byscore=True,
+            offset=0,
+            num=limit,  # negative: no limit, as in SQLite
         )
-        return [_fix_decoder.decode(raw) for raw in raws]
+        return [_fix_decoder.decode(member[_SEQ_DIGITS:]) for member in members]
 
+    @_bounded
     async def highest_seq(self, technician_id: str) -> int:
         raw = await self.redis.hget(self.keys.technician(technician_id)[3], "seq")
         return -1 if raw is None else int(raw)
 
+    @_bounded
     async def last_fix(self, technician_id: str) -> StoredFix | None:
         raw = await self.redis.hget(self.keys.technician(technician_id)[3], "last")
         return None if raw is None else _fix_decoder.decode(raw)
 
     # ------------------------------------------------------------------ incidents
 
+    @_bounded
     async def save_incident(
         self, incident: Incident, reporter_key: str, audit: list[AuditEntry]
     ) -> None:
@@ -498,10 +531,12 @@ class RedisStore:
                 raise DuplicateReporterKey(reporter_key, owner) from None
             raise
 
+    @_bounded
     async def get_incident(self, incident_id: str) -> Incident | None:
         raw = await self.redis.hget(self.keys.incidents, incident_id)
         return _incident_decoder.decode(raw) if raw is not None else None
 
+    @_bounded
     async def incident_by_reporter_key(self, reporter_key: str) -> Incident | None:
         incident_id = await self.redis.hget(self.keys.incidents_by_reporter, reporter_key)
         if incident_id is None:
@@ -510,10 +545,12 @@ class RedisStore:
         # cannot see a different incident than the first pointed at.
         return await self.get_incident(incident_id.decode())
 
+    @_bounded
     async def open_incidents(self) -> list[Incident]:
         raws = await self._indexed_values(self.keys.incidents_open, self.keys.incidents, "zset")
         return [_incident_decoder.decode(raw) for raw in raws]
 
+    @_bounded
     async def incident_audit(self, incident_id: str) -> list[AuditEntry]:
         return await self._audit(self.keys.incident_audit(incident_id))
 
@@ -523,6 +560,7 @@ class RedisStore:
 
     # ------------------------------------------------------------------ safety alerts
 
+    @_bounded
     async def save_alert(self, alert: SafetyAlert, audit: list[AuditEntry]) -> None:
         keys = self.keys
         await self._scripts["save_alert"](
@@ -536,28 +574,35 @@ class RedisStore:
             ],
         )
 
+    @_bounded
     async def get_alert(self, alert_id: str) -> SafetyAlert | None:
         raw = await self.redis.hget(self.keys.alerts, alert_id)
         return _alert_decoder.decode(raw) if raw is not None else None
 
+    @_bounded
     async def open_alerts(self) -> list[SafetyAlert]:
         raws = await self._indexed_values(self.keys.alerts_open, self.keys.alerts, "zset")
         return [_alert_decoder.decode(raw) for raw in raws]
 
+    @_bounded
     async def alert_audit(self, alert_id: str) -> list[AuditEntry]:
         return await self._audit(self.keys.alert_audit(alert_id))
 
     # ------------------------------------------------------------------ documents
 
+    @_bounded
     async def put_document(self, namespace: str, key: str, data: bytes) -> None:
         await self.redis.hset(self.keys.documents(namespace), key, data)
 
+    @_bounded
     async def get_document(self, namespace: str, key: str) -> bytes | None:
         return await self.redis.hget(self.keys.documents(namespace), key)
 
+    @_bounded
     async def delete_document(self, namespace: str, key: str) -> bool:
         return bool(await self.redis.hdel(self.keys.documents(namespace), key))
 
+    @_bounded
     async def list_documents(self, namespace: str) -> dict[str, bytes]:
         raw = await self.redis.hgetall(self.keys.documents(namespace))
         return {k.decode(): raw[k] for k in sorted(raw)}
@@ -625,14 +670,25 @@ class RedisBus:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_heard = 0.0
         self._session_connected = False
+        self._sending = False
+        # Set by disconnect(). The loops check it after every wait, because a cancellation
+        # alone can be lost inside redis-py on Python 3.11 (see COMMAND_TIMEOUT_S).
+        self._closing = False
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
     async def connect(self) -> None:
-        self._redis = _client(self.url, client_name=self.client_name)
-        await self._redis.ping()  # fail at start-up, not on the first publish
+        self._closing = False
+        client = _client(self.url, client_name=self.client_name)
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                await client.ping()  # fail at start-up, not on the first publish
+        except BaseException:
+            await client.aclose()
+            raise
+        self._redis = client
         self._tasks = [
             asyncio.create_task(self._read_forever(), name="doorstep-redis-bus-reader"),
             asyncio.create_task(self._write_forever(), name="doorstep-redis-bus-writer"),
@@ -650,9 +706,16 @@ class RedisBus:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._drained()
+        self._closing = True
+        for event in (self._changed, self._pending_event, self._connected):
+            event.set()  # wake every loop so it sees _closing
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=1.0)
+            for task in late:
+                task.cancel()  # a first cancellation lost in redis-py: again
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self._channels.clear()
         self._connected.clear()
@@ -662,7 +725,7 @@ class RedisBus:
             self._redis = None
 
     async def _drained(self) -> None:
-        while self._pending:
+        while self._pending or self._sending:
             await asyncio.sleep(0.01)
 
     def subscribe(self, channel: str, subscriber: Subscriber) -> Unsubscribe:
@@ -719,7 +782,7 @@ class RedisBus:
 
     async def _read_forever(self) -> None:
         backoff = self.BACKOFF_MIN_S
-        while True:
+        while not self._closing:
             self._session_connected = False
             try:
                 await self._session()
@@ -805,7 +868,7 @@ class RedisBus:
         """The only writer of the connection: (un)subscribes as local subscriber sets become
         non-empty/empty, and pings when idle."""
         requested: set[str] = set()
-        while True:
+        while not self._closing:
             # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
             # that arrives as the event is set, and this task would outlive disconnect().
             with contextlib.suppress(TimeoutError):
@@ -816,10 +879,11 @@ class RedisBus:
             # commands below sets it again and is handled on the next turn.
             wanted = self._wanted()
             add, remove = wanted - requested, requested - wanted
-            if add:
-                await pubsub.subscribe(*sorted(add))
-            if remove:
-                await pubsub.unsubscribe(*sorted(remove))
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                if add:
+                    await pubsub.subscribe(*sorted(add))
+                if remove:
+                    await pubsub.unsubscribe(*sorted(remove))
             requested = wanted
             if not add and not remove:
                 self._check_synced()
@@ -827,25 +891,27 @@ class RedisBus:
             if silent > 3 * self.PING_INTERVAL_S:
                 raise RedisConnectionError(f"no reply from Redis for {silent:.0f} s")
             if silent > self.PING_INTERVAL_S:
-                await pubsub.ping()
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    await pubsub.ping()
 
     # ------------------------------------------------------------------ writer
 
     async def _write_forever(self) -> None:
         backoff = self.BACKOFF_MIN_S
-        while True:
+        while not self._closing:
             await self._pending_event.wait()
             self._pending_event.clear()
             await self._connected.wait()
-            if not self._pending:
+            if self._closing or not self._pending:
                 continue
             # Take the whole queue before awaiting: publishes made during the send go into
             # the next batch, in order.
             batch = list(self._pending)
             self._pending.clear()
             assert self._redis is not None
+            self._sending = True
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
+                async with asyncio.timeout(COMMAND_TIMEOUT_S), self._redis.pipeline() as pipe:
                     for channel, data in batch:
                         pipe.publish(channel, data)
                     await pipe.execute()
@@ -858,6 +924,8 @@ class RedisBus:
                 backoff = min(backoff * 2, self.BACKOFF_MAX_S)
                 if self._pending:
                     self._pending_event.set()
+            finally:
+                self._sending = False
 
 
 def _jitter() -> float:

@@ -1,0 +1,239 @@
+"""What only the Redis backend has: key layout, retention, reconnects, backend selection.
+
+The shared behaviour is in ``test_contract.py``; these tests are about Redis itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from realtime.backends import create_backends
+from realtime.backends.base import BusMessage
+from realtime.backends.memory import MemoryBus
+from realtime.backends.redis import Keys, RedisBus, RedisStore, delete_all
+from realtime.backends.sqlite import SQLiteStore
+from realtime.settings import SettingsError, load_settings
+from tests.realtime.backends.conftest import REDIS_URL, random_prefix
+from tests.realtime.backends.test_contract import (
+    T0,
+    collector,
+    fix,
+    key_of,
+    new_alert,
+    new_booking,
+    new_incident,
+    wait_for,
+)
+
+UNREACHABLE = "redis://127.0.0.1:1/0"
+
+
+async def keys_of(prefix: str) -> list[bytes]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        found: list[bytes] = []
+        for pattern in Keys(prefix).patterns:
+            found += [key async for key in client.scan_iter(match=pattern)]
+        return found
+    finally:
+        await client.aclose()
+
+
+async def test_layout_is_one_slot_for_the_control_plane_and_one_per_technician(
+    redis_prefix: str,
+) -> None:
+    store = RedisStore(REDIS_URL, redis_prefix, history_retention_s=3600)
+    await store.open()
+    try:
+        booking, events = new_booking(technician_id="tech-a")
+        await store.save_booking(booking, events)
+        incident = new_incident()
+        await store.save_incident(incident, key_of(incident), list(incident.audit))
+        alert, entry = new_alert("al-1", T0)
+        await store.save_alert(alert, [entry])
+        await store.put_document("zones", "z1", b"{}")
+        await store.append_fixes([fix(1, T0, "tech-a"), fix(1, T0, "tech-b")])
+    finally:
+        await store.close()
+
+    slots: defaultdict[int, list[str]] = defaultdict(list)
+    for key in await keys_of(redis_prefix):
+        slots[key_slot(key)].append(key.decode())
+    core = key_slot(f"{{{redis_prefix}}}".encode())
+    assert sorted(slots[core]) == sorted(
+        f"{{{redis_prefix}}}:{name}"
+        for name in (
+            "bookings",
+            "bookings:active",
+            "booking-audit:b1",
+            "incidents",
+            "incidents:open",
+            "incidents:by-reporter",
+            "incident-audit:inc-1",
+            "alerts",
+            "alerts:t",
+            "alerts:open",
+            "alert-audit:al-1",
+            "doc:zones",
+        )
+    )
+    for technician in ("tech-a", "tech-b"):
+        tag = f"{{{redis_prefix}:tech:{technician}}}"
+        assert sorted(slots[key_slot(tag.encode())]) == sorted(
+            f"{tag}:{kind}" for kind in ("fixes", "seqs", "times", "head")
+        )
+    assert sum(len(keys) for keys in slots.values()) == 12 + 2 * 4
+
+
+async def test_history_is_trimmed_by_age_but_resume_state_is_kept(redis_prefix: str) -> None:
+    store = RedisStore(REDIS_URL, redis_prefix, history_retention_s=0.2)
+    await store.open()
+    try:
+        await store.append_fixes([fix(1, T0 + 1), fix(2, T0 + 2)])
+        await asyncio.sleep(0.3)
+        await store.append_fixes([fix(3, T0 + 3)])  # trims what arrived > 0.2 s ago
+        assert [f.seq for f in await store.track("tech-1", 0, T0 + 10, 100)] == [3]
+        assert await store.highest_seq("tech-1") == 3
+        # The newest fix by time survives the trim even when it is the one trimmed.
+        await store.append_fixes([fix(4, T0 - 50)])
+        await asyncio.sleep(0.3)
+        await store.append_fixes([fix(5, T0 - 40)])
+        assert [f.seq for f in await store.track("tech-1", 0, T0 + 10, 100)] == [5]
+        assert await store.last_fix("tech-1") == fix(3, T0 + 3)
+        # The index shrinks with the stream: nothing dangles.
+        fixes_key, seqs_key, times_key, _ = store.keys.technician("tech-1")
+        assert await store.redis.xlen(fixes_key) == 1
+        assert await store.redis.scard(seqs_key) == 1
+        assert await store.redis.zcard(times_key) == 1
+    finally:
+        await store.close()
+
+
+async def test_history_of_a_technician_who_stopped_sending_expires(redis_prefix: str) -> None:
+    store = RedisStore(REDIS_URL, redis_prefix, history_retention_s=0.2)
+    await store.open()
+    try:
+        await store.append_fixes([fix(1, T0 + 1), fix(2, T0 + 2)])
+        await asyncio.sleep(0.35)  # and no append since, which would trim
+        assert await store.track("tech-1", 0, T0 + 10, 100) == []
+        assert await store.highest_seq("tech-1") == 2
+        assert await store.last_fix("tech-1") == fix(2, T0 + 2)
+        assert [key.decode() for key in await keys_of(redis_prefix)] == [
+            store.keys.technician("tech-1")[3]
+        ]
+    finally:
+        await store.close()
+
+
+async def test_delete_all_removes_every_key_of_the_prefix_and_nothing_else(
+    redis_prefix: str,
+) -> None:
+    neighbour = random_prefix()
+    for prefix in (redis_prefix, neighbour):
+        store = RedisStore(REDIS_URL, prefix, history_retention_s=3600)
+        await store.open()
+        await store.append_fixes([fix(1, T0)])
+        await store.put_document("zones", "z1", b"{}")
+        await store.close()
+    assert await delete_all(REDIS_URL, redis_prefix) == 5
+    assert await keys_of(redis_prefix) == []
+    assert len(await keys_of(neighbour)) == 5
+    await delete_all(REDIS_URL, neighbour)
+
+
+async def test_bus_reconnects_and_resubscribes_after_its_connections_are_killed(
+    redis_buses: tuple[RedisBus, RedisBus],
+) -> None:
+    hub_a, hub_b = redis_buses
+    received, received_cb = collector()
+    hub_b.subscribe("booking:b1", received_cb)
+    await hub_b.wait_synced()
+
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        clients = await admin.client_list()
+        killed = [c["id"] for c in clients if c.get("name") == hub_b.client_name]
+        assert killed, "the bus's connections carry its client name"
+        for client_id in killed:
+            await admin.client_kill_filter(_id=client_id)
+    finally:
+        await admin.aclose()
+
+    await wait_for(lambda: not hub_b.connected, timeout=2)
+    await hub_b.wait_synced(timeout=5)
+    await hub_a.publish("booking:b1", BusMessage(kind="status", text="after"))
+    await wait_for(lambda: [m.text for m in received] == ["after"])
+
+
+async def test_unsent_publishes_are_bounded_and_local_delivery_goes_on() -> None:
+    class SmallBus(RedisBus):
+        MAX_PENDING = 3
+
+    bus = SmallBus(UNREACHABLE, random_prefix())  # never connected: nothing is sent
+    received, received_cb = collector()
+    bus.subscribe("fleet", received_cb)
+    for n in range(5):
+        await bus.publish("fleet", BusMessage(kind="fleet", text=str(n)))
+    assert [m.text for m in received] == ["0", "1", "2", "3", "4"]
+    assert bus.dropped == 2
+
+
+async def test_unreachable_redis_fails_at_start_up() -> None:
+    with pytest.raises(RedisConnectionError):
+        await RedisBus(UNREACHABLE, random_prefix()).connect()
+    store = RedisStore(UNREACHABLE, random_prefix(), history_retention_s=60)
+    with pytest.raises(RedisConnectionError):
+        await store.open()
+
+
+# ---------------------------------------------------------------------------------- settings
+
+
+def test_settings_pick_the_backend_pair(tmp_path: Path) -> None:
+    store, bus = create_backends(load_settings(data_dir=tmp_path))
+    assert isinstance(store, SQLiteStore)
+    assert isinstance(bus, MemoryBus)
+    settings = load_settings(
+        data_dir=tmp_path, backend="redis", redis_url=REDIS_URL, redis_prefix="tenant-7"
+    )
+    store, bus = create_backends(settings)
+    assert isinstance(store, RedisStore)
+    assert isinstance(bus, RedisBus)
+    assert store.keys.bookings == "{tenant-7}:bookings"
+    assert bus.keys.channel("fleet") == "tenant-7:bus:fleet"
+    assert store.history_retention_s == settings.redis_history_retention_s
+
+
+def test_backend_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOORSTEP_BACKEND", "redis")
+    monkeypatch.setenv("DOORSTEP_REDIS_URL", "redis://redis.internal:6380/2")
+    monkeypatch.setenv("DOORSTEP_REDIS_PREFIX", "eu-west")
+    settings = load_settings()
+    assert (settings.backend, settings.redis_url, settings.redis_prefix) == (
+        "redis",
+        "redis://redis.internal:6380/2",
+        "eu-west",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("backend", "postgres"),
+        ("redis_prefix", "{doorstep}"),  # would break the hash tags
+        ("redis_prefix", "a:tech:b"),  # could match another prefix's technician keys
+        ("redis_prefix", "doorstep*"),  # a glob in SCAN patterns
+        ("redis_prefix", ""),
+        ("redis_history_retention_s", 0),
+    ],
+)
+def test_bad_backend_settings_are_refused(name: str, value: object) -> None:
+    with pytest.raises(SettingsError, match=f"DOORSTEP_{name.upper()}"):
+        load_settings(**{name: value})
