@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/doorstep serve
+
+# A hub with simulated technicians, and the links to watch them (Ctrl-C stops it).
+demo: $(STAMP)
+	$(BIN)/doorstep demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,170 @@
+"""Trip plans for the simulator and recorded tracks for replay: pure, no hub."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import gpxpy
+import gpxpy.gpx
+import pytest
+
+from geofence.geo import distance_m
+from geofence.traces import generate_trip
+from realtime.simulation import (
+    DEFAULT_CENTRE,
+    SIM_MIX,
+    TrackError,
+    load_track,
+    plan_trips,
+    relocate,
+)
+
+
+def test_the_same_seed_plans_the_same_trips_and_dead_zones_do_not_move_anything_else():
+    first = plan_trips(4, seed=7, run_id="a", sos_rate=0.5)
+    again = plan_trips(4, seed=7, run_id="a", sos_rate=0.5)
+    quiet = plan_trips(4, seed=7, run_id="a", sos_rate=0.5, dead_zones=False)
+    assert first == again
+    assert [p.destination for p in quiet] == [p.destination for p in first]
+    assert [p.sos_at_s for p in quiet] == [p.sos_at_s for p in first]
+    assert all(not p.dead_zones for p in quiet)
+    assert plan_trips(4, seed=8, run_id="a") != first
+
+
+def test_trips_go_to_destinations_around_the_centre_with_unique_ids():
+    plans = plan_trips(20, seed=1, run_id="r1", spread_m=3000.0)
+    for plan in plans:
+        assert distance_m(*plan.destination, *DEFAULT_CENTRE) <= 3000.0 + 1
+        assert plan.arrive_at_s is not None  # no drive-pasts: everyone arrives
+    ids = [p.booking_id for p in plans] + [p.technician_id for p in plans]
+    assert len(set(ids)) == 40 and all("r1" in i for i in ids)
+
+
+def test_relocating_a_trace_keeps_its_distances_from_the_door():
+    trace = generate_trip(3, seed=2, mix=SIM_MIX)
+    dest = (48.8566, 2.3522)
+    fixes, arrive, visit = relocate(trace, dest)
+    truth = trace.truth
+    assert len(fixes) == len(trace.fixes)
+    assert fixes[0].offset_s == 0.0 and arrive == truth.arrived_t - trace.fixes[0].t
+    assert visit == truth.departed_t - truth.arrived_t
+    for moved, original in list(zip(fixes, trace.fixes, strict=True))[::50]:
+        before = distance_m(original.lat, original.lon, truth.dest_lat, truth.dest_lon)
+        after = distance_m(moved.lat, moved.lon, *dest)
+        assert after == pytest.approx(before, rel=1e-3, abs=0.5)
+
+
+def test_dead_zones_and_sos_presses_fall_on_the_way_to_the_door():
+    plans = plan_trips(10, seed=3, run_id="z", sos_rate=1.0)
+    for plan in plans:
+        assert plan.arrive_at_s is not None
+        assert 1 <= len(plan.dead_zones) <= 2
+        for start, end in plan.dead_zones:
+            assert 0 < start < end <= plan.arrive_at_s + 90 and 20 <= end - start <= 180
+        assert plan.sos_at_s is not None and 0 < plan.sos_at_s < plan.arrive_at_s
+    assert all(p.sos_at_s is None for p in plan_trips(10, seed=3, run_id="z", sos_rate=0.0))
+
+
+def test_a_demo_trip_starts_near_the_door_with_a_short_visit():
+    full = plan_trips(3, seed=0, run_id="d")
+    short = plan_trips(3, seed=0, run_id="d", start_within_m=2000.0, max_visit_s=300.0)
+    for long_plan, plan in zip(full, short, strict=True):
+        assert distance_m(plan.fixes[0].lat, plan.fixes[0].lon, *plan.destination) <= 2000.0
+        assert plan.fixes[0].offset_s == 0.0
+        assert plan.visit_s == 300.0
+        assert plan.fixes[-1].offset_s < long_plan.fixes[-1].offset_s
+        offsets = [f.offset_s for f in plan.fixes]
+        assert offsets == sorted(offsets)
+
+
+# ------------------------------------------------------------------ recorded tracks
+
+
+def write_gpx(path: Path, points: list[tuple[float, float]], times: bool = True) -> Path:
+    gpx = gpxpy.gpx.GPX()
+    track = gpxpy.gpx.GPXTrack()
+    segment = gpxpy.gpx.GPXTrackSegment()
+    start = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+    for i, (lat, lon) in enumerate(points):
+        when = start + timedelta(seconds=2 * i) if times else None
+        segment.points.append(gpxpy.gpx.GPXTrackPoint(lat, lon, time=when))
+    track.segments.append(segment)
+    gpx.tracks.append(track)
+    path.write_text(gpx.to_xml(), encoding="utf-8")
+    return path
+
+
+def test_a_gpx_track_keeps_its_spacing(tmp_path: Path):
+    path = write_gpx(tmp_path / "t.gpx", [(52.5, 13.4), (52.501, 13.4), (52.502, 13.4)])
+    fixes = load_track(path)
+    assert [f.offset_s for f in fixes] == [0.0, 2.0, 4.0]
+    assert (fixes[1].lat, fixes[1].lon) == (52.501, 13.4)
+
+
+def test_a_gpx_track_without_times_plays_at_one_hertz(tmp_path: Path):
+    fixes = load_track(write_gpx(tmp_path / "t.gpx", [(52.5, 13.4), (52.6, 13.4)], times=False))
+    assert [f.offset_s for f in fixes] == [0.0, 1.0]
+
+
+def test_the_track_endpoints_geojson_replays_with_its_times_and_accuracies(tmp_path: Path):
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": [[13.4, 52.5], [13.41, 52.51]]},
+        "properties": {"times": [1000.0, 1005.5], "accuracies": [8.0, None]},
+    }
+    path = tmp_path / "track.geojson"
+    path.write_text(json.dumps(feature))
+    fixes = load_track(path)
+    assert [(f.offset_s, f.lat, f.lon, f.acc) for f in fixes] == [
+        (0.0, 52.5, 13.4, 8.0),
+        (5.5, 52.51, 13.41, None),
+    ]
+
+
+def test_geojson_with_iso_times_or_none_and_out_of_order_points(tmp_path: Path):
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[13.4, 52.5], [13.4, 52.6]]},
+                "properties": {"coordTimes": ["2024-05-01T08:00:00Z", "2024-05-01T08:00:03Z"]},
+            }
+        ],
+    }
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(collection))
+    assert [f.offset_s for f in load_track(path)] == [0.0, 3.0]
+    bare = {"type": "LineString", "coordinates": [[13.4, 52.5], [13.4, 52.6], [13.4, 52.7]]}
+    path.write_text(json.dumps(bare))
+    assert [f.offset_s for f in load_track(path)] == [0.0, 1.0, 2.0]
+    backwards = {**bare, "type": "LineString"}
+    feature = {"type": "Feature", "geometry": backwards, "properties": {"times": [10, 5, 12]}}
+    path.write_text(json.dumps(feature))
+    assert [f.offset_s for f in load_track(path)] == [0.0, 2.0]  # the one going back is dropped
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("t.txt", "", "expected a .gpx"),
+        ("t.geojson", "{not json", "t.geojson"),
+        ("t.geojson", '{"type": "Polygon", "coordinates": []}', "unsupported GeoJSON"),
+        ("t.geojson", '{"type": "LineString", "coordinates": [[13.4, 95.0]]}', "WGS84"),
+        (
+            "t.geojson",
+            '{"type": "Feature", "geometry": null, "properties": {"times": []}}',
+            "no track points",
+        ),
+        ("t.gpx", "<gpx><trk>", "not a GPX file"),
+    ],
+)
+def test_a_track_that_cannot_be_replayed_is_a_clear_error(
+    tmp_path: Path, name: str, content: str, says: str
+):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(TrackError, match=says):
+        load_track(path)
