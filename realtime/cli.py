@@ -317,7 +317,12 @@ def simulate(
         click.echo("doorstep: dead zones need a plain http hub; simulating without", err=True)
         dropouts = False
     plans = simulation.plan_trips(
-        count, seed, run_id=secrets.token_hex(2), dead_zones=dropouts, sos_rate=sos_rate
+        count,
+        seed,
+        run_id=secrets.token_hex(2),
+        dead_zones=dropouts,
+        sos_rate=sos_rate,
+        park_after_s=simulation.PARKED_HUB_S * speedup,
     )
     total = simulation.planned_within(plans, speedup, duration)
 

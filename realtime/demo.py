@@ -10,7 +10,9 @@ technicians are already moving by then.
 To keep the show short, technicians start ~2 km from the door (already on the way), the
 trip plays at 2x (the simulator's docstring says what a speedup does to time stamps), and
 visits are cut to 5 minutes of trip time: a booking goes from "on the way" through
-"arriving" and "arrived" to "done" in about ten minutes (seed 0: 8.5-12 minutes).
+"arriving" and "arrived" to "done" in about ten minutes (seed 0: 8 to 14 minutes).
+Afterwards each technician stays parked at the next job, still reporting, so the hub sees
+it leave for long enough to check it out.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from clients.platform import PlatformClient
 from clients.simulator import SimReport, SimTrip, Simulator
 from realtime.app import create_app
 from realtime.settings import Settings
-from realtime.simulation import DEFAULT_CENTRE, book_trips, plan_trips, stop_on_signals
+from realtime.simulation import (
+    DEFAULT_CENTRE,
+    PARKED_HUB_S,
+    book_trips,
+    plan_trips,
+    stop_on_signals,
+)
 
 DEMO_SPEEDUP = 2.0  # under the hub's 60 m/s plausibility limit even at arterial speeds
 START_WITHIN_M = 2000.0
@@ -171,6 +179,7 @@ async def _book(
         dead_zones=False,
         start_within_m=START_WITHIN_M,
         max_visit_s=MAX_VISIT_S,
+        park_after_s=PARKED_HUB_S * speedup,
     )
     async with PlatformClient(base, platform_key) as platform:
         trips = await book_trips(platform, plans, speedup=speedup)

@@ -43,6 +43,12 @@ DEAD_ZONE_S = (20.0, 90.0)
 # operator sees it with a moving position.
 SOS_WINDOW = (0.05, 0.5)
 MAX_TOKEN_TTL_S = 30 * 24 * 3600  # the hub's limit on a token's lifetime
+# A trace ends a few minutes after the technician leaves; at a speedup that is less of the
+# hub's clock than the check-out dwell (180 s) needs, and a phone that falls silent never
+# checks out. So simulated technicians stay parked at their next job this long (hub time)
+# after their trace ends, reporting every PARKED_FIX_S.
+PARKED_HUB_S = 240.0
+PARKED_FIX_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -72,12 +78,15 @@ def plan_trips(
     sos_rate: float = 0.0,
     start_within_m: float | None = None,
     max_visit_s: float | None = None,
+    park_after_s: float = 0.0,
 ) -> list[TripPlan]:
     """``count`` trips to destinations within ``spread_m`` of ``centre``; ``seed`` decides all.
 
     ``start_within_m`` starts each technician already on the way, at the first fix within
     that distance of the door (a demo wants arrivals in minutes, not half an hour);
-    ``max_visit_s`` shortens the 30-90 minute visits by cutting out their middle.
+    ``max_visit_s`` shortens the 30-90 minute visits by cutting out their middle;
+    ``park_after_s`` (trip time) keeps the technician parked where the trace ends (see
+    ``PARKED_HUB_S``: pass ``PARKED_HUB_S * speedup``).
     ``run_id`` goes into every id, so runs against one hub do not collide.
     """
     if not 0.0 <= sos_rate <= 1.0:
@@ -100,6 +109,7 @@ def plan_trips(
             fixes, arrive = _start_near(fixes, arrive, dest, start_within_m)
         if max_visit_s is not None and arrive is not None and visit is not None:
             fixes, visit = _shorten_visit(fixes, arrive, visit, max_visit_s)
+        fixes = _park(fixes, park_after_s)
         drive_s = arrive if arrive is not None else (fixes[-1].offset_s if fixes else 0.0)
         zones = _dead_zones(zone_draws[:zone_count], drive_s) if dead_zones else []
         n = k + 1
@@ -192,6 +202,20 @@ def _shorten_visit(
         elif fix.offset_s >= cut_to:
             kept.append(fix._replace(offset_s=round(fix.offset_s - gap, 3)))
     return kept, max_visit_s
+
+
+def _park(fixes: list[PlannedFix], for_s: float) -> list[PlannedFix]:
+    """Stand still where the trip ends for ``for_s`` more seconds (a phone in a parked car)."""
+    if not fixes or for_s <= 0:
+        return fixes
+    last = fixes[-1]
+    speed = None if last.speed is None else 0.0
+    steps = math.floor(for_s / PARKED_FIX_S)
+    tail = [
+        PlannedFix(round(last.offset_s + k * PARKED_FIX_S, 3), last.lat, last.lon, last.acc, speed)
+        for k in range(1, steps + 1)
+    ]
+    return fixes + tail
 
 
 def _dead_zones(draws: Sequence[tuple[float, float]], drive_s: float) -> list[tuple[float, float]]:

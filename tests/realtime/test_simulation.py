@@ -79,6 +79,19 @@ def test_a_demo_trip_starts_near_the_door_with_a_short_visit():
         assert offsets == sorted(offsets)
 
 
+def test_a_parked_tail_keeps_the_phone_reporting_where_the_trip_ends():
+    # A sped-up trace ends before the hub's check-out dwell has passed on its clock: the
+    # technician then stays parked at the next job, still reporting.
+    bare = plan_trips(2, seed=0, run_id="p")
+    parked = plan_trips(2, seed=0, run_id="p", park_after_s=60.0)
+    for plan, tail in zip(bare, parked, strict=True):
+        extra = tail.fixes[len(plan.fixes) :]
+        assert tail.fixes[: len(plan.fixes)] == plan.fixes and len(extra) == 12
+        last = plan.fixes[-1]
+        assert {(f.lat, f.lon) for f in extra} == {(last.lat, last.lon)}
+        assert [f.offset_s - last.offset_s for f in extra] == [5.0 * k for k in range(1, 13)]
+
+
 # ------------------------------------------------------------------ recorded tracks
 
 
