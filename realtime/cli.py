@@ -248,6 +248,25 @@ _SPEEDUP_HELP = (
 _KEY_DIR_HELP = "The hub's data dir, for its generated platform key [DOORSTEP_DATA_DIR]."
 
 
+def _speedup_option(default: float) -> Callable[[Any], Any]:
+    """``--speedup``, shared by simulate, replay and demo."""
+    return click.option(
+        "--speedup",
+        default=default,
+        show_default=True,
+        type=click.FloatRange(0, min_open=True),
+        help=_SPEEDUP_HELP,
+    )
+
+
+_key_dir_option = click.option(
+    "--data-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help=_KEY_DIR_HELP,
+)
+
+
 @main.command()
 @click.option("--hub", default=None, help=_HUB_HELP)
 @click.option(
@@ -258,13 +277,7 @@ _KEY_DIR_HELP = "The hub's data dir, for its generated platform key [DOORSTEP_DA
     type=click.IntRange(1, 1000),
     help="How many technicians, each with a booking of its own.",
 )
-@click.option(
-    "--speedup",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(0, min_open=True),
-    help=_SPEEDUP_HELP,
-)
+@_speedup_option(default=1.0)
 @click.option("--seed", default=0, show_default=True, help="Same seed, same trips.")
 @click.option(
     "--dropouts/--no-dropouts",
@@ -285,12 +298,7 @@ _KEY_DIR_HELP = "The hub's data dir, for its generated platform key [DOORSTEP_DA
     type=click.FloatRange(0, min_open=True),
     help="Stop after this many real seconds [when every trip is over].",
 )
-@click.option(
-    "--data-dir",
-    default=None,
-    type=click.Path(file_okay=False, path_type=Path),
-    help=_KEY_DIR_HELP,
-)
+@_key_dir_option
 def simulate(
     hub: str | None,
     count: int,
@@ -355,22 +363,11 @@ def simulate(
 @click.argument("track", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--technician", required=True, help="Stream as this technician id.")
 @click.option("--hub", default=None, help=_HUB_HELP)
-@click.option(
-    "--speedup",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(0, min_open=True),
-    help=_SPEEDUP_HELP,
-)
+@_speedup_option(default=1.0)
 @click.option(
     "--booking", default=None, help="Give this booking to the technician and set it en_route."
 )
-@click.option(
-    "--data-dir",
-    default=None,
-    type=click.Path(file_okay=False, path_type=Path),
-    help=_KEY_DIR_HELP,
-)
+@_key_dir_option
 def replay(
     track: Path,
     technician: str,
@@ -429,13 +426,7 @@ def replay(
     type=click.FloatRange(0, min_open=True),
     help="Stop after this many seconds [at Ctrl-C].",
 )
-@click.option(
-    "--speedup",
-    default=2.0,
-    show_default=True,
-    type=click.FloatRange(0, min_open=True),
-    help=_SPEEDUP_HELP,
-)
+@_speedup_option(default=2.0)
 @click.option("--seed", default=0, show_default=True, help="Same seed, same trips.")
 @click.option(
     "--data-dir",

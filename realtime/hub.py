@@ -494,16 +494,7 @@ class Hub:
         fix = state.last if state is not None else None
         if fix is None:
             return wire.FleetEntry(technician_id=technician_id, online=online)
-        return wire.FleetEntry(
-            technician_id=technician_id,
-            online=online,
-            t=fix.t,
-            lat=fix.lat,
-            lon=fix.lon,
-            acc=fix.acc,
-            speed=fix.speed,
-            heading=fix.heading,
-        )
+        return wire.FleetEntry(technician_id=technician_id, online=online, **_fix_fields(fix))
 
     def fleet_snapshot(self) -> list[wire.FleetEntry]:
         return [
@@ -524,13 +515,16 @@ class Hub:
 
 def _position(technician_id: str, fix: wire.Location) -> wire.Position:
     """The ``position`` message for a technician's fix."""
-    return wire.Position(
-        technician_id=technician_id,
-        seq=fix.seq,
-        t=fix.t,
-        lat=fix.lat,
-        lon=fix.lon,
-        acc=fix.acc,
-        speed=fix.speed,
-        heading=fix.heading,
-    )
+    return wire.Position(technician_id=technician_id, seq=fix.seq, **_fix_fields(fix))
+
+
+def _fix_fields(fix: wire.Location) -> dict[str, float | None]:
+    """What a fix shows to watchers (positions and fleet entries carry the same fields)."""
+    return {
+        "t": fix.t,
+        "lat": fix.lat,
+        "lon": fix.lon,
+        "acc": fix.acc,
+        "speed": fix.speed,
+        "heading": fix.heading,
+    }
