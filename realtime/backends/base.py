@@ -7,7 +7,8 @@ these methods, and the contract tests run against every implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import msgspec
@@ -48,6 +49,21 @@ class DuplicateReporterKey(Exception):
 
 Subscriber = Callable[[BusMessage], None]
 Unsubscribe = Callable[[], None]
+Resync = Callable[[], Awaitable[None]]
+
+
+class LockUnavailable(Exception):
+    """A named lock could not be taken in time (held elsewhere, or the backend is away).
+
+    The caller did nothing yet: it refuses the request with a retryable error.
+    """
+
+
+class WorkItem(msgspec.Struct, frozen=True):
+    """One entry of a durable work queue, handed to exactly one consumer at a time."""
+
+    id: str
+    payload: bytes
 
 
 class Bus(Protocol):
@@ -60,6 +76,11 @@ class Bus(Protocol):
     def subscribe(self, channel: str, subscriber: Subscriber) -> Unsubscribe: ...
 
     async def publish(self, channel: str, message: BusMessage) -> None: ...
+
+    def on_resync(self, callback: Resync) -> None:
+        """Call ``callback`` after the bus reconnected: messages may have been missed, so the
+        hub re-reads from the store what it mirrors (a single-process bus never calls it)."""
+        ...
 
 
 class StoredFix(msgspec.Struct, frozen=True, array_like=True):
@@ -149,3 +170,33 @@ class Store(Protocol):
         ...
 
     async def list_documents(self, namespace: str) -> dict[str, bytes]: ...
+
+    # ---------------------------------------------------------------- coordination
+    # What several hubs on one store need to act once: named locks, leases and work queues.
+
+    def lock(self, name: str, ttl_s: float) -> AbstractAsyncContextManager[None]:
+        """Hold ``name`` exclusively among every hub on this store (``LockUnavailable``).
+
+        The lock expires after ``ttl_s`` even if its holder died, so a killed hub never
+        blocks the others for longer than that.
+        """
+        ...
+
+    async def hold_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder``; False while another holds it."""
+        ...
+
+    async def enqueue_work(self, queue: str, dedupe_key: str, payload: bytes) -> bool:
+        """Add work once: False (and nothing added) when ``dedupe_key`` was enqueued before."""
+        ...
+
+    async def claim_work(
+        self, queue: str, consumer: str, count: int, now: float, reclaim_idle_s: float
+    ) -> list[WorkItem]:
+        """Up to ``count`` items for ``consumer``: new ones, and ones another consumer took
+        but has not acknowledged for ``reclaim_idle_s`` (it died mid-work)."""
+        ...
+
+    async def ack_work(self, queue: str, item_id: str) -> None:
+        """The item is done: never hand it out again."""
+        ...

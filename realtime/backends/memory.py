@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from realtime.backends.base import BusMessage, Subscriber, Unsubscribe
+from realtime.backends.base import BusMessage, Resync, Subscriber, Unsubscribe
 
 
 class MemoryBus:
@@ -37,3 +37,7 @@ class MemoryBus:
         # first because a subscriber may unsubscribe (close) while we iterate.
         for subscriber in list(self._channels.get(channel, {}).values()):
             subscriber(message)
+
+    def on_resync(self, callback: Resync) -> None:
+        """Nothing to do: an in-process bus never loses a message, so it never resyncs."""
+        return None

@@ -19,6 +19,12 @@ Key layout (``p`` is ``DOORSTEP_REDIS_PREFIX``, ``doorstep`` by default)::
     {p}:alerts:open               ZSET   open ids, score t
     {p}:alert-audit:<id>          STREAM AuditEntry JSON
     {p}:doc:<namespace>           HASH   key -> document bytes
+    {p}:lock:<name>               STRING a named lock (redis-py's Lock: token, expiry)
+    {p}:lease:<name>              STRING the holder of a lease, with its expiry
+    {p}:work:<queue>              STREAM durable work, consumer group ``hubs``; each hub reads
+                                         as its own consumer and XAUTOCLAIMs entries a dead
+                                         hub left pending
+    {p}:work-seen:<queue>:<key>   STRING "this work was enqueued once" (expires after a week)
     {p:tech:<id>}:fixes           STREAM the technician's location history, in arrival order
                                          (trimmed by age with MINID); fields s = seq as 16
                                          digits, f = StoredFix JSON
@@ -68,7 +74,8 @@ import re
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
@@ -76,7 +83,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import LockError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from alerts.incident import AuditEntry, Incident, IncidentStatus
@@ -84,9 +91,12 @@ from alerts.safety_alert import AlertStatus, SafetyAlert
 from realtime.backends.base import (
     BusMessage,
     DuplicateReporterKey,
+    LockUnavailable,
+    Resync,
     StoredFix,
     Subscriber,
     Unsubscribe,
+    WorkItem,
 )
 from realtime.booking import AuditEvent, Booking
 
@@ -171,6 +181,18 @@ class Keys:
 
     def documents(self, namespace: str) -> str:
         return f"{self._core}:doc:{namespace}"
+
+    def lock(self, name: str) -> str:
+        return f"{self._core}:lock:{name}"
+
+    def lease(self, name: str) -> str:
+        return f"{self._core}:lease:{name}"
+
+    def work(self, queue: str) -> str:
+        return f"{self._core}:work:{queue}"
+
+    def work_seen(self, queue: str, dedupe_key: str) -> str:
+        return f"{self._core}:work-seen:{queue}:{dedupe_key}"
 
     def technician(self, technician_id: str) -> list[str]:
         """fixes, seqs, times, head: the order the history scripts take them in."""
@@ -318,6 +340,32 @@ end
 return 1
 """
 
+# KEYS seen, stream; ARGV payload, seen_ttl_s. Marking "seen" and adding the entry are one
+# step: a hub that dies in between can neither lose the work nor let another hub add it twice.
+_ENQUEUE_WORK = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('XADD', KEYS[2], '*', 'p', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS lease; ARGV holder, ttl_ms. Take a free lease or renew our own, atomically.
+_HOLD_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+WORK_GROUP = "hubs"
+# How long "this work was enqueued" is remembered: far longer than any incident stays open.
+WORK_SEEN_TTL_S = 7 * 24 * 3600
+# How long a lock() waits for a lock another hub holds before giving up (LockUnavailable).
+LOCK_WAIT_S = 5.0
+
 
 def _client(url: str, **options: Any) -> aioredis.Redis:
     return aioredis.Redis.from_url(
@@ -379,6 +427,7 @@ class RedisStore:
         self.history_retention_s = history_retention_s
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
+        self._groups: set[str] = set()  # work streams whose consumer group exists
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -400,6 +449,8 @@ class RedisStore:
             ("indexed_values", _INDEXED_VALUES),
             ("save_incident", _SAVE_INCIDENT),
             ("save_alert", _SAVE_ALERT),
+            ("enqueue_work", _ENQUEUE_WORK),
+            ("hold_lease", _HOLD_LEASE),
         ):
             self._scripts[name] = client.register_script(source)
 
@@ -607,8 +658,90 @@ class RedisStore:
         raw = await self.redis.hgetall(self.keys.documents(namespace))
         return {k.decode(): raw[k] for k in sorted(raw)}
 
+    # -------------------------------------------------------------------------------------- bus
 
-# -------------------------------------------------------------------------------------- bus
+    # ------------------------------------------------------------------ coordination
+
+    @asynccontextmanager
+    async def lock(self, name: str, ttl_s: float) -> AsyncIterator[None]:
+        """redis-py's Lock (SET NX PX with a token, released by a script that checks it)."""
+        lock = self.redis.lock(
+            self.keys.lock(name), timeout=ttl_s, blocking_timeout=LOCK_WAIT_S, sleep=0.02
+        )
+        try:
+            async with asyncio.timeout(LOCK_WAIT_S + COMMAND_TIMEOUT_S):
+                acquired = await lock.acquire()
+        except (*_CONNECTION_ERRORS, TimeoutError, LockError) as exc:
+            raise LockUnavailable(f"lock {name!r}: {exc}") from exc
+        if not acquired:
+            raise LockUnavailable(f"lock {name!r} is held by another hub")
+        try:
+            yield
+        finally:
+            try:
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    await lock.release()
+            except (*_CONNECTION_ERRORS, TimeoutError, LockError) as exc:
+                # Expired (held past ttl_s) or Redis away: it expires by itself either way.
+                log.warning("lock %s not released cleanly: %s", name, exc)
+
+    @_bounded
+    async def hold_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        granted = await self._scripts["hold_lease"](
+            keys=[self.keys.lease(name)], args=[holder, max(1, int(ttl_s * 1000))]
+        )
+        return bool(granted)
+
+    @_bounded
+    async def enqueue_work(self, queue: str, dedupe_key: str, payload: bytes) -> bool:
+        keys = [self.keys.work_seen(queue, dedupe_key), self.keys.work(queue)]
+        added = await self._scripts["enqueue_work"](keys=keys, args=[payload, WORK_SEEN_TTL_S])
+        return bool(added)
+
+    async def _ensure_group(self, stream: str) -> None:
+        try:
+            await self.redis.xgroup_create(stream, WORK_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    @_bounded
+    async def claim_work(
+        self, queue: str, consumer: str, count: int, now: float, reclaim_idle_s: float
+    ) -> list[WorkItem]:
+        """XAUTOCLAIM what a dead consumer left idle, then XREADGROUP new entries.
+
+        ``now`` is unused: the server measures idleness itself, on its own clock, which is
+        the one clock every hub agrees on.
+        """
+        stream = self.keys.work(queue)
+        if stream not in self._groups:
+            await self._ensure_group(stream)
+            self._groups.add(stream)
+        try:
+            _, reclaimed, *_ = await self.redis.xautoclaim(
+                stream, WORK_GROUP, consumer, int(reclaim_idle_s * 1000), "0-0", count=count
+            )
+            fresh = await self.redis.xreadgroup(WORK_GROUP, consumer, {stream: ">"}, count=count)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._groups.discard(stream)  # the stream was deleted: recreate next time
+            return []
+        entries = list(reclaimed) + [e for _, batch in fresh for e in batch]
+        return [
+            WorkItem(entry_id.decode(), fields[b"p"])
+            for entry_id, fields in entries
+            if fields  # a reclaimed entry deleted meanwhile comes back without fields
+        ]
+
+    @_bounded
+    async def ack_work(self, queue: str, item_id: str) -> None:
+        stream = self.keys.work(queue)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, WORK_GROUP, item_id)
+            pipe.xdel(stream, item_id)
+            await pipe.execute()
 
 
 class _Envelope(msgspec.Struct, array_like=True):
@@ -674,6 +807,9 @@ class RedisBus:
         # Set by disconnect(). The loops check it after every wait, because a cancellation
         # alone can be lost inside redis-py on Python 3.11 (see COMMAND_TIMEOUT_S).
         self._closing = False
+        self._sessions = 0
+        self._resync: list[Resync] = []
+        self._resync_task: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -757,6 +893,22 @@ class RedisBus:
         self._pending.append((self.keys.channel(channel), data))
         self._pending_event.set()
 
+    def on_resync(self, callback: Resync) -> None:
+        self._resync.append(callback)
+
+    async def _run_resync(self) -> None:
+        """After a reconnect: once every channel is subscribed again, let the hub re-read
+        what it mirrors (anything published while we were away is lost to pub/sub)."""
+        try:
+            await self.wait_synced(timeout=COMMAND_TIMEOUT_S * 2)
+        except TimeoutError:
+            return  # the session failed again; the next one resyncs
+        for callback in self._resync:
+            try:
+                await callback()
+            except Exception:
+                log.exception("resync after a Redis reconnect failed")
+
     async def wait_synced(self, timeout: float = 5.0) -> None:
         """Wait until Redis confirmed a subscription to every channel with local subscribers.
 
@@ -809,6 +961,9 @@ class RedisBus:
             self._changed.set()  # (re)subscribe to every wanted channel
             self._connected.set()
             self._check_synced()
+            self._sessions += 1
+            if self._sessions > 1 and self._resync:
+                self._resync_task = asyncio.create_task(self._run_resync())
             tasks = [
                 asyncio.create_task(self._read(pubsub)),
                 asyncio.create_task(self._control(pubsub)),

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,12 +20,13 @@ import msgspec
 
 from alerts.incident import AuditEntry, Incident
 from alerts.safety_alert import SafetyAlert
-from realtime.backends.base import DuplicateReporterKey, StoredFix
+from realtime.backends.base import DuplicateReporterKey, StoredFix, WorkItem
+from realtime.backends.local_locks import NamedLocks
 from realtime.booking import ACTIVE_STATUSES, AuditEvent, Booking
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the work table
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bookings (
@@ -70,6 +73,17 @@ CREATE TABLE IF NOT EXISTS alerts (
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status);
+CREATE TABLE IF NOT EXISTS work (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    claimed_by TEXT,
+    claimed_t REAL,
+    done INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (queue, dedupe_key)
+);
+CREATE INDEX IF NOT EXISTS work_pending ON work (queue, done, id);
 CREATE TABLE IF NOT EXISTS documents (
     namespace TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -91,6 +105,8 @@ class SQLiteStore:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doorstep-sqlite")
+        self._locks = NamedLocks()
+        self._leases: dict[str, str] = {}
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -111,6 +127,9 @@ class SQLiteStore:
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # One process owns the file: work claimed before this open was claimed by a process
+        # that is gone, so it is free again at once.
+        db.execute("UPDATE work SET claimed_by = NULL, claimed_t = NULL WHERE done = 0")
         self._db = db
 
     async def close(self) -> None:
@@ -348,6 +367,54 @@ class SQLiteStore:
             ).fetchall()
         )
         return {key: bytes(data) for key, data in rows}
+
+    # ------------------------------------------------------------------ coordination
+    # One process owns the file, so locks and leases are in memory; work items are rows,
+    # because a step queued before a crash must still be done after the restart.
+
+    @asynccontextmanager
+    async def lock(self, name: str, ttl_s: float) -> AsyncIterator[None]:
+        async with self._locks.hold(name):
+            yield
+
+    async def hold_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        return self._leases.setdefault(name, holder) == holder
+
+    async def enqueue_work(self, queue: str, dedupe_key: str, payload: bytes) -> bool:
+        def add() -> bool:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO work (queue, dedupe_key, payload) VALUES (?, ?, ?)",
+                (queue, dedupe_key, payload),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(add)
+
+    async def claim_work(
+        self, queue: str, consumer: str, count: int, now: float, reclaim_idle_s: float
+    ) -> list[WorkItem]:
+        def claim() -> list[WorkItem]:
+            with _transaction(self.db) as db:
+                rows = db.execute(
+                    "SELECT id, payload FROM work WHERE queue = ? AND done = 0 AND ("
+                    "claimed_by IS NULL OR (claimed_by != ? AND claimed_t <= ?)) "
+                    "ORDER BY id LIMIT ?",
+                    (queue, consumer, now - reclaim_idle_s, count),
+                ).fetchall()
+                db.executemany(
+                    "UPDATE work SET claimed_by = ?, claimed_t = ? WHERE id = ?",
+                    [(consumer, now, row[0]) for row in rows],
+                )
+            return [WorkItem(str(row[0]), bytes(row[1])) for row in rows]
+
+        return await self._run(claim)
+
+    async def ack_work(self, queue: str, item_id: str) -> None:
+        await self._run(
+            lambda: self.db.execute(
+                "UPDATE work SET done = 1 WHERE queue = ? AND id = ?", (queue, int(item_id))
+            )
+        )
 
 
 class _transaction:
