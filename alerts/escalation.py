@@ -119,8 +119,12 @@ def next_due_t(incident: Incident, policy: EscalationPolicy) -> float | None:
     return incident.created_t + pending[0].after_s if pending else None
 
 
-def mark_escalated(incident: Incident, step: EscalationStep, t: float) -> Incident:
+def mark_escalated(
+    incident: Incident, step: EscalationStep, t: float, by: str | None = None
+) -> Incident:
     """Record that ``step`` fired at ``t``: its name in ``escalations`` and an audit entry.
+
+    ``by`` names the hub that fired it (several hubs share the work; the audit says which).
 
     Raises IllegalIncidentTransition if the incident is not open any more (an operator
     acknowledged it in the meantime: do not send) or the step was already done.
@@ -129,6 +133,8 @@ def mark_escalated(incident: Incident, step: EscalationStep, t: float) -> Incide
     late_s = t - (incident.created_t + step.after_s)
     if late_s >= 1.0:
         note += f" (fired {late_s:.0f} s late)"
+    if by:
+        note += f" [hub {by}]"
     return apply(
         incident, IncidentAction.ESCALATE, t=t, actor=ESCALATION_ACTOR, note=note, step=step.name
     )

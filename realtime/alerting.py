@@ -2,20 +2,22 @@
 
 Thin I/O around ``alerts/safety_alert.py``. Like incidents, an alert is written to the store
 before any operator is told, goes out in the urgent lane of the operators' channel, and the
-open ones are kept in memory so that an operator's ``snapshot`` lists them with no await
+open ones are mirrored in memory so that an operator's ``snapshot`` lists them with no await
 between the snapshot and the subscription. After a restart the open ones come back from the
-store; an acknowledged one never leaves the store, with its audit trail.
+store; an acknowledged one never leaves the store, with its audit trail. Raising and
+acknowledging are read-modify-write under the store's lock for that alert, reading the store
+(not the mirror), so two hubs sharing a Redis cannot both raise or both acknowledge one.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from alerts.incident import AuditEntry
-from alerts.safety_alert import SafetyAlert, acknowledge
+from alerts.safety_alert import AlertStatus, SafetyAlert, acknowledge
 from realtime import protocol as wire
 from realtime.backends.base import BusMessage
+from realtime.cluster import LOCK_TTL_S, Entity
 from realtime.zoning import OPS_CHANNEL
 
 if TYPE_CHECKING:
@@ -50,11 +52,18 @@ class AlertDesk:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._open: dict[str, SafetyAlert] = {}
-        # Raising and acknowledging are read-modify-write around an awaited store write.
-        self._lock = asyncio.Lock()
 
     async def load(self) -> None:
+        """Read the open alerts (at start, and after a reconnect to a shared store)."""
         self._open = {alert.id: alert for alert in await self.hub.store.open_alerts()}
+
+    async def refresh(self, alert_id: str) -> None:
+        """Another hub raised or acknowledged this alert: mirror what is stored."""
+        alert = await self.hub.store.get_alert(alert_id)
+        if alert is not None and alert.status is AlertStatus.OPEN:
+            self._open[alert_id] = alert
+        else:
+            self._open.pop(alert_id, None)
 
     def open_alerts(self) -> list[SafetyAlert]:
         return sorted(self._open.values(), key=lambda a: (a.t, a.id))
@@ -71,8 +80,8 @@ class AlertDesk:
         Returns the stored alert and whether it is new. A store failure propagates: the
         caller retries (the watchdog on its next tick) or logs it (zoning).
         """
-        async with self._lock:
-            existing = await self.get(alert.id)
+        async with self.hub.store.lock(f"alert:{alert.id}", LOCK_TTL_S):
+            existing = await self.hub.store.get_alert(alert.id)
             if existing is not None:
                 return existing, False
             await self.hub.store.save_alert(alert, [entry])
@@ -80,6 +89,7 @@ class AlertDesk:
             # its snapshot or gets the message (or both: same id, the console keeps one).
             self._open[alert.id] = alert
             await self._publish(alert)
+        await self.hub.cluster.announce(Entity.ALERT, alert.id)
         self.hub.metrics.alerts.labels(kind=alert.kind.value).inc()
         return alert, True
 
@@ -87,14 +97,16 @@ class AlertDesk:
         self, principal: Principal, alert_id: str, note: str | None = None
     ) -> SafetyAlert:
         """An operator has seen it; IllegalAlertTransition when someone already had."""
-        async with self._lock:
-            alert = await self.get(alert_id)
+        async with self.hub.store.lock(f"alert:{alert_id}", LOCK_TTL_S):
+            # Read from the store, not the mirror: another hub may have just acknowledged it.
+            alert = await self.hub.store.get_alert(alert_id)
             if alert is None:
                 raise AlertNotFound(f"alert {alert_id} does not exist")
             acked, entry = acknowledge(alert, t=self.hub.clock(), actor=principal.actor, note=note)
             await self.hub.store.save_alert(acked, [entry])
             self._open.pop(alert_id, None)
             await self._publish(acked)
+        await self.hub.cluster.announce(Entity.ALERT, alert_id)
         return acked
 
     async def _publish(self, alert: SafetyAlert) -> None:

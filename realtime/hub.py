@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 import uuid
 from collections import defaultdict
@@ -27,6 +29,7 @@ from realtime.arrivals import Arrivals
 from realtime.backends.base import Bus, BusMessage, Store, StoredFix, Unsubscribe
 from realtime.booking import Booking, BookingEvent
 from realtime.channels import FLEET_CHANNEL, booking_channel, technician_channel
+from realtime.cluster import LOCK_TTL_S, Cluster, Entity
 from realtime.dispatch import Candidate, Ranked, rank
 from realtime.fanout import Outbox
 from realtime.history import HistoryWriter
@@ -110,6 +113,9 @@ class Hub:
         self.bus = bus
         self.metrics = metrics
         self.clock = clock
+        self.hub_id = settings.hub_id or (
+            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
         self.limits = FixLimits(
             max_future_skew_s=settings.max_future_skew_s,
             max_fix_age_s=settings.max_fix_age_s,
@@ -127,9 +133,6 @@ class Hub:
         self._bookings_of: defaultdict[str, set[str]] = defaultdict(set)
         self._technicians: dict[str, TechnicianState] = {}
         self._fleet_dirty: set[str] = set()
-        # Booking changes are read-modify-write around an awaited store write; one lock keeps
-        # two concurrent requests on the same booking from both applying to the old state.
-        self._booking_lock = asyncio.Lock()
         self._fleet_task: asyncio.Task[None] | None = None
         self.arrivals = Arrivals(self)
         self.zoning = Zoning(self)
@@ -137,6 +140,17 @@ class Hub:
         self.alerts = AlertDesk(self)
         self.watchdog = Watchdog(self)
         self._profiles: dict[str, TechnicianProfile] = {}
+        self.cluster = Cluster(
+            self.hub_id,
+            bus,
+            {
+                Entity.BOOKING: self._refresh_booking,
+                Entity.INCIDENT: self.safety.refresh,
+                Entity.ALERT: self.alerts.refresh,
+                Entity.ZONES: lambda _: self.zoning.load(),
+                Entity.PROFILE: self._refresh_profile,
+            },
+        )
         self.ready = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -145,22 +159,59 @@ class Hub:
         await self.store.open()
         await self.bus.connect()
         await self.arrivals.load()
-        await self.zoning.load()
-        await self.alerts.load()
-        await self.safety.load()
-        for key, raw in (await self.store.list_documents(PROFILES)).items():
-            self._profiles[key] = _profile_decoder.decode(raw)
-        for booking in await self.store.active_bookings():
-            self._index(booking)
-            if booking.technician_id:
-                await self._load_technician(booking.technician_id)
+        # Subscribed before the mirrors are read: a change made meanwhile by another hub is
+        # applied after the read, never lost between the two.
+        self.cluster.start()
+        self.bus.on_resync(self.resync)
+        await self._load_mirrors()
+        await self.safety.start()
         await self.watchdog.load()  # after the bookings: it watches the visits among them
         self.history.start()
         self._fleet_task = asyncio.create_task(self._fleet_loop(), name="doorstep-fleet")
         self.ready = True
 
+    async def _load_mirrors(self) -> None:
+        """Read from the store everything this hub serves from memory."""
+        await self.zoning.load()
+        await self.alerts.load()
+        await self.safety.load()
+        self._profiles = {
+            key: _profile_decoder.decode(raw)
+            for key, raw in (await self.store.list_documents(PROFILES)).items()
+        }
+        active = await self.store.active_bookings()
+        for stale in set(self._active) - {booking.id for booking in active}:
+            booking = await self.store.get_booking(stale)
+            if booking is not None:
+                self._index(booking)
+        for booking in active:
+            self._index(booking)
+            if booking.technician_id:
+                await self._load_technician(booking.technician_id)
+
+    async def resync(self) -> None:
+        """After the bus reconnected: notices from other hubs may be lost, read it all again."""
+        log.info("hub %s: re-reading its mirrors after a reconnect", self.hub_id)
+        await self._load_mirrors()
+
+    async def _refresh_booking(self, booking_id: str) -> None:
+        booking = await self.store.get_booking(booking_id)
+        if booking is None:
+            return
+        if booking.active and booking.technician_id:
+            await self._load_technician(booking.technician_id)
+        self._index(booking)
+
+    async def _refresh_profile(self, technician_id: str) -> None:
+        raw = await self.store.get_document(PROFILES, technician_id)
+        if raw is None:
+            self._profiles.pop(technician_id, None)
+        else:
+            self._profiles[technician_id] = _profile_decoder.decode(raw)
+
     async def stop(self) -> None:
         self.ready = False
+        await self.cluster.stop()
         if self._fleet_task is not None:
             self._fleet_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -203,7 +254,7 @@ class Hub:
 
     async def create_booking(self, spec: BookingSpec, actor: str) -> Booking:
         booking_id = spec.id or uuid.uuid4().hex
-        async with self._booking_lock:
+        async with self.store.lock(f"booking:{booking_id}", LOCK_TTL_S):
             if booking_id in self._active or await self.store.get_booking(booking_id):
                 raise Conflict(f"booking {booking_id} already exists")
             booking, events = core.create(
@@ -224,6 +275,7 @@ class Hub:
             self._index(booking)
             if booking.technician_id:
                 await self._publish_booking(booking)
+        await self.cluster.announce(Entity.BOOKING, booking.id)
         return booking
 
     async def transition(
@@ -241,8 +293,10 @@ class Hub:
         ``t`` is when it happened, if not now: check-in and check-out report the time the
         technician really arrived or left, which is earlier than when the hub became sure.
         """
-        async with self._booking_lock:
-            old = await self.get_booking(booking_id)
+        # Read-modify-write under the booking's lock, reading the store (another hub may have
+        # changed it since this hub's mirror saw it).
+        async with self.store.lock(f"booking:{booking_id}", LOCK_TTL_S):
+            old = await self.store.get_booking(booking_id)
             if old is None:
                 raise NotFound(f"booking {booking_id} does not exist")
             new, record = core.apply(
@@ -268,6 +322,7 @@ class Hub:
             await self._publish_booking(new)
             if old.technician_id and old.technician_id != new.technician_id:
                 await self._publish_booking(new, to=old.technician_id)
+        await self.cluster.announce(Entity.BOOKING, new.id)
         return new
 
     async def _publish_booking(self, booking: Booking, to: str | None = None) -> None:
@@ -289,19 +344,8 @@ class Hub:
             # Another task (a second connection, an assignment) may have loaded it meanwhile.
             state = self._technicians.get(technician_id)
             if state is None:
-                last = None
-                heard_t = None
-                if stored is not None:
-                    heard_t = stored.received_t
-                    last = wire.Location(
-                        seq=stored.seq,
-                        t=stored.t,
-                        lat=stored.lat,
-                        lon=stored.lon,
-                        acc=stored.acc,
-                        speed=stored.speed,
-                        heading=stored.heading,
-                    )
+                last = _stored_location(stored) if stored is not None else None
+                heard_t = stored.received_t if stored is not None else None
                 state = TechnicianState(
                     seq=SeqTracker(highest), durable_seq=highest, last=last, heard_t=heard_t
                 )
@@ -310,9 +354,27 @@ class Hub:
 
     async def technician_connected(self, technician_id: str) -> TechnicianState:
         state = await self._load_technician(technician_id)
+        if state.connections == 0:
+            await self._catch_up(technician_id, state)
         state.connections += 1
         self._fleet_dirty.add(technician_id)
         return state
+
+    async def _catch_up(self, technician_id: str, state: TechnicianState) -> None:
+        """Take in what other hubs stored while the technician was connected to them.
+
+        With several hubs a technician moves between them (a reconnect through the load
+        balancer, a hub killed): the seqs and the last fix another hub stored meanwhile are
+        newer than this hub's memory, and resuming from stale ones would accept duplicates.
+        The store is the truth; local state only wins for fixes not yet flushed to it.
+        """
+        highest = await self.store.highest_seq(technician_id)
+        stored = await self.store.last_fix(technician_id)
+        state.seq.highest = max(state.seq.highest, highest)
+        state.durable_seq = max(state.durable_seq, highest)
+        if stored is not None and (state.last is None or stored.t > state.last.t):
+            state.last = _stored_location(stored)
+            state.heard_t = max(state.heard_t or 0.0, stored.received_t)
 
     def technician_disconnected(self, technician_id: str) -> None:
         state = self._technicians.get(technician_id)
@@ -390,10 +452,20 @@ class Hub:
             technician_channel(technician_id), BusMessage(kind="ack", text=text, conflate_key="ack")
         )
 
-    def last_heard_t(self, technician_id: str) -> float | None:
-        """Hub time of the technician's last accepted fix; None when none is known."""
+    async def heard_t(self, technician_id: str) -> float | None:
+        """Hub time of the technician's last accepted fix, on any hub; None when none.
+
+        This hub's memory when the technician's socket is here; otherwise the store, where
+        the hub they are connected to writes their fixes.
+        """
         state = self._technicians.get(technician_id)
-        return state.heard_t if state is not None else None
+        local = state.heard_t if state is not None else None
+        if state is not None and state.connections > 0:
+            return local
+        stored = await self.store.last_fix(technician_id)
+        if stored is None:
+            return local
+        return max(local or 0.0, stored.received_t)
 
     def last_position(self, technician_id: str) -> wire.Position | None:
         state = self._technicians.get(technician_id)
@@ -409,6 +481,7 @@ class Hub:
     async def put_profile(self, technician_id: str, profile: TechnicianProfile) -> None:
         await self.store.put_document(PROFILES, technician_id, msgspec.json.encode(profile))
         self._profiles[technician_id] = profile
+        await self.cluster.announce(Entity.PROFILE, technician_id)
 
     def is_online(self, technician_id: str) -> bool:
         state = self._technicians.get(technician_id)
@@ -511,6 +584,18 @@ class Hub:
             dirty, self._fleet_dirty = sorted(self._fleet_dirty), set()
             fleet = wire.Fleet(positions=[self.fleet_entry(t) for t in dirty])
             await self.bus.publish(FLEET_CHANNEL, BusMessage(kind="fleet", text=wire.encode(fleet)))
+
+
+def _stored_location(stored: StoredFix) -> wire.Location:
+    return wire.Location(
+        seq=stored.seq,
+        t=stored.t,
+        lat=stored.lat,
+        lon=stored.lon,
+        acc=stored.acc,
+        speed=stored.speed,
+        heading=stored.heading,
+    )
 
 
 def _position(technician_id: str, fix: wire.Location) -> wire.Position:

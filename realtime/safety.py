@@ -8,11 +8,22 @@ Thin I/O around the pure cores of ``alerts/`` (incident state machine, escalatio
 * **Operators first.** Incidents go out on the operators' channel in the urgent lane of
   every outbox: ahead of positions, never conflated or dropped (a connection too slow for
   them is closed and resyncs from the snapshot).
-* **Escalation survives restarts.** Steps already taken are part of the stored incident; a
-  single task sleeps until the next step is due, and after a restart it recomputes that
-  from the stored incidents, so each step fires on time and once.
-* **Notifications never block the hub.** Webhook and FCM deliveries run as background
-  tasks with timeouts and retries; every attempt is recorded on the incident and failures
+* **Escalation survives restarts and happens once among several hubs.** Steps already
+  taken are part of the stored incident. Every hub watches its mirror of the open
+  incidents; when a step is due it is put on the store's durable ``safety`` work queue under
+  the key ``<incident>:<step>``, which admits it once whichever hubs see it due. The queue
+  hands each item to one hub (a Redis Streams consumer group); that hub marks the step on
+  the incident under the incident's lock, reading the stored incident (so an operator's
+  acknowledgement made on another hub a moment before wins), sends the notifications,
+  records each delivery on the incident and only then acknowledges the item. A hub that dies
+  mid-step leaves the item pending; another hub reclaims it after ``work_reclaim_idle_s``
+  (XAUTOCLAIM) and finishes it, skipping the deliveries already recorded.
+* **Every change is a locked read-modify-write of the stored incident.** Acknowledge,
+  resolve, cancel, trail points and delivery records take the store's lock on the incident
+  and apply to what is stored, not to this hub's mirror, then tell the other hubs
+  (``realtime.cluster``) to re-read it.
+* **Notifications never block the hub.** Webhook and FCM deliveries run off the event loop
+  path with timeouts and retries; every attempt is recorded on the incident and failures
   are shown to operators.
 """
 
@@ -22,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -29,7 +41,6 @@ import msgspec
 from alerts import incident as core
 from alerts.contacts import EmergencyContact
 from alerts.escalation import EscalationPolicy, EscalationStep, due_steps, mark_escalated
-from alerts.escalation import next_due_t as escalation_due_t
 from alerts.incident import (
     Delivery,
     Incident,
@@ -51,8 +62,9 @@ from alerts.notify import (
 from geofence.model import Fix
 from realtime import protocol as wire
 from realtime.auth import Principal, Role
-from realtime.backends.base import BusMessage
+from realtime.backends.base import BusMessage, DuplicateReporterKey, WorkItem
 from realtime.booking import Booking
+from realtime.cluster import LOCK_TTL_S, Entity
 from realtime.ingest import check_coordinates
 from realtime.protocol import ErrorCode, ProtocolError
 from realtime.zoning import OPS_CHANNEL
@@ -67,6 +79,19 @@ CONTACTS = "contacts"
 # most this much trail; the incident itself is always written before anyone is told).
 TRAIL_FLUSH_S = 2.0
 SYSTEM_ACTOR = "system:escalation"
+SAFETY_QUEUE = "safety"
+# How often a hub looks for due steps and for safety work (its own or another hub's).
+WORK_POLL_S = 0.25
+
+
+class StepWork(msgspec.Struct, frozen=True):
+    """A work item: fire this escalation step of this incident."""
+
+    incident_id: str
+    step: str
+
+
+_step_work_decoder = msgspec.json.Decoder(StepWork)
 
 
 SYSTEM_ROLE = "system"  # the reporter role of incidents the hub raises itself
@@ -117,15 +142,18 @@ class SafetyDesk:
         self.policy = EscalationPolicy.from_timers(
             t1_s=settings.escalation_t1_s, t2_s=settings.escalation_t2_s
         )
-        self._open: dict[str, Incident] = {}
+        self._open: dict[str, Incident] = {}  # mirror of the stored open incidents
         self._keys: dict[str, str] = {}  # incident id -> reporter key
-        self._dirty: set[str] = set()
-        self._saved_audit: dict[str, int] = {}
-        # Incident changes are read-modify-write around an awaited store write.
-        self._lock = asyncio.Lock()
+        # Trail points received but not yet written to the incident (written every
+        # TRAIL_FLUSH_S: a crash loses at most that much trail, never the incident).
+        self._trail: dict[str, list[TrailPoint]] = {}
+        self._enqueued: set[tuple[str, str]] = set()  # (incident, step) put on the queue
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
+        self._working: set[str] = set()  # work item ids this hub is doing now
+        self._flushed_t = 0.0
+        self.steps = {step.name: step for step in self.policy.steps}
         secret = (
             settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else b""
         )
@@ -165,13 +193,31 @@ class SafetyDesk:
     # ------------------------------------------------------------------ lifecycle
 
     async def load(self) -> None:
+        """Mirror the stored open incidents (at start, and after a reconnect)."""
+        self._open, self._keys = {}, {}
         for incident in await self.hub.store.open_incidents():
+            self._mirror(incident)
+
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._escalation_loop(), name="doorstep-escalation")
+
+    async def refresh(self, incident_id: str) -> None:
+        """Another hub changed this incident: mirror what is stored."""
+        incident = await self.hub.store.get_incident(incident_id)
+        if incident is not None:
+            self._mirror(incident)
+            self._wakeup.set()
+
+    def _mirror(self, incident: Incident) -> None:
+        if core.is_open(incident):
             self._open[incident.id] = incident
-            self._saved_audit[incident.id] = len(incident.audit)
             self._keys[incident.id] = reporter_key(
                 incident.reporter.role, incident.reporter.sub, incident.client_id
             )
-        self._loop_task = asyncio.create_task(self._escalation_loop(), name="doorstep-escalation")
+        else:
+            self._open.pop(incident.id, None)
+            self._keys.pop(incident.id, None)
+            self._trail.pop(incident.id, None)
 
     async def close(self) -> None:
         if self._loop_task is not None:
@@ -201,22 +247,19 @@ class SafetyDesk:
             raise ProtocolError(ErrorCode.FORBIDDEN, "only technicians and customers raise SOS")
         self._check_sos(sos)
         key = reporter_key(principal.role.value, principal.sub, sos.id)
-        async with self._lock:
-            stored = await self._raised_before(key)
-            if stored is not None:
-                return stored, False
-            incident = core.raise_incident(
-                incident_id=f"inc-{uuid.uuid4().hex[:16]}",
-                client_id=sos.id,
-                kind="sos",
-                reporter=Reporter(sub=principal.sub, role=principal.role.value),
-                t=self.hub.clock(),
-                note=sos.note,
-                **await self._context(principal, sos),
-            )
-            await self._store_new(incident, key)
-        await self._announce_new(incident)
-        return incident, True
+        stored = await self._raised_before(key)
+        if stored is not None:
+            return stored, False
+        incident = core.raise_incident(
+            incident_id=f"inc-{uuid.uuid4().hex[:16]}",
+            client_id=sos.id,
+            kind="sos",
+            reporter=Reporter(sub=principal.sub, role=principal.role.value),
+            t=self.hub.clock(),
+            note=sos.note,
+            **await self._context(principal, sos),
+        )
+        return await self._store_new(incident, key)
 
     def _check_sos(self, sos: wire.Sos) -> None:
         if (sos.lat is None) != (sos.lon is None):
@@ -236,50 +279,53 @@ class SafetyDesk:
         makes it idempotent: raising it again returns the stored one, new or closed.
         """
         key = reporter_key(SYSTEM_ROLE, technician_id, client_id)
-        # The lock is held from the look-up to the write (across the awaits): two raises of
-        # the same check cannot both miss the other and store two incidents.
-        async with self._lock:
-            stored = await self._raised_before(key)
-            if stored is not None:
-                return stored, False
-            booking = await self.hub.get_booking(booking_id)
-            address = _address(booking)
-            incident = core.raise_incident(
-                incident_id=f"inc-{uuid.uuid4().hex[:16]}",
-                client_id=client_id,
-                kind=kind,
-                reporter=Reporter(sub=technician_id, role=SYSTEM_ROLE),
-                t=self.hub.clock(),
-                note=note,
-                booking_id=booking_id,
-                technician_id=technician_id,
-                customer_id=booking.customer_id if booking else None,
-                address=address,
-                location=self._last_fix(technician_id) or address,
-            )
-            await self._store_new(incident, key)
-        await self._announce_new(incident)
-        return incident, True
+        stored = await self._raised_before(key)
+        if stored is not None:
+            return stored, False
+        booking = await self.hub.get_booking(booking_id)
+        address = _address(booking)
+        incident = core.raise_incident(
+            incident_id=f"inc-{uuid.uuid4().hex[:16]}",
+            client_id=client_id,
+            kind=kind,
+            reporter=Reporter(sub=technician_id, role=SYSTEM_ROLE),
+            t=self.hub.clock(),
+            note=note,
+            booking_id=booking_id,
+            technician_id=technician_id,
+            customer_id=booking.customer_id if booking else None,
+            address=address,
+            location=self._last_fix(technician_id) or address,
+        )
+        return await self._store_new(incident, key)
 
     async def _raised_before(self, key: str) -> Incident | None:
-        """The incident already raised under this reporter key, open or closed; caller locks."""
+        """The incident already raised under this reporter key, open or closed."""
         open_id = next((i for i, k in self._keys.items() if k == key), None)
         if open_id is not None:
             return self._open[open_id]
         return await self.hub.store.incident_by_reporter_key(key)
 
-    async def _store_new(self, incident: Incident, key: str) -> None:
-        """Write a new incident durably, then index it; caller holds the lock."""
-        await self.hub.store.save_incident(incident, key, list(incident.audit))
-        self._open[incident.id] = incident
-        self._keys[incident.id] = key
-        self._saved_audit[incident.id] = len(incident.audit)
+    async def _store_new(self, incident: Incident, key: str) -> tuple[Incident, bool]:
+        """Write a new incident durably, then tell everyone; returns (incident, is new).
 
-    async def _announce_new(self, incident: Incident) -> None:
-        """Tell operators (and the reporter) of a stored incident and start its escalation."""
+        The store's unique reporter key decides a race between two raises of one SOS (two
+        hubs, or a retry arriving while the first is being written): the loser returns the
+        winner's incident, so a retried SOS is one incident whatever hub it reaches.
+        """
+        try:
+            await self.hub.store.save_incident(incident, key, list(incident.audit))
+        except DuplicateReporterKey:
+            stored = await self.hub.store.incident_by_reporter_key(key)
+            if stored is None:
+                raise
+            return stored, False
+        self._mirror(incident)
         self.hub.metrics.incidents.labels(kind=incident.kind).inc()
         await self._broadcast(incident, "raised")
+        await self.hub.cluster.announce(Entity.INCIDENT, incident.id)
         self._wakeup.set()
+        return incident, True
 
     async def _context(self, principal: Principal, sos: wire.Sos) -> dict[str, Any]:
         """Booking, people, address and best location for a new incident."""
@@ -333,11 +379,9 @@ class SafetyDesk:
         outcome: Outcome | None = None,
     ) -> Incident:
         """ack/resolve (operators) or cancel (the reporter); raises IllegalIncidentTransition."""
-        async with self._lock:
-            incident = await self.get(incident_id)
-            if incident is None:
-                raise IncidentNotFound(f"incident {incident_id} does not exist")
-            updated = core.apply(
+
+        def change(incident: Incident) -> Incident:
+            return core.apply(
                 incident,
                 action,
                 t=self.hub.clock(),
@@ -346,7 +390,10 @@ class SafetyDesk:
                 outcome=outcome,
                 cancel_grace_s=self.settings.sos_cancel_grace_s,
             )
-            await self._save(updated)
+
+        updated = await self._update(incident_id, change)
+        if updated is None:
+            raise IncidentNotFound(f"incident {incident_id} does not exist")
         await self._broadcast(updated, action.value)
         return updated
 
@@ -360,22 +407,27 @@ class SafetyDesk:
             incident_id = stored.id
         return await self.act(principal, incident_id, IncidentAction.CANCEL)
 
-    async def _save(self, incident: Incident) -> None:
-        """Write an incident with its new audit entries; caller holds the lock."""
-        saved = self._saved_audit.get(incident.id, 0)
-        key = self._keys.get(incident.id) or reporter_key(
-            incident.reporter.role, incident.reporter.sub, incident.client_id
-        )
-        await self.hub.store.save_incident(incident, key, list(incident.audit[saved:]))
-        self._saved_audit[incident.id] = len(incident.audit)
-        self._dirty.discard(incident.id)
-        if core.is_open(incident):
-            self._open[incident.id] = incident
-            self._keys[incident.id] = key
-        else:
-            self._open.pop(incident.id, None)
-            self._keys.pop(incident.id, None)
-            self._saved_audit.pop(incident.id, None)
+    async def _update(
+        self, incident_id: str, change: Callable[[Incident], Incident]
+    ) -> Incident | None:
+        """Apply ``change`` to the stored incident under its lock, store it, tell the hubs.
+
+        ``change`` may raise (an illegal transition): nothing is written then. None when the
+        incident does not exist.
+        """
+        async with self.hub.store.lock(f"incident:{incident_id}", LOCK_TTL_S):
+            before = await self.hub.store.get_incident(incident_id)
+            if before is None:
+                return None
+            after = change(before)
+            if after is not before:
+                key = reporter_key(before.reporter.role, before.reporter.sub, before.client_id)
+                audit = list(after.audit[len(before.audit) :])
+                await self.hub.store.save_incident(after, key, audit)
+            self._mirror(after)
+        if after is not before:
+            await self.hub.cluster.announce(Entity.INCIDENT, incident_id)
+        return after
 
     # ------------------------------------------------------------------ live location
 
@@ -385,9 +437,8 @@ class SafetyDesk:
             if incident.technician_id != technician_id:
                 continue
             for fix in fixes:
-                incident = core.add_trail_point(
-                    incident, TrailPoint(t=fix.t, lat=fix.lat, lon=fix.lon, acc=fix.acc)
-                )
+                point = TrailPoint(t=fix.t, lat=fix.lat, lon=fix.lon, acc=fix.acc)
+                self._trail.setdefault(incident_id, []).append(point)
                 message = wire.IncidentLocationMessage(
                     incident=incident_id, t=fix.t, lat=fix.lat, lon=fix.lon, acc=fix.acc
                 )
@@ -395,16 +446,25 @@ class SafetyDesk:
                     OPS_CHANNEL,
                     BusMessage(kind="incident_location", text=wire.encode(message), urgent=True),
                 )
-            self._open[incident_id] = incident
-            self._dirty.add(incident_id)
 
     async def _flush_trails(self) -> None:
-        async with self._lock:
-            for incident_id in list(self._dirty):
-                incident = self._open.get(incident_id)
-                if incident is not None:
-                    await self._save(incident)
-            self._dirty.clear()
+        """Write the trail points gathered since the last flush onto their incidents."""
+        pending, self._trail = self._trail, {}
+        for incident_id, points in pending.items():
+
+            def add(incident: Incident, points: list[TrailPoint] = points) -> Incident:
+                if not core.is_open(incident):
+                    return incident  # closed meanwhile: its trail is over
+                for point in points:
+                    incident = core.add_trail_point(incident, point)
+                return incident
+
+            try:
+                await self._update(incident_id, add)
+            except Exception:
+                # Put them back (before any gathered since) for the next flush.
+                self._trail[incident_id] = points + self._trail.get(incident_id, [])
+                raise
 
     # ------------------------------------------------------------------ telling people
 
@@ -430,46 +490,91 @@ class SafetyDesk:
     async def _escalation_loop(self) -> None:
         while True:
             try:
-                await self._escalate_due()
-                if self._dirty:
+                await self._enqueue_due()
+                await self._take_work()
+                now = self.hub.clock()
+                if self._trail and now - self._flushed_t >= TRAIL_FLUSH_S:
+                    self._flushed_t = now
                     await self._flush_trails()
             except Exception:
                 # A failing store must not end escalation for good: retry on the next tick.
                 log.exception("escalation tick failed")
-            now = self.hub.clock()
-            upcoming = [escalation_due_t(i, self.policy) for i in self._open.values()]
-            pending = [t for t in upcoming if t is not None]
-            timeout = TRAIL_FLUSH_S
-            if pending:
-                timeout = min(timeout, max(0.0, min(pending) - now))
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(WORK_POLL_S):
+                    await self._wakeup.wait()
 
-    async def _escalate_due(self) -> None:
+    async def _enqueue_due(self) -> None:
+        """Put every due step of the mirrored open incidents on the work queue, once."""
         now = self.hub.clock()
         for incident in list(self._open.values()):
             for step in due_steps(incident, self.policy, now):
-                await self._escalate(incident.id, step)
+                if (incident.id, step.name) in self._enqueued:
+                    continue
+                work = StepWork(incident_id=incident.id, step=step.name)
+                await self.hub.store.enqueue_work(
+                    SAFETY_QUEUE, f"{incident.id}:{step.name}", msgspec.json.encode(work)
+                )
+                self._enqueued.add((incident.id, step.name))
+        # Forget the steps of incidents that are no longer open (the set stays small).
+        self._enqueued = {entry for entry in self._enqueued if entry[0] in self._open}
+
+    async def _take_work(self) -> None:
+        items = await self.hub.store.claim_work(
+            SAFETY_QUEUE,
+            self.hub.hub_id,
+            count=16,
+            now=self.hub.clock(),
+            reclaim_idle_s=self.settings.work_reclaim_idle_s,
+        )
+        for item in items:
+            if item.id not in self._working:
+                self._working.add(item.id)
+                self._spawn(self._work(item))
+
+    async def _work(self, item: WorkItem) -> None:
+        """Do one step; acknowledge the item only when it is done (else it is reclaimed)."""
+        try:
+            try:
+                work = _step_work_decoder.decode(item.payload)
+            except msgspec.DecodeError:
+                log.error("unreadable safety work item %s dropped", item.id)
+            else:
+                step = self.steps.get(work.step)
+                if step is None:
+                    log.error("work item %s: no escalation step %r", item.id, work.step)
+                else:
+                    await self._escalate(work.incident_id, step)
+            await self.hub.store.ack_work(SAFETY_QUEUE, item.id)
+        except Exception:
+            log.exception("safety work item %s failed; it will be retried", item.id)
+        finally:
+            self._working.discard(item.id)
 
     async def _escalate(self, incident_id: str, step: EscalationStep) -> None:
-        async with self._lock:
-            current = self._open.get(incident_id)
-            # Re-check under the lock: an operator may have acknowledged meanwhile.
-            if current is None or step not in due_steps(current, self.policy, self.hub.clock()):
-                return
-            # Recorded before acting: after a crash a step is not repeated (notifications
-            # carry a delivery id, so a receiver can also drop a duplicate).
-            updated = mark_escalated(current, step, self.hub.clock())
-            await self._save(updated)
-        self.hub.metrics.escalations.labels(step=step.name).inc()
+        fired: list[bool] = []
+
+        def mark(incident: Incident) -> Incident:
+            if step.name in incident.escalations:
+                return incident  # marked before: a reclaimed item finishing a dead hub's work
+            # Re-checked on the stored incident: an operator may have acknowledged it.
+            if step not in due_steps(incident, self.policy, self.hub.clock()):
+                return incident
+            fired.append(True)
+            return mark_escalated(incident, step, self.hub.clock(), by=self.hub.hub_id)
+
+        updated = await self._update(incident_id, mark)
+        if updated is None or step.name not in updated.escalations:
+            return  # acknowledged (or closed) before the step was due: nothing to send
+        if fired:
+            self.hub.metrics.escalations.labels(step=step.name).inc()
         reason = f"escalation {step.name}: not acknowledged within {step.after_s:g} s"
         if step.action == "realert_operators":
             await self._broadcast(updated, reason)
         elif step.action == "notify_supervisor":
-            self._spawn(self._notify_supervisor(updated, step, reason))
+            await self._notify_supervisor(updated, step, reason)
         elif step.action == "notify_contacts":
-            self._spawn(self._notify_contacts(updated, step, reason))
+            await self._notify_contacts(updated, step, reason)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -477,6 +582,8 @@ class SafetyDesk:
         task.add_done_callback(self._deliveries.discard)
 
     async def _notify_supervisor(self, incident: Incident, step: EscalationStep, reason: str):
+        if _delivered(incident, step, "webhook", "supervisor"):
+            return
         if self.supervisor is None:
             await self._record(
                 incident.id, step, "webhook", "unconfigured", [], "no supervisor webhook"
@@ -512,6 +619,8 @@ class SafetyDesk:
         )
         for index, contact in enumerate(contacts):
             for token in contact.fcm_tokens:
+                if _delivered(incident, step, "fcm", f"{contact.name} {token}"):
+                    continue
                 if self.fcm is None:
                     await self._record(
                         incident.id, step, "fcm", contact.name, [], "FCM is not configured"
@@ -519,7 +628,7 @@ class SafetyDesk:
                     continue
                 attempts = await self.fcm.send(token, message)
                 await self._record(incident.id, step, "fcm", contact.name, attempts)
-            if contact.phone:
+            if contact.phone and not _delivered(incident, step, "sms", contact.name):
                 if self.contact_bridge is None:
                     await self._record(
                         incident.id, step, "sms", contact.name, [], "no contact webhook configured"
@@ -575,13 +684,15 @@ class SafetyDesk:
                 )
                 for a in attempts
             ]
-        async with self._lock:
-            incident = await self.get(incident_id)
-            if incident is None:
-                return
+
+        def record(incident: Incident) -> Incident:
             for delivery in deliveries:
                 incident = core.record_delivery(incident, delivery)
-            await self._save(incident)
+            return incident
+
+        incident = await self._update(incident_id, record)
+        if incident is None:
+            return
         for delivery in deliveries:
             self.hub.metrics.deliveries.labels(
                 channel=delivery.channel, ok=str(delivery.ok).lower()
@@ -603,6 +714,15 @@ class SafetyDesk:
         await self.hub.store.put_document(
             CONTACTS, contacts_key(role, sub), msgspec.json.encode(contacts)
         )
+
+
+def _delivered(incident: Incident, step: EscalationStep, channel: str, target: str) -> bool:
+    """Whether a delivery of this step to this target is already recorded (a reclaimed work
+    item finishes what a dead hub began and must not send it again)."""
+    return any(
+        d.step == step.name and d.channel == channel and d.target == target
+        for d in incident.deliveries
+    )
 
 
 __all__ = ["IncidentNotFound", "IncidentStatus", "SafetyDesk"]

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     # longer history in a database of its own). The newest fix and the highest seq are kept
     # regardless, so resume and "last seen" still work.
     redis_history_retention_s: float = Field(24 * 3600.0, gt=0, allow_inf_nan=False)
+    # This process's name among several hubs (logs, audit trails, Redis consumer names).
+    # Empty: <host>-<pid>-<random>, new at every start.
+    hub_id: str = Field("", pattern=r"^[A-Za-z0-9_.-]*$", max_length=64)
+    # Several hubs: safety work (an escalation step and its notifications) that a hub took
+    # and has not finished after this long is taken over by another hub (the first one died).
+    # Longer than a step's slowest delivery with its retries.
+    work_reclaim_idle_s: float = Field(30.0, gt=0, allow_inf_nan=False)
 
     secret: SecretStr | None = None  # JWT HS256 signing key
     platform_key: SecretStr | None = None  # the platform backend's API key

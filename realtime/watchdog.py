@@ -11,6 +11,14 @@ carries out its decisions:
   escalated like an SOS) and a ``visit_overdue`` alert pointing at it.
 - ``signal_lost``: a ``signal_lost`` alert.
 
+With several hubs one of them watches: the holder of the store's ``watchdog`` lease, renewed
+every tick and taken over by another hub within ``3 x watchdog_interval_s`` (at least 10 s)
+when its holder dies. The watch states live in the store, not in the watching hub: each
+tick and each answer is a read-modify-write of one watch under the store's lock for that
+visit, so an answer arriving on another hub (where the technician's socket is) is never
+overwritten by a tick. The technician's last fix time comes from the store when their
+socket is on another hub.
+
 Act first, then store the new watch state: a crash in between repeats the decision after the
 restart, and repeats are harmless because decision keys are the ids of what is raised (the
 incident's client id, the alert's id). The states are small documents (namespace
@@ -34,6 +42,7 @@ from realtime import protocol as wire
 from realtime.backends.base import BusMessage
 from realtime.booking import Booking
 from realtime.channels import technician_channel
+from realtime.cluster import LOCK_TTL_S
 from realtime.zoning import IN_VISIT
 
 if TYPE_CHECKING:
@@ -59,21 +68,30 @@ class Watchdog:
             recheck_after_ok_s=settings.recheck_after_ok_s,
             signal_lost_s=settings.signal_lost_s,
         )
-        self._watches: dict[str, Watch] = {}  # booking id -> state, only for visits
-        # A tick and a technician's answer both read-modify-write a watch around awaited
-        # store writes (and a tick acts in between); one lock orders them.
-        self._lock = asyncio.Lock()
+        self.lease_ttl_s = max(3 * settings.watchdog_interval_s, 10.0)
         self._task: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="doorstep-watchdog")
+
+    async def _watches(self) -> dict[str, Watch]:
+        """Every stored watch, by booking id (one small document per visit in progress)."""
+        watches = {}
         for booking_id, raw in (await self.hub.store.list_documents(WATCHES)).items():
             try:
-                self._watches[booking_id] = _watch_decoder.decode(raw)
+                watches[booking_id] = _watch_decoder.decode(raw)
             except msgspec.DecodeError:
                 log.error(
                     "stored watch of booking %s is unreadable; starting it afresh", booking_id
                 )
-        self._task = asyncio.create_task(self._loop(), name="doorstep-watchdog")
+        return watches
+
+    async def _watch(self, booking_id: str) -> Watch | None:
+        raw = await self.hub.store.get_document(WATCHES, booking_id)
+        try:
+            return _watch_decoder.decode(raw) if raw is not None else None
+        except msgspec.DecodeError:
+            return None
 
     async def close(self) -> None:
         if self._task is not None:
@@ -93,46 +111,41 @@ class Watchdog:
     # ------------------------------------------------------------------ deciding
 
     async def tick(self) -> None:
-        """Evaluate every visit once at the hub's current time."""
-        visits = {v.booking_id: v for v in map(self._visit, self.hub.active_bookings()) if v}
-        async with self._lock:
-            for booking_id in sorted(set(self._watches) - set(visits)):
-                # The visit is over (checked out, cancelled): nothing left to watch.
-                await self.hub.store.delete_document(WATCHES, booking_id)
-                self._watches.pop(booking_id, None)
-            for visit in visits.values():
-                try:
-                    await self._evaluate(visit)
-                except Exception:
-                    # One visit's failure (a store error raising its incident) must not keep
-                    # the others from being watched; its decision is repeated next tick.
-                    log.exception("watchdog: visit %s could not be handled", visit.booking_id)
+        """Evaluate every visit once at the hub's current time, if this hub is the watcher."""
+        if not await self.hub.store.hold_lease(WATCHES, self.hub.hub_id, self.lease_ttl_s):
+            return  # another hub watches
+        bookings = [b for b in self.hub.active_bookings() if _in_visit(b)]
+        for booking_id in sorted(set(await self._watches()) - {b.id for b in bookings}):
+            # The visit is over (checked out, cancelled): nothing left to watch.
+            await self.hub.store.delete_document(WATCHES, booking_id)
+        for booking in bookings:
+            try:
+                await self._evaluate(booking)
+            except Exception:
+                # One visit's failure (a store error raising its incident) must not keep
+                # the others from being watched; its decision is repeated next tick.
+                log.exception("watchdog: visit %s could not be handled", booking.id)
 
-    def _visit(self, booking: Booking) -> Visit | None:
-        if booking.status not in IN_VISIT or not booking.technician_id or not booking.arrived_t:
-            return None
-        return Visit(
+    async def _evaluate(self, booking: Booking) -> None:
+        """Decide for one visit, act, then store the new state."""
+        assert booking.technician_id is not None and booking.arrived_t is not None
+        visit = Visit(
             booking_id=booking.id,
             technician_id=booking.technician_id,
             arrived_t=booking.arrived_t,
             expected_duration_s=booking.expected_duration_s,
-            last_fix_t=self.hub.last_heard_t(booking.technician_id),
+            last_fix_t=await self.hub.heard_t(booking.technician_id),
         )
-
-    async def _evaluate(self, visit: Visit) -> None:
-        """Decide for one visit, act, then store the new state; caller holds the lock."""
-        watch = self._watches.get(visit.booking_id) or core.new_watch(visit)
-        updated, decisions = core.evaluate(watch, visit, self.config, self.hub.clock())
-        for decision in decisions:
-            await self._act(decision)
-        if updated != watch:
-            await self._save(updated)
-        else:
-            self._watches[visit.booking_id] = updated
+        async with self.hub.store.lock(f"watch:{booking.id}", LOCK_TTL_S):
+            watch = await self._watch(booking.id) or core.new_watch(visit)
+            updated, decisions = core.evaluate(watch, visit, self.config, self.hub.clock())
+            for decision in decisions:
+                await self._act(decision)
+            if updated != watch:
+                await self._save(updated)
 
     async def _save(self, watch: Watch) -> None:
         await self.hub.store.put_document(WATCHES, watch.booking_id, msgspec.json.encode(watch))
-        self._watches[watch.booking_id] = watch
 
     # ------------------------------------------------------------------ acting
 
@@ -196,8 +209,9 @@ class Watchdog:
 
     # ------------------------------------------------------------------ the technician
 
-    def open_checks(self, technician_id: str) -> list[wire.CheckPrompt]:
+    async def open_checks(self, technician_id: str) -> list[wire.CheckPrompt]:
         """The technician's unanswered checks, to send again when they (re)connect."""
+        watches = [await self._watch(b.id) for b in self.hub.active_bookings_of(technician_id)]
         return [
             wire.CheckPrompt(
                 id=watch.check.id,
@@ -206,23 +220,23 @@ class Watchdog:
                 t=watch.check.t,
                 answer_by=watch.check.answer_by,
             )
-            for watch in self._watches.values()
-            if watch.technician_id == technician_id and watch.check is not None
+            for watch in watches
+            if watch is not None and watch.check is not None
         ]
 
     async def answer(self, technician_id: str, check_id: str) -> None:
         """Record the technician's "ok" durably; UnknownCheck when it is not theirs to answer."""
-        async with self._lock:
-            watch = next(
-                (
-                    w
-                    for w in self._watches.values()
-                    if w.technician_id == technician_id and core.knows(w, check_id)
-                ),
-                None,
-            )
-            if watch is None:
-                raise UnknownCheck(f"no check {check_id!r} for you (the visit may be over)")
-            updated = core.answer_ok(watch, check_id, self.hub.clock())
-            if updated is not watch:
-                await self._save(updated)
+        for booking in self.hub.active_bookings_of(technician_id):
+            async with self.hub.store.lock(f"watch:{booking.id}", LOCK_TTL_S):
+                watch = await self._watch(booking.id)
+                if watch is None or not core.knows(watch, check_id):
+                    continue
+                updated = core.answer_ok(watch, check_id, self.hub.clock())
+                if updated is not watch:
+                    await self._save(updated)
+                return
+        raise UnknownCheck(f"no check {check_id!r} for you (the visit may be over)")
+
+
+def _in_visit(booking: Booking) -> bool:
+    return booking.status in IN_VISIT and bool(booking.technician_id) and bool(booking.arrived_t)

@@ -82,7 +82,7 @@ async def technician_socket(websocket: WebSocket) -> None:
             conn.send(wire.BookingMessage(booking=public_booking(booking)), "booking")
         # An "are you OK?" asked while the phone was offline is asked again now, after the
         # booking it is about (not urgent: nothing is queued ahead of it yet).
-        for check in hub.watchdog.open_checks(technician_id):
+        for check in await hub.watchdog.open_checks(technician_id):
             conn.send(check, "check")
 
         async def handle(text: str, received: float) -> None:

@@ -18,6 +18,7 @@ import msgspec
 from alerts.safety_alert import AlertKind, open_alert
 from geofence.zones import ZoneEvent, ZoneIndex, ZoneTracker, zones_from_geojson
 from realtime.booking import BookingStatus
+from realtime.cluster import Entity
 
 if TYPE_CHECKING:
     from realtime.hub import Hub
@@ -39,6 +40,8 @@ class Zoning:
         self._trackers: dict[str, ZoneTracker] = {}
 
     async def load(self) -> None:
+        """Read every zone from the store (at start, and when another hub changed one)."""
+        self._documents = {}
         for zone_id, raw in (await self.hub.store.list_documents(ZONES)).items():
             try:
                 self._documents[zone_id] = msgspec.json.decode(raw)
@@ -64,12 +67,14 @@ class Zoning:
         await self.hub.store.put_document(ZONES, zone_id, msgspec.json.encode(document))
         self._documents[zone_id] = document
         self._rebuild()
+        await self.hub.cluster.announce(Entity.ZONES)
         return zones
 
     async def delete(self, zone_id: str) -> bool:
         deleted = await self.hub.store.delete_document(ZONES, zone_id)
         if self._documents.pop(zone_id, None) is not None:
             self._rebuild()
+        await self.hub.cluster.announce(Entity.ZONES)
         return deleted
 
     async def on_fix(self, technician_id: str, lat: float, lon: float, t: float) -> None:
