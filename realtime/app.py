@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 
 from realtime import http_api, pages, ws
-from realtime.backends import create_backends
+from realtime.backends import create_backends, create_roster
 from realtime.hub import Clock, Hub
 from realtime.metrics import Metrics
 from realtime.settings import Settings, SettingsError
@@ -20,7 +20,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         raise SettingsError("DOORSTEP_SECRET and DOORSTEP_PLATFORM_KEY must be resolved")
     metrics = Metrics()
     store, bus = create_backends(settings)
-    hub = Hub(settings, store, bus, metrics, **({"clock": clock} if clock else {}))
+    hub = Hub(
+        settings,
+        store,
+        bus,
+        metrics,
+        roster=create_roster(settings),
+        **({"clock": clock} if clock else {}),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -319,6 +319,7 @@ async def get_technician(request: Request) -> Response:
     authenticate(request, BOOKING_ADMINS)
     hub = hub_of(request)
     technician_id = request.path_params["technician_id"]
+    await hub.look_around([technician_id])
     profile = hub.profile(technician_id)
     position = hub.last_position(technician_id)
     if profile is None and position is None:

@@ -16,7 +16,7 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -27,6 +27,7 @@ from realtime import protocol as wire
 from realtime.alerting import AlertDesk
 from realtime.arrivals import Arrivals
 from realtime.backends.base import Bus, BusMessage, Store, StoredFix, Unsubscribe
+from realtime.backends.roster import MemoryRoster, Roster, RosterEntry
 from realtime.booking import Booking, BookingEvent
 from realtime.channels import FLEET_CHANNEL, booking_channel, technician_channel
 from realtime.cluster import LOCK_TTL_S, Cluster, Entity
@@ -43,6 +44,14 @@ from realtime.zoning import Zoning
 log = logging.getLogger("doorstep.hub")
 
 Clock = Callable[[], float]
+
+# A hub holds a lease on each technician connected to it, renewed every PRESENCE_REFRESH_S;
+# a hub that dies (kill -9) stops renewing and its technicians show offline after the lease.
+PRESENCE_LEASE_S = 15.0
+PRESENCE_REFRESH_S = 5.0
+# Dispatch considers the technicians whose last position is this close (Redis GEOSEARCH).
+DISPATCH_RADIUS_M = 100_000.0
+DISPATCH_LIMIT = 500
 
 
 class NotFound(Exception):
@@ -107,12 +116,18 @@ class Hub:
         bus: Bus,
         metrics: Metrics,
         clock: Clock = time.time,
+        roster: Roster | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
         self.metrics = metrics
         self.clock = clock
+        self.roster: Roster = roster if roster is not None else MemoryRoster()
+        # Technicians online on other hubs, as of the last look at the roster.
+        self._elsewhere: set[str] = set()
+        self._presence_t = float("-inf")
+        self._roster_tasks: set[asyncio.Task[None]] = set()
         self.hub_id = settings.hub_id or (
             f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
@@ -158,6 +173,7 @@ class Hub:
     async def start(self) -> None:
         await self.store.open()
         await self.bus.connect()
+        await self.roster.open()
         await self.arrivals.load()
         # Subscribed before the mirrors are read: a change made meanwhile by another hub is
         # applied after the read, never lost between the two.
@@ -220,7 +236,9 @@ class Hub:
         await self.arrivals.close()
         await self.safety.close()
         await self.history.stop()
+        await asyncio.gather(*self._roster_tasks, return_exceptions=True)
         await self.bus.disconnect()
+        await self.roster.close()
         await self.store.close()
 
     @property
@@ -358,6 +376,10 @@ class Hub:
             await self._catch_up(technician_id, state)
         state.connections += 1
         self._fleet_dirty.add(technician_id)
+        # Taken whoever held it: this is the technician's newest connection.
+        await self._safely(
+            self.roster.set_online(self.hub_id, [technician_id], self.clock() + PRESENCE_LEASE_S)
+        )
         return state
 
     async def _catch_up(self, technician_id: str, state: TechnicianState) -> None:
@@ -381,6 +403,13 @@ class Hub:
         if state is not None:
             state.connections -= 1
             self._fleet_dirty.add(technician_id)
+            if state.connections == 0:
+                # Only if this hub still holds the lease: they may be on another hub already.
+                task = asyncio.create_task(
+                    self._safely(self.roster.set_offline(self.hub_id, technician_id))
+                )
+                self._roster_tasks.add(task)
+                task.add_done_callback(self._roster_tasks.discard)
 
     async def ingest(
         self, technician_id: str, message: wire.Location | wire.Batch, received: float
@@ -484,15 +513,56 @@ class Hub:
         await self.cluster.announce(Entity.PROFILE, technician_id)
 
     def is_online(self, technician_id: str) -> bool:
+        """Connected here, or on another hub as of the last ``look_around``."""
         state = self._technicians.get(technician_id)
-        return state is not None and state.connections > 0
+        return (state is not None and state.connections > 0) or technician_id in self._elsewhere
 
-    def dispatch_ranking(self, booking: Booking) -> list[Ranked]:
-        """Online technicians with no other active booking, the skills, a recent fix."""
+    def _connected_here(self) -> list[str]:
+        return sorted(t for t, state in self._technicians.items() if state.connections > 0)
+
+    async def look_around(self, technician_ids: Iterable[str] = ()) -> None:
+        """Update this hub's view of technicians on other hubs from the roster: who is online
+        and, for them and ``technician_ids``, their last position (when newer than known).
+
+        Awaited before a snapshot is built, so that the snapshot itself needs no await. A
+        roster that cannot be reached leaves the view as it was (logged).
+        """
+        try:
+            online = await self.roster.online(self.clock())
+            self._elsewhere = {t for t, hub in online.items() if hub != self.hub_id}
+            wanted = (self._elsewhere | set(technician_ids)) - set(self._connected_here())
+            entries = await self.roster.positions(sorted(wanted))
+        except Exception:
+            log.warning("roster unavailable; showing this hub's own view", exc_info=True)
+            return
+        for technician_id, entry in entries.items():
+            state = self._technicians.get(technician_id)
+            if state is None:
+                # Seqs come from the store when the technician connects here (_catch_up).
+                state = TechnicianState(seq=SeqTracker(-1), durable_seq=-1)
+                self._technicians[technician_id] = state
+            if state.last is None or (entry.t, entry.seq) > (state.last.t, state.last.seq):
+                state.last = _roster_location(entry)
+                state.heard_t = max(state.heard_t or 0.0, entry.received_t)
+
+    async def dispatch_ranking(self, booking: Booking) -> list[Ranked]:
+        """Online technicians (on any hub) with no other active booking, the skills, a recent
+        fix; found near the destination with the roster's GEO search."""
+        destination = booking.destination
+        try:
+            near = await self.roster.near(
+                destination.lat, destination.lon, DISPATCH_RADIUS_M, DISPATCH_LIMIT
+            )
+        except Exception:
+            log.warning("roster unavailable; dispatching among this hub's own", exc_info=True)
+            near = []
+        await self.look_around([technician_id for technician_id, _ in near])
+        considered = {technician_id for technician_id, _ in near} | set(self._connected_here())
         candidates = []
-        for technician_id, state in self._technicians.items():
+        for technician_id in sorted(considered):
+            state = self._technicians.get(technician_id)
             busy = self._bookings_of.get(technician_id, set()) - {booking.id}
-            if state.connections <= 0 or busy or state.last is None:
+            if state is None or not self.is_online(technician_id) or busy or state.last is None:
                 continue
             profile = self._profiles.get(technician_id) or TechnicianProfile()
             candidates.append(
@@ -522,7 +592,7 @@ class Hub:
             raise NotFound(f"booking {booking_id} does not exist")
         if (booking.status, BookingEvent.ASSIGN) not in core.TRANSITIONS:
             raise core.IllegalTransition(booking.id, booking.status, BookingEvent.ASSIGN)
-        ranking = self.dispatch_ranking(booking)
+        ranking = await self.dispatch_ranking(booking)
         if dry_run:
             return ranking, booking
         if not ranking:
@@ -570,20 +640,76 @@ class Hub:
         return wire.FleetEntry(technician_id=technician_id, online=online, **_fix_fields(fix))
 
     def fleet_snapshot(self) -> list[wire.FleetEntry]:
-        return [
-            self.fleet_entry(tid)
-            for tid, state in sorted(self._technicians.items())
-            if state.connections > 0
-        ]
+        """Every online technician, on this hub or another (call ``look_around`` first)."""
+        return [self.fleet_entry(tid) for tid in sorted(self._technicians) if self.is_online(tid)]
 
     async def _fleet_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.fleet_interval_s)
+            await self._share_presence()
             if not self._fleet_dirty:
                 continue
             dirty, self._fleet_dirty = sorted(self._fleet_dirty), set()
             fleet = wire.Fleet(positions=[self.fleet_entry(t) for t in dirty])
             await self.bus.publish(FLEET_CHANNEL, BusMessage(kind="fleet", text=wire.encode(fleet)))
+            await self._safely(self.roster.record_positions(self._roster_entries(dirty)))
+
+    async def _share_presence(self) -> None:
+        """Renew this hub's leases on its technicians (not taking live leases of others)."""
+        now = self.clock()
+        if now - self._presence_t < PRESENCE_REFRESH_S:
+            return
+        self._presence_t = now
+        connected = self._connected_here()
+        if connected:
+            await self._safely(
+                self.roster.set_online(self.hub_id, connected, now + PRESENCE_LEASE_S, now=now)
+            )
+
+    def _roster_entries(self, technician_ids: list[str]) -> list[RosterEntry]:
+        """The newest positions this hub received, for the roster."""
+        entries = []
+        for technician_id in technician_ids:
+            state = self._technicians.get(technician_id)
+            if state is None or state.last is None or state.heard_t is None:
+                continue
+            if state.connections <= 0 and technician_id in self._elsewhere:
+                continue  # learned from the roster, not ours to write back
+            fix = state.last
+            entries.append(
+                RosterEntry(
+                    technician_id=technician_id,
+                    seq=fix.seq,
+                    t=fix.t,
+                    lat=fix.lat,
+                    lon=fix.lon,
+                    received_t=state.heard_t,
+                    acc=fix.acc,
+                    speed=fix.speed,
+                    heading=fix.heading,
+                )
+            )
+        return entries
+
+    async def _safely(self, operation: Awaitable[None]) -> None:
+        """Roster writes are a shared view, not safety data: a failure is logged, not fatal
+        (the next refresh repairs it)."""
+        try:
+            await operation
+        except Exception:
+            log.warning("roster update failed", exc_info=True)
+
+
+def _roster_location(entry: RosterEntry) -> wire.Location:
+    return wire.Location(
+        seq=entry.seq,
+        t=entry.t,
+        lat=entry.lat,
+        lon=entry.lon,
+        acc=entry.acc,
+        speed=entry.speed,
+        heading=entry.heading,
+    )
 
 
 def _stored_location(stored: StoredFix) -> wire.Location:

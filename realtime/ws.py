@@ -166,6 +166,9 @@ async def booking_socket(websocket: WebSocket) -> None:
     # Re-read after the awaits above, then snapshot and subscribe with no await in between:
     # no status or position can slip between the snapshot and the live stream.
     booking = await hub.get_booking(booking_id) or booking
+    if booking.active and booking.technician_id:
+        await hub.look_around([booking.technician_id])  # their position, if on another hub
+        booking = await hub.get_booking(booking_id) or booking
     conn.send(hub.booking_snapshot(booking), "snapshot")
     unsubscribers = [hub.watch(booking_channel(booking_id), conn.outbox)]
     if principal.role is Role.CUSTOMER:
@@ -206,6 +209,7 @@ async def operator_socket(websocket: WebSocket) -> None:
     metrics = websocket.app.state.metrics
     await websocket.accept()
     conn = _connection(websocket, Role.OPERATOR)
+    await hub.look_around()  # technicians online on other hubs
     # Snapshot and subscription with no await in between: no incident can slip past both.
     incidents = [msgspec.to_builtins(i) for i in hub.safety.open_incidents()]
     alerts = [msgspec.to_builtins(a) for a in hub.alerts.open_alerts()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from realtime.backends.base import Bus, Store
+from realtime.backends.roster import Roster
 from realtime.settings import Settings
 
 
@@ -22,3 +23,14 @@ def create_backends(settings: Settings) -> tuple[Store, Bus]:
     from realtime.backends.sqlite import SQLiteStore
 
     return SQLiteStore(settings.database_path), MemoryBus()
+
+
+def create_roster(settings: Settings) -> Roster:
+    """Who is online where, and last positions (GEO): shared on Redis, in memory otherwise."""
+    if settings.backend == "redis":
+        from realtime.backends.redis_roster import RedisRoster
+
+        return RedisRoster(settings.redis_url, settings.redis_prefix)
+    from realtime.backends.roster import MemoryRoster
+
+    return MemoryRoster()
