@@ -10,12 +10,20 @@ same code. Formats (times Unix seconds, WGS84 degrees, metres):
   "arrived_t"?, "departed_t"?}``. ``"arrived_t": null`` says "never arrived" (a drive-past);
   without the key the trip has no ground truth and is not scored. Extra keys ``kind`` and
   ``tags`` (strings) group trips in the breakdown table.
-- predictions.csv ``trip_id,t,eta_s``: one row per fix before the trip's check-in.
+- predictions.csv ``trip_id,t,eta_s``: one row per fix before the trip's check-in (and
+  ``eta_routed_s`` when a routing engine was given).
 - events.csv ``trip_id,event,t``: ``check_in``/``check_out`` as stamped by the detector.
+- roads.json (written by ``simulate-traces``, read by ``loadtest/osrm_sim.py``): per trip
+  ``{"trip_id", "destination": {"lat", "lon"}, "route": [[lat, lon], ...]}``, the streets a
+  routing engine would route it over (``geofence/roads.py``).
+
+``RoutedDistances`` gives the replay a routing engine's distances through the hub's own
+routing code (``OsrmRouter`` and ``CachedRoute``, refreshed and backed off as the hub does).
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from collections.abc import Sequence
@@ -23,7 +31,9 @@ from pathlib import Path
 
 from geofence.evaluate import Event, Prediction, TripSpec, fix_from_dict
 from geofence.model import Fix
+from geofence.roads import road_entry
 from geofence.traces import Trace, fix_to_dict
+from realtime.routing import CachedRoute, OsrmRouter
 
 
 class InputError(ValueError):
@@ -80,8 +90,11 @@ def write_predictions(path: Path, predictions: Sequence[Prediction], order: list
     rows = sorted(predictions, key=lambda p: (rank.get(p.trip_id, len(rank)), p.t))
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(["trip_id", "t", "eta_s"])
-        writer.writerows([p.trip_id, f"{p.t:.3f}", f"{p.eta_s:.1f}"] for p in rows)
+        routed = any(p.routed_s is not None for p in rows)
+        writer.writerow(["trip_id", "t", "eta_s", *(["eta_routed_s"] if routed else [])])
+        for p in rows:
+            extra = [] if not routed else ["" if p.routed_s is None else f"{p.routed_s:.1f}"]
+            writer.writerow([p.trip_id, f"{p.t:.3f}", f"{p.eta_s:.1f}", *extra])
     return len(rows)
 
 
@@ -96,9 +109,15 @@ def write_events(path: Path, events: Sequence[Event], order: list[str]) -> int:
 
 
 def write_traces(directory: Path, traces: Sequence[Trace]) -> tuple[Path, Path]:
-    """fixes.jsonl and trips.json (with ground truth) for ``eval-arrival``."""
+    """fixes.jsonl and trips.json (with ground truth) for ``eval-arrival``; roads.json."""
     directory.mkdir(parents=True, exist_ok=True)
     fixes_path, trips_path = directory / "fixes.jsonl", directory / "trips.json"
+    roads = [
+        road_entry(t.truth.trip_id, {"lat": t.truth.dest_lat, "lon": t.truth.dest_lon}, t.route)
+        for t in traces
+        if len(t.route) >= 2
+    ]
+    (directory / "roads.json").write_text(json.dumps(roads) + "\n", encoding="utf-8")
     with fixes_path.open("w", encoding="utf-8") as out:
         for trace in traces:
             for fix in trace.fixes:
@@ -106,3 +125,56 @@ def write_traces(directory: Path, traces: Sequence[Trace]) -> tuple[Path, Path]:
     trips = [trace.truth.to_dict() for trace in traces]
     trips_path.write_text(json.dumps(trips, indent=1) + "\n", encoding="utf-8")
     return fixes_path, trips_path
+
+
+class RoutedDistances:
+    """A routing engine's distance for each fix, the way the hub gets it (``Arrivals``).
+
+    One ``CachedRoute`` per trip, refreshed from ``OsrmRouter`` when it is older than
+    ``refresh_s`` or the technician drifted off it; after a failure no retry for
+    ``refresh_s``. As in the hub, where the call runs in the background, the fix that asks
+    still gets the previous answer (None before the first: the default provider); the new
+    one serves the following fixes. The replay is synchronous, so each call is awaited on a
+    private event loop. ``calls``/``failures`` count the requests.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 1.0, refresh_s: float = 60.0) -> None:
+        self.refresh_s = refresh_s
+        self._loop = asyncio.new_event_loop()
+        self._router = OsrmRouter(url, timeout_s=timeout_s)
+        self._routes: dict[str, CachedRoute] = {}
+        self._failed_t: dict[str, float] = {}
+        self.calls = 0
+        self.failures = 0
+
+    def __call__(self, spec: TripSpec, fix: Fix) -> float | None:
+        route = self._routes.get(spec.trip_id)
+        if route is None:
+            route = self._routes[spec.trip_id] = CachedRoute(
+                spec.dest_lat, spec.dest_lon, refresh_s=self.refresh_s
+            )
+        answer = route.distance_m(fix.lat, fix.lon)
+        failed_t = self._failed_t.get(spec.trip_id)
+        backing_off = failed_t is not None and fix.t - failed_t < route.refresh_s
+        if not backing_off and route.needs_refresh(fix.t, fix.lat, fix.lon):
+            self.calls += 1
+            metres = self._loop.run_until_complete(
+                self._router.route_distance_m(fix.lat, fix.lon, spec.dest_lat, spec.dest_lon)
+            )
+            if metres is None:
+                self.failures += 1
+                self._failed_t[spec.trip_id] = fix.t
+            else:
+                route.store(fix.t, fix.lat, fix.lon, metres)
+                self._failed_t.pop(spec.trip_id, None)
+        return answer
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._router.aclose())
+        self._loop.close()
+
+    def __enter__(self) -> RoutedDistances:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -138,23 +138,66 @@ def token(role: str, sub: str, booking: str | None, ttl: int | None, data_dir: P
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for predictions.csv, events.csv (and metrics.md with ground truth).",
 )
-def eval_arrival(fixes_path: Path, trips_path: Path, out: Path) -> None:
+@click.option(
+    "--osrm-url",
+    default=None,
+    help="Also score the ETA with route distances from this OSRM-compatible server, through "
+    "the hub's routing code (e.g. loadtest/osrm_sim.py serving simulate-traces' roads.json).",
+)
+@click.option(
+    "--osrm-timeout-s",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Per-request deadline, as DOORSTEP_OSRM_TIMEOUT_S.",
+)
+@click.option(
+    "--osrm-refresh-s",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=5),
+    help="Ask again after this long per trip, as DOORSTEP_OSRM_REFRESH_S.",
+)
+def eval_arrival(
+    fixes_path: Path,
+    trips_path: Path,
+    out: Path,
+    osrm_url: str | None,
+    osrm_timeout_s: float,
+    osrm_refresh_s: float,
+) -> None:
     """Replay traces through the ETA estimator and presence detector; score them.
 
     Prints ETA error by horizon, check-in delay and false/missed check-ins beside the
-    straight-line baseline when TRIPS.json has ground truth (arrived_t/departed_t).
+    straight-line baseline when TRIPS.json has ground truth (arrived_t/departed_t). With
+    --osrm-url a second ETA column uses the routing engine's distances; predictions.csv
+    then has an eta_routed_s column.
     """
     from geofence import evaluate
     from realtime import arrival_eval as files
 
+    routes = None
     try:
         trips = files.load_trips(trips_path)
         fixes = files.load_fixes(fixes_path)
         total = sum(len(trip_fixes) for trip_fixes in fixes.values())
+        if osrm_url:
+            routes = files.RoutedDistances(osrm_url, osrm_timeout_s, osrm_refresh_s)
         with click.progressbar(length=total, label="replaying fixes", file=sys.stderr) as bar:
-            result = evaluate.replay(trips, fixes, progress=bar.update)
+            result = evaluate.replay(trips, fixes, progress=bar.update, route_distance=routes)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if routes is not None:
+            routes.close()
+    if routes is not None:
+        click.echo(
+            f"doorstep: {routes.calls} routing requests to {osrm_url}, "
+            f"{routes.failures} failed (default provider used instead)",
+            err=True,
+        )
+        if routes.calls and routes.failures == routes.calls:
+            raise click.ClickException(f"the routing engine at {osrm_url} never answered")
     out.mkdir(parents=True, exist_ok=True)
     order = [trip.trip_id for trip in trips]
     rows = files.write_predictions(out / "predictions.csv", result.predictions, order)
@@ -187,7 +230,7 @@ def simulate_traces(count: int, seed: int, out: Path) -> None:
     with click.progressbar(range(count), label="simulating trips", file=sys.stderr) as indices:
         traces = [generate_trip(index, seed) for index in indices]
     fixes_path, trips_path = write_traces(out, traces)
-    click.echo(f"{fixes_path}\n{trips_path}")
+    click.echo(f"{fixes_path}\n{trips_path}\n{out / 'roads.json'}")
 
 
 # ------------------------------------------------------------------ simulator, replay, demo

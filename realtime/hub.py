@@ -178,6 +178,7 @@ class Hub:
         # Subscribed before the mirrors are read: a change made meanwhile by another hub is
         # applied after the read, never lost between the two.
         self.cluster.start()
+        await self.bus.wait_synced()
         self.bus.on_resync(self.resync)
         await self._load_mirrors()
         await self.safety.start()

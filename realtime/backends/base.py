@@ -77,6 +77,11 @@ class Bus(Protocol):
 
     async def publish(self, channel: str, message: BusMessage) -> None: ...
 
+    async def wait_synced(self, timeout: float = 5.0) -> None:
+        """Return once every subscription made so far is in effect (TimeoutError if not):
+        only then is no message published by another hub missed."""
+        ...
+
     def on_resync(self, callback: Resync) -> None:
         """Call ``callback`` after the bus reconnected: messages may have been missed, so the
         hub re-reads from the store what it mirrors (a single-process bus never calls it)."""

@@ -38,6 +38,10 @@ class MemoryBus:
         for subscriber in list(self._channels.get(channel, {}).values()):
             subscriber(message)
 
+    async def wait_synced(self, timeout: float = 5.0) -> None:
+        """Subscriptions take effect at once in process."""
+        return None
+
     def on_resync(self, callback: Resync) -> None:
         """Nothing to do: an in-process bus never loses a message, so it never resyncs."""
         return None
