@@ -625,7 +625,12 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     hub = hub_of(request)
-    checks = {"hub": hub.ready, "history_writer": hub.history.healthy}
+    checks = {
+        "hub": hub.ready,
+        "history_writer": hub.history.healthy,
+        "store": hub.backend.store_ok,
+        "bus": hub.backend.bus_ok,
+    }
     ok = all(checks.values())
     return JSONResponse(
         {"status": "ready" if ok else "not_ready", "checks": checks},

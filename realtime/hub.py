@@ -36,6 +36,7 @@ from realtime.fanout import Outbox
 from realtime.history import HistoryWriter
 from realtime.ingest import FixLimits, SeqTracker
 from realtime.metrics import Metrics
+from realtime.readiness import BackendHealth
 from realtime.safety import SafetyDesk
 from realtime.settings import Settings
 from realtime.watchdog import Watchdog
@@ -166,6 +167,7 @@ class Hub:
                 Entity.PROFILE: self._refresh_profile,
             },
         )
+        self.backend = BackendHealth(store, bus)
         self.ready = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -185,6 +187,7 @@ class Hub:
         await self.watchdog.load()  # after the bookings: it watches the visits among them
         self.history.start()
         self._fleet_task = asyncio.create_task(self._fleet_loop(), name="doorstep-fleet")
+        self.backend.start()
         self.ready = True
 
     async def _load_mirrors(self) -> None:
@@ -228,6 +231,7 @@ class Hub:
 
     async def stop(self) -> None:
         self.ready = False
+        await self.backend.stop()
         await self.cluster.stop()
         if self._fleet_task is not None:
             self._fleet_task.cancel()
@@ -244,7 +248,7 @@ class Hub:
 
     @property
     def healthy(self) -> bool:
-        return self.ready and self.history.healthy
+        return self.ready and self.history.healthy and self.backend.ok
 
     # ------------------------------------------------------------------ bookings
 

@@ -77,6 +77,11 @@ class Bus(Protocol):
 
     async def publish(self, channel: str, message: BusMessage) -> None: ...
 
+    @property
+    def connected(self) -> bool:
+        """Whether messages reach the other hubs now (always, for a single-process bus)."""
+        ...
+
     async def wait_synced(self, timeout: float = 5.0) -> None:
         """Return once every subscription made so far is in effect (TimeoutError if not):
         only then is no message published by another hub missed."""
@@ -108,6 +113,10 @@ class Store(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached (the readiness probe)."""
+        ...
 
     async def save_booking(self, booking: Booking, events: list[AuditEvent]) -> None:
         """Write the booking and its new audit events atomically."""

@@ -38,6 +38,10 @@ class MemoryBus:
         for subscriber in list(self._channels.get(channel, {}).values()):
             subscriber(message)
 
+    @property
+    def connected(self) -> bool:
+        return True
+
     async def wait_synced(self, timeout: float = 5.0) -> None:
         """Subscriptions take effect at once in process."""
         return None

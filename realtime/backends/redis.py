@@ -459,6 +459,10 @@ class RedisStore:
             await self._redis.aclose()
             self._redis = None
 
+    @_bounded
+    async def ping(self) -> None:
+        await self.redis.ping()
+
     async def _indexed_values(self, index: str, data: str, kind: str) -> list[bytes]:
         return await self._scripts["indexed_values"](keys=[index, data], args=[kind])
 

@@ -132,6 +132,9 @@ class SQLiteStore:
         db.execute("UPDATE work SET claimed_by = NULL, claimed_t = NULL WHERE done = 0")
         self._db = db
 
+    async def ping(self) -> None:
+        await self._run(lambda: self.db.execute("SELECT 1").fetchone())
+
     async def close(self) -> None:
         if self._db is not None:
             await self._run(self._db.close)

@@ -40,7 +40,10 @@ async def test_liveness_and_readiness(hub):
         ready = await http.get("/readyz")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"hub": True, "history_writer": True}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"hub": True, "history_writer": True, "store": True, "bus": True},
+    }
 
 
 async def test_metrics_follow_connections_and_frames(hub):

@@ -1,0 +1,64 @@
+"""Is the backend reachable? A probe for ``/readyz``.
+
+With Redis, a hub whose Redis is away must say so: the load balancer then sends new
+connections to a hub that can serve them, while this one keeps its open sockets (fixes stay
+buffered on the phones, SOS is refused with a retryable error, never acknowledged unstored)
+and catches up once Redis is back. The store is pinged every ``interval_s``; the bus reports
+its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from realtime.backends.base import Bus, Store
+
+log = logging.getLogger("doorstep.readiness")
+
+
+class BackendHealth:
+    def __init__(self, store: Store, bus: Bus, interval_s: float = 1.0, timeout_s: float = 1.0):
+        self.store = store
+        self.bus = bus
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.store_ok = True
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def bus_ok(self) -> bool:
+        return self.bus.connected
+
+    @property
+    def ok(self) -> bool:
+        return self.store_ok and self.bus_ok
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._probe_forever(), name="doorstep-backend-probe")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def probe(self) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.store.ping()
+        except Exception as exc:
+            if self.store_ok:
+                log.warning("store unreachable (%s): reporting not ready", exc)
+            self.store_ok = False
+        else:
+            if not self.store_ok:
+                log.warning("store reachable again")
+            self.store_ok = True
+        return self.ok
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await self.probe()
+            await asyncio.sleep(self.interval_s)
