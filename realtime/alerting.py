@@ -17,8 +17,8 @@ from alerts.incident import AuditEntry
 from alerts.safety_alert import AlertStatus, SafetyAlert, acknowledge
 from realtime import protocol as wire
 from realtime.backends.base import BusMessage
+from realtime.channels import OPS_CHANNEL
 from realtime.cluster import LOCK_TTL_S, Entity
-from realtime.zoning import OPS_CHANNEL
 
 if TYPE_CHECKING:
     from realtime.auth import Principal

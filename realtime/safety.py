@@ -64,10 +64,10 @@ from realtime import protocol as wire
 from realtime.auth import Principal, Role
 from realtime.backends.base import BusMessage, DuplicateReporterKey, WorkItem
 from realtime.booking import Booking
+from realtime.channels import OPS_CHANNEL
 from realtime.cluster import LOCK_TTL_S, Entity
 from realtime.ingest import check_coordinates
 from realtime.protocol import ErrorCode, ProtocolError
-from realtime.zoning import OPS_CHANNEL
 
 if TYPE_CHECKING:
     from realtime.hub import Hub

@@ -15,11 +15,11 @@ from realtime import auth
 from realtime import protocol as wire
 from realtime.alerting import AlertNotFound
 from realtime.auth import AuthError, Principal, Role
+from realtime.channels import OPS_CHANNEL
 from realtime.connection import Connection
 from realtime.hub import FLEET_CHANNEL, Hub, booking_channel, public_booking, technician_channel
 from realtime.protocol import CloseCode
 from realtime.safety import IncidentNotFound, reporter_channel
-from realtime.zoning import OPS_CHANNEL
 
 log = logging.getLogger("doorstep.ws")
 

@@ -29,7 +29,6 @@ ZONES = "zones"
 SERVICE_AREA = "service_area"
 RESTRICTED = "restricted"
 IN_VISIT = frozenset({BookingStatus.ARRIVED, BookingStatus.IN_SERVICE})
-OPS_CHANNEL = "ops"
 
 
 class Zoning:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from realtime.backends.base import Bus, Store
 from realtime.backends.roster import Roster
+from realtime.channels import DURABLE_CHANNELS
 from realtime.settings import Settings
 
 
@@ -18,7 +19,8 @@ def create_backends(settings: Settings) -> tuple[Store, Bus]:
             settings.redis_prefix,
             history_retention_s=settings.redis_history_retention_s,
         )
-        return store, RedisBus(settings.redis_url, settings.redis_prefix)
+        bus = RedisBus(settings.redis_url, settings.redis_prefix, durable_channels=DURABLE_CHANNELS)
+        return store, bus
     from realtime.backends.memory import MemoryBus
     from realtime.backends.sqlite import SQLiteStore
 

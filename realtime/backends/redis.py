@@ -35,6 +35,9 @@ Key layout (``p`` is ``DOORSTEP_REDIS_PREFIX``, ``doorstep`` by default)::
     {p:tech:<id>}:head            HASH   seq = highest seq, last = newest fix by (t, seq)
 
     pub/sub channel  <p>:bus:<channel>   msgpack [origin, BusMessage]
+    {p}:durable:<channel>         STREAM a durable channel's messages (field m = the same
+                                         msgpack), capped at ~10,000 entries; every hub reads
+                                         it from where it left off
 
 Why these hash tags: Redis Cluster only runs a MULTI/EXEC or a script when all its keys are in
 one slot, and the slot is computed from the part of the key inside the first ``{...}``. Every
@@ -74,7 +77,7 @@ import re
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
@@ -193,6 +196,9 @@ class Keys:
 
     def work_seen(self, queue: str, dedupe_key: str) -> str:
         return f"{self._core}:work-seen:{queue}:{dedupe_key}"
+
+    def durable(self, channel: str) -> str:
+        return f"{self._core}:durable:{channel}"
 
     def technician(self, technician_id: str) -> list[str]:
         """fixes, seqs, times, head: the order the history scripts take them in."""
@@ -773,6 +779,12 @@ class RedisBus:
     both reconnect with exponential backoff and the reader resubscribes to every channel that
     still has local subscribers. Delivery between hubs is at most once, like pub/sub itself:
     what must not be lost belongs in the store (streams), not on the bus.
+
+    Except on the ``durable_channels`` (the operators' channel: incidents and alerts): their
+    messages go into a stream per channel instead of pub/sub, publishes that fail are
+    retried rather than dropped, and each hub reads the stream from the last entry it saw,
+    so a hub whose connection to Redis blinks still hands every incident to its consoles
+    (at least once: a retried send may repeat one, and consoles key them by id).
     """
 
     # Publishes waiting for Redis. Bounded because a Redis outage must not grow the hub's
@@ -787,10 +799,20 @@ class RedisBus:
     # reconnected) after three times as long without hearing anything: a silently dropped TCP
     # connection would otherwise leave the hub deaf until the kernel gives up, minutes later.
     PING_INTERVAL_S = 5.0
+    # Durable channel streams keep about this many entries (XADD MAXLEN ~): minutes of
+    # operator traffic, far more than a reconnect takes.
+    DURABLE_MAXLEN = 10_000
+    # A hub starts reading a durable channel this far back from when it subscribed (Redis's
+    # clock and the hub's may differ a little; an entry seen twice is harmless).
+    DURABLE_LOOKBACK_S = 2.0
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, durable_channels: Iterable[str] = ()) -> None:
         self.url = url
         self.keys = Keys(prefix)
+        self.durable_channels = frozenset(durable_channels)
+        self._durable_pending: deque[tuple[str, bytes]] = deque(maxlen=self.MAX_PENDING)
+        self._read_from: dict[str, str] = {}  # durable stream key -> last entry id seen
+        self._durable_changed = asyncio.Event()
         self.origin = uuid.uuid4().hex
         # Shown by CLIENT LIST: which hub's bus a connection belongs to.
         self.client_name = f"{prefix}-bus-{self.origin[:12]}"
@@ -832,6 +854,7 @@ class RedisBus:
         self._tasks = [
             asyncio.create_task(self._read_forever(), name="doorstep-redis-bus-reader"),
             asyncio.create_task(self._write_forever(), name="doorstep-redis-bus-writer"),
+            asyncio.create_task(self._read_durable_forever(), name="doorstep-redis-durable"),
         ]
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S * 2):
@@ -847,7 +870,7 @@ class RedisBus:
                 async with asyncio.timeout(1.0):
                     await self._drained()
         self._closing = True
-        for event in (self._changed, self._pending_event, self._connected):
+        for event in (self._changed, self._pending_event, self._connected, self._durable_changed):
             event.set()  # wake every loop so it sees _closing
         for task in self._tasks:
             task.cancel()
@@ -865,7 +888,7 @@ class RedisBus:
             self._redis = None
 
     async def _drained(self) -> None:
-        while self._pending or self._sending:
+        while self._pending or self._durable_pending or self._sending:
             await asyncio.sleep(0.01)
 
     def subscribe(self, channel: str, subscriber: Subscriber) -> Unsubscribe:
@@ -874,6 +897,12 @@ class RedisBus:
         subscribers = self._channels[channel]
         subscribers[token] = subscriber
         if len(subscribers) == 1:
+            if channel in self.durable_channels:
+                # Read from (a little before) now: what the subscriber's snapshot could not
+                # have contained yet.
+                since_ms = int((time.time() - self.DURABLE_LOOKBACK_S) * 1000)
+                self._read_from[self.keys.durable(channel)] = f"{since_ms}-0"
+                self._durable_changed.set()
             self._wanted_changed()
 
         def unsubscribe() -> None:
@@ -882,6 +911,7 @@ class RedisBus:
                 subscribers.pop(token, None)
                 if not subscribers:
                     del self._channels[channel]
+                    self._read_from.pop(self.keys.durable(channel), None)
                     self._wanted_changed()
 
         return unsubscribe
@@ -894,7 +924,12 @@ class RedisBus:
         if len(self._pending) == self.MAX_PENDING:
             self.dropped += 1  # the deque drops its oldest on append
         data = msgspec.msgpack.encode(_Envelope(self.origin, message))
-        self._pending.append((self.keys.channel(channel), data))
+        if channel in self.durable_channels:
+            if len(self._durable_pending) == self.MAX_PENDING:
+                self.dropped += 1
+            self._durable_pending.append((self.keys.durable(channel), data))
+        else:
+            self._pending.append((self.keys.channel(channel), data))
         self._pending_event.set()
 
     def on_resync(self, callback: Resync) -> None:
@@ -1007,6 +1042,36 @@ class RedisBus:
                 self._confirmed.discard(response["channel"].decode())
                 self._check_synced()
 
+    async def _read_durable_forever(self) -> None:
+        """Read the durable channels this hub has subscribers for, from where it left off."""
+        backoff = self.BACKOFF_MIN_S
+        while not self._closing:
+            streams = dict(self._read_from)
+            if not streams:
+                self._durable_changed.clear()
+                await self._durable_changed.wait()
+                continue
+            assert self._redis is not None
+            try:
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    reply = await self._redis.xread(streams, count=500, block=1000)
+                backoff = self.BACKOFF_MIN_S
+            except asyncio.CancelledError:
+                raise
+            except (*_CONNECTION_ERRORS, TimeoutError) as exc:
+                log.warning("reading durable channels failed (%s); retrying", exc)
+                await asyncio.sleep(backoff * (0.5 + _jitter()))
+                backoff = min(backoff * 2, self.BACKOFF_MAX_S)
+                continue
+            prefix_length = len(self.keys.durable(""))
+            for key, entries in reply or []:
+                key = key.decode()
+                if key not in self._read_from:
+                    continue  # unsubscribed meanwhile
+                for entry_id, fields in entries:
+                    self._read_from[key] = entry_id.decode()
+                    self._dispatch(key[prefix_length:], fields[b"m"])
+
     def _dispatch(self, channel: str, data: bytes) -> None:
         try:
             envelope = _envelope_decoder.decode(data)
@@ -1061,27 +1126,38 @@ class RedisBus:
             await self._pending_event.wait()
             self._pending_event.clear()
             await self._connected.wait()
-            if self._closing or not self._pending:
+            if self._closing or not (self._pending or self._durable_pending):
                 continue
-            # Take the whole queue before awaiting: publishes made during the send go into
+            # Take the whole queues before awaiting: publishes made during the send go into
             # the next batch, in order.
             batch = list(self._pending)
             self._pending.clear()
+            durable = list(self._durable_pending)
+            self._durable_pending.clear()
             assert self._redis is not None
             self._sending = True
             try:
                 async with asyncio.timeout(COMMAND_TIMEOUT_S), self._redis.pipeline() as pipe:
                     for channel, data in batch:
                         pipe.publish(channel, data)
+                    for key, data in durable:
+                        pipe.xadd(key, {"m": data}, maxlen=self.DURABLE_MAXLEN, approximate=True)
                     await pipe.execute()
                 backoff = self.BACKOFF_MIN_S
-            except _CONNECTION_ERRORS as exc:
-                # At most once: the batch may be partly sent already, so it is not resent.
+            except (*_CONNECTION_ERRORS, TimeoutError) as exc:
+                # Live messages at most once: the batch may be partly sent, it is not resent.
+                # Durable ones are resent (at least once), ahead of newer ones.
                 self.dropped += len(batch)
-                log.warning("Redis publish of %d messages failed (%s)", len(batch), exc)
+                self._durable_pending.extendleft(reversed(durable))
+                log.warning(
+                    "Redis publish of %d messages failed (%s); %d durable ones kept for retry",
+                    len(batch) + len(durable),
+                    exc,
+                    len(durable),
+                )
                 await asyncio.sleep(backoff * (0.5 + _jitter()))
                 backoff = min(backoff * 2, self.BACKOFF_MAX_S)
-                if self._pending:
+                if self._pending or self._durable_pending:
                     self._pending_event.set()
             finally:
                 self._sending = False

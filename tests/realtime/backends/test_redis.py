@@ -172,6 +172,67 @@ async def test_bus_reconnects_and_resubscribes_after_its_connections_are_killed(
     await wait_for(lambda: [m.text for m in received] == ["after"])
 
 
+async def kill_connections_of(bus: RedisBus) -> int:
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        clients = await admin.client_list()
+        killed = [c["id"] for c in clients if c.get("name") == bus.client_name]
+        for client_id in killed:
+            await admin.client_kill_filter(_id=client_id)
+    finally:
+        await admin.aclose()
+    return len(killed)
+
+
+async def test_a_durable_channel_loses_nothing_while_a_hub_reconnects(redis_prefix: str) -> None:
+    """Operators' messages (incidents) travel in a stream each hub reads from where it left
+    off: published while the other hub's connections are down, they still arrive, once."""
+    hub_a = RedisBus(REDIS_URL, redis_prefix, durable_channels={"ops"})
+    hub_b = RedisBus(REDIS_URL, redis_prefix, durable_channels={"ops"})
+    await hub_a.connect()
+    await hub_b.connect()
+    try:
+        ops, ops_cb = collector()
+        live, live_cb = collector()
+        hub_b.subscribe("ops", ops_cb)
+        hub_b.subscribe("booking:b1", live_cb)
+        await hub_b.wait_synced()
+        await hub_a.publish("ops", BusMessage(kind="incident", text="before", urgent=True))
+        await wait_for(lambda: [m.text for m in ops] == ["before"])
+
+        assert await kill_connections_of(hub_b) > 0
+        # Published at once, while hub B is still reconnecting.
+        for index in range(5):
+            await hub_a.publish("ops", BusMessage(kind="incident", text=f"during-{index}"))
+            await hub_a.publish("booking:b1", BusMessage(kind="position", text=f"p{index}"))
+        await wait_for(lambda: len(ops) == 6, timeout=5)
+        assert [m.text for m in ops] == ["before"] + [f"during-{i}" for i in range(5)]
+        await asyncio.sleep(0.3)
+        assert len(ops) == 6  # and nothing twice
+        # The same moment on a pub/sub channel: whatever arrived, arrived at most once.
+        assert len(live) == len({m.text for m in live}) <= 5
+    finally:
+        await hub_a.disconnect()
+        await hub_b.disconnect()
+
+
+async def test_a_durable_channel_is_read_only_while_subscribed(redis_prefix: str) -> None:
+    hub_a = RedisBus(REDIS_URL, redis_prefix, durable_channels={"ops"})
+    hub_b = RedisBus(REDIS_URL, redis_prefix, durable_channels={"ops"})
+    await hub_a.connect()
+    await hub_b.connect()
+    try:
+        await hub_a.publish("ops", BusMessage(kind="incident", text="old"))
+        await asyncio.sleep(2.5)  # older than the look-back of a new subscription
+        ops, ops_cb = collector()
+        hub_b.subscribe("ops", ops_cb)
+        await hub_a.publish("ops", BusMessage(kind="incident", text="new"))
+        await wait_for(lambda: [m.text for m in ops] == ["new"])
+    finally:
+        await hub_a.disconnect()
+        await hub_b.disconnect()
+
+
 async def test_unsent_publishes_are_bounded_and_local_delivery_goes_on() -> None:
     class SmallBus(RedisBus):
         MAX_PENDING = 3
