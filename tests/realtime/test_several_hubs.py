@@ -196,3 +196,37 @@ async def test_kill_9_of_a_hub_loses_nothing(cluster, receiver: Receiver):
     delivered = [d for d in incident["deliveries"] if d["step"] == "supervisor"]
     assert len(delivered) == 1 and delivered[0]["ok"]
     await balancer.close()
+
+
+async def test_dispatch_on_hub_b_ranks_technicians_connected_to_hub_a(cluster):
+    """Hub B finds hub A's technicians through the shared roster (Redis GEO search), and
+    knows who is busy from bookings made on A."""
+    hub_a, hub_b = await cluster("hub-a"), await cluster("hub-b")
+    async with hub_a.client() as http:
+        for tid in ("near", "far", "busy"):
+            response = await http.put(f"/v1/technicians/{tid}", json={"skills": ["plumbing"]})
+            assert response.status_code == 200
+    await create_booking(hub_a, id="other-job", technician_id="busy")
+    sockets = []
+    for tid, north in (("near", 0.01), ("far", 0.05), ("busy", 0.005)):
+        tech = await ws(hub_a, "/v1/ws/technician", await hub_a.token("technician", tid))
+        await receive_until(tech, "ack")
+        await tech.send(location(1, HOME["lat"] + north, HOME["lon"]))
+        await receive_until(tech, "ack")
+        sockets.append(tech)
+    await asyncio.sleep(0.6)  # hub A writes the roster every fleet interval (0.2 s)
+    await create_booking(hub_b, id="job", skills=["plumbing"])
+    async with hub_b.client() as http:
+        dry = await http.post("/v1/bookings/job/dispatch?dry_run=1", json={})
+        assert dry.status_code == 200, dry.text
+        assert [r["technician_id"] for r in dry.json()["ranking"]] == ["near", "far"]
+        done = await http.post("/v1/bookings/job/dispatch", json={})
+        assert done.json()["booking"]["technician_id"] == "near"
+        # Operators on hub B see hub A's technicians online.
+        technician = (await http.get("/v1/technicians/far")).json()
+        assert technician["online"] is True and technician["position"]["seq"] == 1
+    operator = await ws(hub_b, "/v1/ws/ops", await hub_b.token("operator", "op-b"))
+    snapshot = await receive_until(operator, "snapshot")
+    assert {entry["technician_id"] for entry in snapshot["fleet"]} == {"near", "far", "busy"}
+    for client in [*sockets, operator]:
+        await client.close()
