@@ -53,7 +53,7 @@ def main() -> None:
 )
 @click.option("--log-level", default="info", show_default=True, help="uvicorn log level.")
 def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: str) -> None:
-    """Run the hub (HTTP + WebSocket) on the embedded backend."""
+    """Run the hub (HTTP + WebSocket) on the backend DOORSTEP_BACKEND selects (embedded)."""
     import uvicorn
 
     from realtime.app import create_app

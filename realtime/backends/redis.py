@@ -813,6 +813,7 @@ class RedisBus:
         self._durable_pending: deque[tuple[str, bytes]] = deque(maxlen=self.MAX_PENDING)
         self._read_from: dict[str, str] = {}  # durable stream key -> last entry id seen
         self._durable_changed = asyncio.Event()
+        self._connected_at = 0.0
         self.origin = uuid.uuid4().hex
         # Shown by CLIENT LIST: which hub's bus a connection belongs to.
         self.client_name = f"{prefix}-bus-{self.origin[:12]}"
@@ -843,6 +844,7 @@ class RedisBus:
 
     async def connect(self) -> None:
         self._closing = False
+        self._connected_at = time.time()
         client = _client(self.url, client_name=self.client_name)
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_S):
@@ -898,9 +900,12 @@ class RedisBus:
         subscribers[token] = subscriber
         if len(subscribers) == 1:
             if channel in self.durable_channels:
-                # Read from (a little before) now: what the subscriber's snapshot could not
-                # have contained yet.
-                since_ms = int((time.time() - self.DURABLE_LOOKBACK_S) * 1000)
+                # Read from a little before now (what the subscriber's snapshot may not have
+                # contained yet: another hub's change whose notice is still on its way), but
+                # not from before this bus connected: the hub's mirrors were read from the
+                # store after that.
+                since = max(time.time() - self.DURABLE_LOOKBACK_S, self._connected_at)
+                since_ms = int(since * 1000)
                 self._read_from[self.keys.durable(channel)] = f"{since_ms}-0"
                 self._durable_changed.set()
             self._wanted_changed()
