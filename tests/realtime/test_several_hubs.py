@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from clients import Backoff, TechnicianClient
 from realtime.backends.redis import delete_all
-from tests.conftest import TEST_REDIS_URL, receive_until
+from tests.conftest import TEST_REDIS_URL, local_server, receive_until
 from tests.hub_process import HubProcess, LoadBalancer
 from tests.realtime.conftest import Receiver
 
@@ -230,3 +230,72 @@ async def test_dispatch_on_hub_b_ranks_technicians_connected_to_hub_a(cluster):
     assert {entry["technician_id"] for entry in snapshot["fleet"]} == {"near", "far", "busy"}
     for client in [*sockets, operator]:
         await client.close()
+
+
+class HangingWebhook:
+    """A supervisor endpoint whose first request never gets an answer: the hub that sent it
+    is stuck mid-delivery when it is killed."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.requests.append({"headers": headers, "body": json.loads(body)})
+        if len(self.requests) == 1:
+            await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def wait_for(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            assert time.monotonic() < deadline, f"{len(self.requests)} of {count} requests"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_step_left_half_done_by_a_killed_hub_is_reclaimed_and_finished(cluster):
+    """Hub A takes the supervisor step, sends the webhook and dies before the answer: the
+    step's work entry stays pending, hub B reclaims it (XAUTOCLAIM) and delivers it, with
+    the same idempotency key so the receiver can tell it is the same notification."""
+    webhook = HangingWebhook()
+    async with local_server(webhook) as port:
+        settings = {
+            "escalation_t1_s": 1,
+            "escalation_t2_s": 300,
+            "supervisor_webhook_url": f"http://127.0.0.1:{port}/supervisor",
+            "work_reclaim_idle_s": 2,
+        }
+        hub_a = await cluster("hub-a", **settings)
+        tech = await ws(hub_a, "/v1/ws/technician", await hub_a.token("technician", "tech-h"))
+        await receive_until(tech, "ack")
+        await tech.send(json.dumps({"type": "sos", "id": "sos-h", "t": time.time()}))
+        incident_id = (await receive_until(tech, "sos_ack"))["incident"]
+        await webhook.wait_for(1, timeout=10)  # A is stuck delivering it
+        hub_b = await cluster("hub-b", **settings)
+        hub_a.kill()
+        await webhook.wait_for(2, timeout=20)
+        webhook.release.set()
+        first, second = webhook.requests
+        assert first["headers"]["idempotency-key"] == second["headers"]["idempotency-key"]
+        assert first["body"]["delivery_id"] == f"{incident_id}:supervisor"
+        async with hub_b.client(await hub_b.token("operator", "auditor")) as http:
+            deadline = time.monotonic() + 10
+            while True:
+                incident = (await http.get(f"/v1/incidents/{incident_id}")).json()
+                delivered = [d for d in incident["deliveries"] if d["step"] == "supervisor"]
+                if delivered or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        assert [d["ok"] for d in delivered] == [True]  # recorded once, by B
+        escalated = [e for e in incident["audit"] if e["action"] == "escalate"]
+        assert len(escalated) == 2 and all("[hub hub-a]" in e["note"] for e in escalated)
+        await asyncio.sleep(1.0)
+        assert len(webhook.requests) == 2
