@@ -3,8 +3,8 @@
 Every refused frame gets an ``error`` frame with a stable code (docs/protocol.md, "Error
 codes"); the connection stays open (the test proves it by getting a valid fix acked
 afterwards); only the hard frame cap (1009) and a flood (1008) close it. Nothing malformed
-reaches storage: each test reads the SQLite database itself, after the ack, which the hub
-sends only once the write is durable.
+reaches storage: each test reads the hub's store back through the Store API (so on either
+backend), after the ack, which the hub sends only once the write is durable.
 
 Most cases share one hub per module, each with its own technician (or booking), because a
 hub start costs more than a case; tests that need other limits start their own.
@@ -13,21 +13,23 @@ hub start costs more than a case; tests that need other limits start their own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import re
-import sqlite3
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import pytest_asyncio
 from websockets.exceptions import ConnectionClosed
 
 from realtime.auth import Role, mint
+from realtime.backends.base import StoredFix
 from tests.conftest import SECRET, RunningHub, make_settings, receive_json, receive_until
 
 MAX_SEQ = 2**53 - 1
@@ -208,6 +210,7 @@ async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runn
     """One hub for the cases that need only the default limits."""
     running = RunningHub(make_settings(tmp_path_factory.mktemp("bad-input")))
     await running.start()
+    record_writes(running)
     yield running
     await running.stop()
 
@@ -228,6 +231,9 @@ def case_name(request: pytest.FixtureRequest) -> str:
 
 
 def token(role: Role, sub: str, booking: str | None = None) -> str:
+    SUBJECTS.add(sub)
+    if booking:
+        BOOKINGS.add(booking)
     return mint(SECRET, role=role, sub=sub, booking=booking, now=time.time(), ttl_s=600)[0]
 
 
@@ -258,31 +264,104 @@ async def expect_ack(ws: Any, seq: int) -> None:
             return
 
 
-def rows(hub: RunningHub, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(hub.settings.database_path)) as db:
-        return db.execute(sql, params).fetchall()
+@dataclass
+class Written:
+    """The ids a hub's store was asked to write under, whatever it then kept."""
+
+    technicians: set[str] = field(default_factory=set)
+    bookings: set[str] = field(default_factory=set)
+    incidents: set[str] = field(default_factory=set)
+    alerts: set[str] = field(default_factory=set)
 
 
-def stored(hub: RunningHub, technician_id: str) -> list[tuple[Any, ...]]:
+# Per hub (by data dir): the shared hub's store records its writes, so that the checks below
+# can read back everything it stored through the Store API, on any backend.
+WRITTEN: dict[Path, Written] = {}
+# Every technician (or other subject) and booking the tests here name, on any hub.
+SUBJECTS: set[str] = set()
+BOOKINGS: set[str] = set()
+
+
+def record_writes(running: RunningHub) -> None:
+    """Wrap the hub's store writers to note what each write is about (before writing it)."""
+    store = running.hub.store
+    written = WRITTEN.setdefault(running.settings.data_dir, Written())
+    append_fixes, save_booking = store.append_fixes, store.save_booking
+    save_incident, save_alert = store.save_incident, store.save_alert
+
+    async def recording_append_fixes(fixes: list[StoredFix]) -> None:
+        written.technicians.update(f.technician_id for f in fixes)
+        await append_fixes(fixes)
+
+    async def recording_save_booking(booking: Any, events: list[Any]) -> None:
+        written.bookings.add(booking.id)
+        await save_booking(booking, events)
+
+    async def recording_save_incident(incident: Any, reporter_key: str, audit: list[Any]) -> None:
+        written.incidents.add(incident.id)
+        await save_incident(incident, reporter_key, audit)
+
+    async def recording_save_alert(alert: Any, audit: list[Any]) -> None:
+        written.alerts.add(alert.id)
+        await save_alert(alert, audit)
+
+    store.append_fixes = recording_append_fixes
+    store.save_booking = recording_save_booking
+    store.save_incident = recording_save_incident
+    store.save_alert = recording_save_alert
+
+
+def written(hub: RunningHub) -> Written:
+    return WRITTEN.get(hub.settings.data_dir, Written())
+
+
+async def create_booking(hub: RunningHub, **body: Any) -> dict[str, Any]:
+    BOOKINGS.add(body["id"])
+    if body.get("technician_id"):
+        SUBJECTS.add(body["technician_id"])
+    return await hub.create_booking(**body)
+
+
+async def stored_fixes(hub: RunningHub, technician_id: str) -> list[StoredFix]:
+    """All the technician's stored fixes, by seq, read through the Store API."""
+    store = hub.hub.store
+    fixes = await store.track(technician_id, -math.inf, math.inf, -1)
+    # Nothing stored outside the time range (a NaN t, say) is hiding from `track`: the
+    # store's own newest fix and highest seq are among the fixes it returned.
+    newest = max(fixes, key=lambda f: (f.t, f.seq), default=None)
+    assert await store.last_fix(technician_id) == newest, technician_id
+    assert await store.highest_seq(technician_id) == max((f.seq for f in fixes), default=-1)
+    assert all(f.technician_id == technician_id for f in fixes), fixes
+    return sorted(fixes, key=lambda f: f.seq)
+
+
+async def stored(hub: RunningHub, technician_id: str) -> list[tuple[Any, ...]]:
     """(seq, lat, lon, acc, speed, heading) of the technician's stored fixes, by seq."""
-    return rows(
-        hub,
-        "SELECT seq, lat, lon, acc, speed, heading FROM locations"
-        " WHERE technician_id = ? ORDER BY seq",
-        technician_id,
-    )
+    return [
+        (f.seq, f.lat, f.lon, f.acc, f.speed, f.heading)
+        for f in await stored_fixes(hub, technician_id)
+    ]
 
 
 def as_row(body: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(body.get(k) for k in ("seq", "lat", "lon", "acc", "speed", "heading"))
 
 
-def assert_storage_holds_only_valid_fixes(hub: RunningHub) -> None:
+async def all_stored_fixes(hub: RunningHub) -> list[StoredFix]:
+    """Every fix of every technician named here or written to this hub's store."""
+    fixes: list[StoredFix] = []
+    for technician_id in sorted(SUBJECTS | written(hub).technicians):
+        fixes += await stored_fixes(hub, technician_id)
+    return fixes
+
+
+async def assert_storage_holds_only_valid_fixes(hub: RunningHub) -> None:
     """Whatever was refused anywhere, every stored fix is in range and in time."""
     now = time.time()
-    for seq, t, lat, lon, acc, speed, heading, received_t in rows(
-        hub, "SELECT seq, t, lat, lon, acc, speed, heading, received_t FROM locations"
-    ):
+    fixes = await all_stored_fixes(hub)
+    assert fixes, "no stored fix to check: the technicians are not tracked"
+    for f in fixes:
+        seq, t, lat, lon, acc, speed, heading, received_t = msgspec.structs.astuple(f)[1:]
         assert type(seq) is int and 0 <= seq <= MAX_SEQ
         assert math.isfinite(t) and received_t - 12 * 3600 <= t <= received_t + 120
         assert received_t <= now
@@ -291,6 +370,28 @@ def assert_storage_holds_only_valid_fixes(hub: RunningHub) -> None:
         assert acc is None or 0 <= acc <= 50_000
         assert speed is None or 0 <= speed <= 150
         assert heading is None or 0 <= heading <= 360
+
+
+async def durable_records(hub: RunningHub) -> dict[str, dict[str, Any]]:
+    """Every booking, incident and alert this hub stored (named here, written to its store,
+    or still open), each with its audit trail: what a refused request must leave as it was."""
+    store = hub.hub.store
+    done = written(hub)
+    bookings = BOOKINGS | done.bookings | {b.id for b in await store.active_bookings()}
+    incidents = done.incidents | {i.id for i in await store.open_incidents()}
+    alerts = done.alerts | {a.id for a in await store.open_alerts()}
+    return {
+        "bookings": {
+            i: (await store.get_booking(i), await store.booking_events(i)) for i in sorted(bookings)
+        },
+        "incidents": {
+            i: (await store.get_incident(i), await store.incident_audit(i))
+            for i in sorted(incidents)
+        },
+        "alerts": {
+            i: (await store.get_alert(i), await store.alert_audit(i)) for i in sorted(alerts)
+        },
+    }
 
 
 # ------------------------------------------------------------------ technician socket
@@ -311,8 +412,8 @@ async def test_bad_frame_gets_an_error_and_the_connection_stays(shub, request, f
     good = fix(1)
     await send(ws, good)
     await expect_ack(ws, 1)
-    assert stored(shub, technician_id) == [as_row(good)]
-    assert_storage_holds_only_valid_fixes(shub)
+    assert await stored(shub, technician_id) == [as_row(good)]
+    await assert_storage_holds_only_valid_fixes(shub)
 
 
 @module_loop
@@ -352,7 +453,7 @@ async def test_seq_going_backwards_is_stale(shub):
     six = fix(6)
     await send(ws, six)
     await expect_ack(ws, 6)
-    assert stored(shub, "tech-backwards") == [as_row(five), as_row(six)]
+    assert await stored(shub, "tech-backwards") == [as_row(five), as_row(six)]
 
 
 @module_loop
@@ -372,7 +473,7 @@ async def test_resending_a_stored_seq_is_stale_and_does_not_overwrite(shub):
     await expect_error(ws, "stale_seq")
     await send(ws, fix(2))
     await expect_ack(ws, 2)
-    assert stored(shub, "tech-resend") == [as_row(original), as_row(fix(2))]
+    assert await stored(shub, "tech-resend") == [as_row(original), as_row(fix(2))]
 
 
 @module_loop
@@ -385,7 +486,7 @@ async def test_a_batch_with_a_bad_point_stores_nothing_then_the_fixed_batch_stor
 
     await send(ws, batch({"seq": 1}, {"seq": 2}, {"seq": 3}))
     await expect_ack(ws, 3)
-    assert [row[0] for row in stored(shub, "tech-batch-bad")] == [1, 2, 3]
+    assert [row[0] for row in await stored(shub, "tech-batch-bad")] == [1, 2, 3]
 
 
 @module_loop
@@ -405,7 +506,7 @@ async def test_a_batch_overlapping_stored_seqs_stores_only_the_new_points(shub):
         ),
     )
     await expect_ack(ws, 5)
-    assert [(seq, lat) for seq, lat, *_ in stored(shub, "tech-overlap")] == [
+    assert [(seq, lat) for seq, lat, *_ in await stored(shub, "tech-overlap")] == [
         (1, 10.0),
         (2, 20.0),
         (3, 30.0),
@@ -418,7 +519,7 @@ async def test_a_batch_overlapping_stored_seqs_stores_only_the_new_points(shub):
     await expect_ack(ws, 5)
     await send(ws, fix(6))
     await expect_ack(ws, 6)
-    assert [row[0] for row in stored(shub, "tech-overlap")] == [1, 2, 3, 4, 5, 6]
+    assert [row[0] for row in await stored(shub, "tech-overlap")] == [1, 2, 3, 4, 5, 6]
 
 
 async def test_batch_over_the_limit_is_refused_whole(hub_factory):
@@ -430,7 +531,7 @@ async def test_batch_over_the_limit_is_refused_whole(hub_factory):
 
     await send(ws, batch(*({"seq": s} for s in range(1, 6))))
     await expect_ack(ws, 5)
-    assert [row[0] for row in stored(hub, "tech-1")] == [1, 2, 3, 4, 5]
+    assert [row[0] for row in await stored(hub, "tech-1")] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize(
@@ -449,7 +550,7 @@ async def test_frame_over_the_size_limit_is_refused_and_the_connection_stays(hub
     small = fix(1, note="x" * 1000)
     await send(ws, small)
     await expect_ack(ws, 1)
-    assert stored(hub, "tech-1") == [as_row(small)]
+    assert await stored(hub, "tech-1") == [as_row(small)]
 
 
 async def test_frame_over_the_hard_cap_closes_the_transport_with_1009(hub_factory):
@@ -460,7 +561,7 @@ async def test_frame_over_the_hard_cap_closes_the_transport_with_1009(hub_factor
         while True:
             await receive_json(ws)
     assert caught.value.rcvd is not None and caught.value.rcvd.code == 1009
-    assert stored(hub, "tech-1") == []
+    assert await stored(hub, "tech-1") == []
 
     # The hub itself is fine: the technician reconnects and streams.
     ws = await technician(hub, "tech-1")
@@ -487,7 +588,7 @@ WATCHER_FRAMES = [
 async def test_customer_socket_refuses_input_and_keeps_watching(shub, request, frame, code):
     name = case_name(request)
     booking_id, technician_id = f"b-{name}", f"tech-watched-{name}"
-    await shub.create_booking(id=booking_id, customer_id="cust-1", technician_id=technician_id)
+    await create_booking(shub, id=booking_id, customer_id="cust-1", technician_id=technician_id)
     customer = await shub.connect(
         f"/v1/ws/bookings/{booking_id}", token(Role.CUSTOMER, "cust-1", booking_id)
     )
@@ -501,8 +602,8 @@ async def test_customer_socket_refuses_input_and_keeps_watching(shub, request, f
     await send(ws, fix(1))
     assert (await receive_until(customer, "position"))["seq"] == 1
     await expect_ack(ws, 1)
-    assert [row[0] for row in stored(shub, technician_id)] == [1]
-    assert rows(shub, "SELECT count(*) FROM locations WHERE lat = 11.111") == [(0,)]
+    assert [row[0] for row in await stored(shub, technician_id)] == [1]
+    assert not [f for f in await all_stored_fixes(shub) if f.lat == 11.111]
 
 
 @module_loop
@@ -524,7 +625,7 @@ async def test_operator_socket_refuses_input_and_keeps_watching(shub, request, f
         entries = {e["technician_id"]: e for e in fleet["positions"]}
         if technician_id in entries and entries[technician_id].get("lat") is not None:
             break
-    assert rows(shub, "SELECT count(*) FROM locations WHERE lat = 11.111") == [(0,)]
+    assert not [f for f in await all_stored_fixes(shub) if f.lat == 11.111]
 
 
 # ------------------------------------------------------------------ rate limit and flood
@@ -553,7 +654,7 @@ async def test_over_the_rate_some_frames_are_refused_and_the_connection_stays(hu
             break
 
     assert refused >= 1
-    kept = stored(hub, "tech-1")
+    kept = await stored(hub, "tech-1")
     # Dropped frames are dropped, not stored: 10 sent, `refused` refused, plus the last.
     assert len(kept) == 10 - refused + 1
     assert kept[-1] == as_row(last)
@@ -686,7 +787,7 @@ def booking_body(**changes: Any) -> bytes:
     ],
 )
 async def test_bad_booking_body_is_refused_and_nothing_is_stored(shub, body, status, code):
-    before = rows(shub, "SELECT (SELECT count(*) FROM bookings), (SELECT count(*) FROM audit)")
+    before = await durable_records(shub)
     async with shub.client() as http:
         response = await http.post(
             "/v1/bookings", content=body, headers={"Content-Type": "application/json"}
@@ -694,7 +795,7 @@ async def test_bad_booking_body_is_refused_and_nothing_is_stored(shub, body, sta
     assert response.status_code == status, response.text
     answer = response.json()
     assert answer["code"] == code and answer["message"], answer
-    after = rows(shub, "SELECT (SELECT count(*) FROM bookings), (SELECT count(*) FROM audit)")
+    after = await durable_records(shub)
     assert after == before
 
 
@@ -714,7 +815,7 @@ async def test_illegal_transition_is_refused_naming_state_and_event(
     shub, path, setup, event, state, status, code
 ):
     booking_id = f"b-illegal-{path}-{'-'.join(setup) or 'new'}"
-    await shub.create_booking(id=booking_id)
+    await create_booking(shub, id=booking_id)
     async with shub.client() as http:
         for step in setup:
             body = {"technician_id": "tech-9"} if step == "assign" else {}
@@ -747,7 +848,7 @@ async def test_illegal_transition_is_refused_naming_state_and_event(
 )
 async def test_bad_transition_request_changes_nothing(shub, request, path, body, status, code):
     booking_id = "b-bad-transition-" + case_name(request)
-    await shub.create_booking(id=booking_id)
+    await create_booking(shub, id=booking_id)
     async with shub.client() as http:
         response = await http.post(path.format(id=booking_id), json=body)
         assert response.status_code == status, response.text
