@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test test-redis lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The whole hub suite again with every hub on the Redis backend (needs Redis on 127.0.0.1:6379;
+# each test uses its own key prefix, deleted at the end). `make test` already runs the Redis
+# contract, multi-process and outage tests.
+test-redis: $(STAMP)
+	DOORSTEP_TEST_BACKEND=redis $(BIN)/pytest tests/realtime tests/clients
 
 bench: $(STAMP)
 	$(BIN)/python -m loadtest.codec_bench
