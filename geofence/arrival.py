@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from geofence.eta import Eta, EtaConfig, EtaEstimator, RouteProvider
+from geofence.eta import Eta, EtaConfig, EtaEstimator, RouteProvider, TravelTimeModel
 from geofence.fences import Fence
 from geofence.geo import distance_m
 from geofence.model import Fix
@@ -35,11 +35,16 @@ class ArrivalConfig:
 
 @dataclass(frozen=True)
 class TripSummary:
-    """A completed approach, for the circuity model: start point and distance driven."""
+    """A completed approach, for the learned models: start point and distance driven (the
+    circuity model); when the fence was crossed and, before that, (t, metres left to the
+    fence, state) at the first estimate in each band of distance and state (the travel time
+    model: ``TravelTimeModel.observe(samples, arrived_t)``)."""
 
     origin_lat: float
     origin_lon: float
     driven_m: float
+    arrived_t: float | None = None
+    samples: tuple[tuple[float, float, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,19 @@ class ArrivalTracker:
         *,
         inside: bool = False,
         approached: bool = False,
+        travel_times: TravelTimeModel | None = None,
     ) -> None:
         self.dest_lat = dest_lat
         self.dest_lon = dest_lon
         self.config = config or ArrivalConfig()
         self.provider = provider
         state = PresenceState.INSIDE if inside else PresenceState.OUTSIDE
+        self.fence = fence
         self.presence = PresenceDetector(fence, self.config.presence, state)
-        self.estimator = EtaEstimator(dest_lat, dest_lon, self.config.eta)
+        self.estimator = EtaEstimator(dest_lat, dest_lon, self.config.eta, travel_times)
+        self.travel_times = travel_times
+        # First (t, metres to the fence, state) per band and state: what the trip teaches.
+        self._samples: dict[tuple[str, int], tuple[float, float, str]] = {}
         self.checked_in = inside
         self.approached = approached or inside
         self.last_eta: Eta | None = None
@@ -86,7 +96,11 @@ class ArrivalTracker:
                 self.checked_in = True
                 self.last_eta = None
                 if self._origin is not None:
-                    trip = TripSummary(self._origin.lat, self._origin.lon, self._driven_m)
+                    samples = tuple(sorted(self._samples.values()))
+                    trip = TripSummary(
+                        self._origin.lat, self._origin.lon, self._driven_m, event.t, samples
+                    )
+                self._samples.clear()  # a later approach (after a check-out) starts afresh
             elif event.kind == "check_out":
                 self.checked_in = False
         if self.checked_in or self.presence.state is PresenceState.INSIDE:
@@ -95,8 +109,15 @@ class ArrivalTracker:
             route_distance_m = self.provider.route_distance_m(
                 fix.lat, fix.lon, self.dest_lat, self.dest_lon
             )
-        eta = self.estimator.update(fix, route_distance_m)
+        # The arrival is stamped at the fence edge, not at the door: the route's last metres
+        # inside the fence are not part of the wait (a 75 m circle is ~10 s of driving).
+        centre = distance_m(fix.lat, fix.lon, self.dest_lat, self.dest_lon)
+        margin = max(0.0, centre - max(0.0, self.fence.signed_distance_m(fix.lat, fix.lon)))
+        eta = self.estimator.update(fix, route_distance_m, margin)
         self.last_eta = eta
+        if self.travel_times is not None:
+            to_go, state = self.estimator.to_go_m, self.estimator.state
+            self._samples.setdefault((state, self.travel_times.band(to_go)), (fix.t, to_go, state))
         approaching = False
         if not self.approached and eta.seconds <= self.config.arriving_threshold_s:
             self.approached = approaching = True

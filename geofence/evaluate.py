@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geofence.arrival import ArrivalConfig, ArrivalTracker
-from geofence.eta import CircuityModel, StraightLineProvider, baseline_eta_s
+from geofence.eta import CircuityModel, StraightLineProvider, TravelTimeModel, baseline_eta_s
 from geofence.fences import DEFAULT_RADIUS_M, CircleFence
 from geofence.model import Fix
 
@@ -130,12 +130,17 @@ def _optional(value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The ETA shown at fix time ``t`` (before check-in) and the baseline's for that fix."""
+    """The ETA shown at fix time ``t`` (before check-in) and the baseline's for that fix.
+
+    ``routed_s``: the same tracker's ETA when the route distance comes from a routing engine
+    (``replay(..., route_distance=...)``); None without one.
+    """
 
     trip_id: str
     t: float
     eta_s: float
     baseline_s: float
+    routed_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,8 @@ class Replay:
     fixes: int = 0
     learned_trips: int = 0
     circuity: CircuityModel | None = None
+    travel_times: TravelTimeModel | None = None
+    routed_travel_times: TravelTimeModel | None = None
 
 
 @dataclass
@@ -165,8 +172,14 @@ class _Live:
     spec: TripSpec
     tracker: ArrivalTracker
     fence: CircleFence
+    routed: ArrivalTracker | None = None  # the same, fed a routing engine's distances
     checked_in: bool = False  # first check-in seen: no more predictions
     naive_inside: bool = False
+
+
+RouteDistance = Callable[[TripSpec, Fix], "float | None"]
+"""A routing engine as the replay sees it: road metres from the fix to the trip's destination,
+or None when it has no answer (the tracker then falls back to its provider, as the hub does)."""
 
 
 def replay(
@@ -175,10 +188,13 @@ def replay(
     config: ArrivalConfig | None = None,
     circuity: CircuityModel | None = None,
     progress: Callable[[int], None] | None = None,
+    route_distance: RouteDistance | None = None,
 ) -> Replay:
     """Run every trip's fixes, all trips merged in time order, through the arrival logic.
 
     ``progress`` is called with the number of fixes done since the last call (for a bar).
+    With ``route_distance``, a second tracker per trip gets the routing engine's distance
+    for each fix (what the hub does with ``DOORSTEP_OSRM_URL``), scored beside the first.
     """
     by_id = {spec.trip_id: spec for spec in trips}
     unknown = sorted(set(fixes) - set(by_id))
@@ -187,15 +203,24 @@ def replay(
     model = circuity or CircuityModel()
     provider = StraightLineProvider(model)
     config = config or ArrivalConfig()
+    # One travel time model per distance source: the distances they are learned on differ.
+    times = TravelTimeModel(config.eta.prior_speed_mps)
+    routed_times = TravelTimeModel(config.eta.prior_speed_mps)
     live: dict[str, _Live] = {}
     for spec in trips:
         fence = CircleFence(spec.dest_lat, spec.dest_lon, spec.radius_m)
-        tracker = ArrivalTracker(spec.dest_lat, spec.dest_lon, fence, provider, config)
-        live[spec.trip_id] = _Live(spec, tracker, fence)
-    out = Replay(circuity=model)
+        dest = (spec.dest_lat, spec.dest_lon)
+        tracker = ArrivalTracker(*dest, fence, provider, config, travel_times=times)
+        routed = None
+        if route_distance is not None:
+            routed = ArrivalTracker(*dest, fence, provider, config, travel_times=routed_times)
+        live[spec.trip_id] = _Live(spec, tracker, fence, routed)
+    out = Replay(circuity=model, travel_times=times)
+    if route_distance is not None:
+        out.routed_travel_times = routed_times
     done = 0
     for trip_id, fix in _merged(fixes):
-        _step(live[trip_id], fix, model, out)
+        _step(live[trip_id], fix, model, out, route_distance)
         done += 1
         if progress is not None and done == 5000:
             progress(done)
@@ -221,14 +246,27 @@ def _stream(
         yield fix.t, order, trip_id, fix
 
 
-def _step(trip: _Live, fix: Fix, model: CircuityModel, out: Replay) -> None:
+def _step(
+    trip: _Live, fix: Fix, model: CircuityModel, out: Replay, route: RouteDistance | None
+) -> None:
     spec = trip.spec
     out.fixes += 1
     out.last_t[spec.trip_id] = fix.t
     update = trip.tracker.update(fix)
+    routed_s = None
+    if trip.routed is not None and route is not None and not trip.checked_in:
+        # Same detector, same fixes: only the distance differs. Its own events and trip
+        # summary duplicate the first tracker's and are not counted twice.
+        routed = trip.routed.update(fix, route(spec, fix))
+        routed_s = None if routed.eta is None else routed.eta.seconds
+        learn = routed.trip is not None and routed.trip.arrived_t is not None
+        if learn and trip.routed.travel_times is not None:
+            trip.routed.travel_times.observe(routed.trip.samples, routed.trip.arrived_t)
     if update.eta is not None and not trip.checked_in:
         baseline = baseline_eta_s(fix.lat, fix.lon, spec.dest_lat, spec.dest_lon)
-        out.predictions.append(Prediction(spec.trip_id, fix.t, update.eta.seconds, baseline))
+        out.predictions.append(
+            Prediction(spec.trip_id, fix.t, update.eta.seconds, baseline, routed_s)
+        )
     for event in update.events:
         trip.checked_in = trip.checked_in or event.kind == "check_in"
         out.events.append(Event(spec.trip_id, event.kind, event.t, event.decided_t, event.cause))
@@ -239,6 +277,8 @@ def _step(trip: _Live, fix: Fix, model: CircuityModel, out: Replay) -> None:
             summary.origin_lat, summary.origin_lon, spec.dest_lat, spec.dest_lon, summary.driven_m
         )
         out.learned_trips += int(learned)
+        if summary.arrived_t is not None and trip.tracker.travel_times is not None:
+            trip.tracker.travel_times.observe(summary.samples, summary.arrived_t)
     inside = trip.fence.signed_distance_m(fix.lat, fix.lon) < 0
     if inside is not trip.naive_inside:
         trip.naive_inside = inside
@@ -260,10 +300,17 @@ class HorizonScore:
     baseline_mae_s: float
     within: float  # share of predictions within WITHIN of the truth
     baseline_within: float
+    # Ours with a routing engine's distances (nan when the replay had none).
+    routed_mae_s: float = math.nan
+    routed_within: float = math.nan
 
     @property
     def ratio(self) -> float:
         return self.mae_s / self.baseline_mae_s if self.baseline_mae_s else math.nan
+
+    @property
+    def routed_ratio(self) -> float:
+        return self.routed_mae_s / self.baseline_mae_s if self.baseline_mae_s else math.nan
 
 
 @dataclass(frozen=True)
@@ -318,6 +365,7 @@ class CaseScore:
     n: int
     mae_s: float
     baseline_mae_s: float
+    routed_mae_s: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -336,6 +384,7 @@ class Report:
     specs: Mapping[str, TripSpec]
     learned_trips: int
     circuity: float | None  # the learned global factor at the end
+    routed: bool = False  # the replay had a routing engine: routed_* columns are filled
 
     @property
     def failures(self) -> list[TripVerdict]:
@@ -369,6 +418,7 @@ def score(trips: Sequence[TripSpec], result: Replay) -> Report:
         specs=specs,
         learned_trips=result.learned_trips,
         circuity=circuity,
+        routed=result.routed_travel_times is not None,
     )
 
 
@@ -481,6 +531,7 @@ class _Sample:
     horizon_s: float
     error_s: float
     baseline_error_s: float
+    routed_error_s: float | None = None
 
 
 def _eta_samples(
@@ -493,7 +544,8 @@ def _eta_samples(
             continue
         horizon = spec.arrived_t - p.t
         if horizon >= 0:
-            yield _Sample(p.trip_id, horizon, p.eta_s - horizon, p.baseline_s - horizon)
+            routed = None if p.routed_s is None else p.routed_s - horizon
+            yield _Sample(p.trip_id, horizon, p.eta_s - horizon, p.baseline_s - horizon, routed)
 
 
 def _horizon(lo: float, hi: float, samples: Sequence[_Sample]) -> HorizonScore:
@@ -501,6 +553,8 @@ def _horizon(lo: float, hi: float, samples: Sequence[_Sample]) -> HorizonScore:
     if not chosen:
         return HorizonScore(lo, hi, 0, math.nan, math.nan, math.nan, math.nan)
     n = len(chosen)
+    routed = [(s.routed_error_s, s.horizon_s) for s in chosen if s.routed_error_s is not None]
+    complete = len(routed) == n
     return HorizonScore(
         lo_s=lo,
         hi_s=hi,
@@ -510,6 +564,10 @@ def _horizon(lo: float, hi: float, samples: Sequence[_Sample]) -> HorizonScore:
         within=sum(1 for s in chosen if abs(s.error_s) <= WITHIN * s.horizon_s) / n,
         baseline_within=sum(1 for s in chosen if abs(s.baseline_error_s) <= WITHIN * s.horizon_s)
         / n,
+        routed_mae_s=sum(abs(e) for e, _ in routed) / n if complete else math.nan,
+        routed_within=sum(1 for e, h in routed if abs(e) <= WITHIN * h) / n
+        if complete
+        else math.nan,
     )
 
 
@@ -534,6 +592,7 @@ def _cases(
         members = cases[name]
         chosen = [s for i in members for s in by_trip.get(scored[i].trip_id, [])]
         n = len(chosen)
+        routed = [abs(s.routed_error_s) for s in chosen if s.routed_error_s is not None]
         yield CaseScore(
             case=name,
             trips=len(members),
@@ -542,6 +601,7 @@ def _cases(
             n=n,
             mae_s=sum(abs(s.error_s) for s in chosen) / n if n else math.nan,
             baseline_mae_s=sum(abs(s.baseline_error_s) for s in chosen) / n if n else math.nan,
+            routed_mae_s=sum(routed) / n if n and len(routed) == n else math.nan,
         )
 
 
@@ -555,9 +615,9 @@ def format_markdown(report: Report, title: str = "Arrival accuracy") -> str:
     lines += [
         f"{report.trips} trips ({report.scored_trips} with ground truth: {report.ours.visits} "
         f"visits, {no_visit} without a visit), {report.fixes:,} fixes, "
-        f"{report.predictions:,} ETA predictions. Circuity learned online from "
-        f"{report.learned_trips} completed approaches"
-        + (f" (global factor {report.circuity:.2f})." if report.circuity else "."),
+        f"{report.predictions:,} ETA predictions. Circuity and travel times learned online "
+        f"from {report.learned_trips} completed approaches"
+        + (f" (global circuity {report.circuity:.2f})." if report.circuity else "."),
         "",
     ]
     lines += _eta_table(report)
@@ -570,6 +630,8 @@ def format_markdown(report: Report, title: str = "Arrival accuracy") -> str:
 
 
 def _eta_table(report: Report) -> list[str]:
+    if report.routed:
+        return _routed_eta_table(report)
     lines = [
         "| ETA, time to arrival | fixes | MAE ours | MAE baseline | ours / baseline "
         "| within 20 % ours | within 20 % baseline |",
@@ -582,6 +644,25 @@ def _eta_table(report: Report) -> list[str]:
         lines.append(
             f"| {label} | {h.n:,} | {_s(h.mae_s)} | {_s(h.baseline_mae_s)} | {_ratio(h.ratio)} "
             f"| {_pct(h.within)} | {_pct(h.baseline_within)} |"
+        )
+    return lines
+
+
+def _routed_eta_table(report: Report) -> list[str]:
+    lines = [
+        "| ETA, time to arrival | fixes | MAE baseline | MAE ours, no routing engine "
+        "| ours / baseline | MAE ours, with routing engine | ours / baseline "
+        "| within 20 %: baseline / ours / ours routed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for h in (*report.horizons, report.overall):
+        label = f"{h.lo_s / 60:g}-{h.hi_s / 60:g} min"
+        if h is report.overall:
+            label = f"**all {label}**"
+        lines.append(
+            f"| {label} | {h.n:,} | {_s(h.baseline_mae_s)} | {_s(h.mae_s)} | {_ratio(h.ratio)} "
+            f"| {_s(h.routed_mae_s)} | {_ratio(h.routed_ratio)} "
+            f"| {_pct(h.baseline_within)} / {_pct(h.within)} / {_pct(h.routed_within)} |"
         )
     return lines
 
@@ -649,15 +730,17 @@ def _away(score: PresenceScore) -> int:
 
 
 def _case_table(report: Report) -> list[str]:
+    routed = report.routed
     lines = [
         "| case | trips | presence failures ours | presence failures baseline "
-        "| ETA MAE 0-20 min ours | baseline |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| ETA MAE 0-20 min ours | baseline |" + (" ours, routed |" if routed else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if routed else ""),
     ]
     for c in report.cases:
         lines.append(
             f"| {c.case} | {c.trips} | {c.failed_trips} | {c.naive_failed_trips} "
             f"| {_s(c.mae_s)} | {_s(c.baseline_mae_s)} |"
+            + (f" {_s(c.routed_mae_s)} |" if routed else "")
         )
     return lines
 

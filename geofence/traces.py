@@ -120,6 +120,11 @@ class Trace:
     truth: TripTruth
     fixes: list[Fix]
     true_positions: list[tuple[float, float]]
+    # The road a routing engine would send the technician along, (lat, lon) from the start
+    # to the street in front of the door: the streets of this trip's grid, including the
+    # detour they force, but none of the traffic, lights, jams, parking, walking or the
+    # driver's mistakes (an overshoot's loop round the block). See ``geofence/roads.py``.
+    route: tuple[tuple[float, float], ...] = ()
 
 
 def fix_to_dict(trip_id: str, fix: Fix) -> dict[str, object]:
@@ -305,6 +310,7 @@ class _Trip:
         self.radius = rng.choices(radii, weights=weights)[0]
         self.grid = rng.uniform(0.0, math.pi / 2)  # street grid orientation
         self.accel = rng.uniform(1.0, 2.0)
+        self.planned: list[tuple[float, float]] = []  # the navigation route, grid (u, v)
 
     def to_latlon(self, x: float, y: float) -> tuple[float, float]:
         """A plane point (metres east/north of the destination) as (lat, lon)."""
@@ -334,7 +340,8 @@ class _Trip:
             park_m=None if park_m is None else round(park_m, 1),
             tags=tuple(sorted(set(self.tags))),
         )
-        return Trace(truth, fixes, [self.to_latlon(p.x, p.y) for p in truths])
+        route = tuple(self.to_latlon(*self.to_xy(u, v)) for u, v in self.planned)
+        return Trace(truth, fixes, [self.to_latlon(p.x, p.y) for p in truths], route)
 
     # motion -------------------------------------------------------------------------------
 
@@ -362,7 +369,11 @@ class _Trip:
         straight = math.hypot(start[0] - car[0], start[1] - car[1])
         l1 = abs(entry[0] - start[0]) + abs(entry[1] - start[1]) + approach
         extra = max(circuity * straight - l1, 0.0)
-        grid = [*_staircase(rng, start, entry, extra), *tail, car]
+        stairs = _staircase(rng, start, entry, extra)
+        # A routing engine routes to the street in front of the door, (0, street), along the
+        # same streets; where the car parks and any loop round the block are not its to know.
+        self.planned = [*stairs, (0.0, street)]
+        grid = [*stairs, *tail, car]
         line = self._line(grid, side_street_from=len(grid) - 2 - len(tail))
         t = self.start_t
         samples = self._drive(line, t, stop_near_end=False)
@@ -399,7 +410,9 @@ class _Trip:
         straight = math.hypot(*start)
         l1 = abs(entry[0] - start[0]) + abs(entry[1] - start[1]) + approach
         extra = max(rng.uniform(1.2, 1.5) * straight - l1, 0.0)
-        grid = [*_staircase(rng, start, entry, extra), *tail]
+        stairs = _staircase(rng, start, entry, extra)
+        self.planned = [*stairs, (0.0, street)]
+        grid = [*stairs, *tail]
         line = self._line(grid, side_street_from=len(grid) - 3)
         door_s = line.s_nearest(*self.to_xy(0.0, street))
         red_at_door = None

@@ -4,7 +4,8 @@ One ``ArrivalTracker`` (pure, ``geofence/arrival.py``) per booking that is on it
 a visit. This module feeds it the technician's fixes, publishes ``eta`` messages to the
 booking's watchers, and turns its decisions into booking transitions: ``approach`` when the
 ETA drops under the threshold, ``check_in`` at the real arrival time, ``check_out`` at the
-real departure time. Completed approaches teach the circuity model, which is persisted.
+real departure time. Completed approaches teach the circuity and travel time models, which
+are persisted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from geofence.arrival import ArrivalConfig, ArrivalTracker, ArrivalUpdate
-from geofence.eta import CircuityModel, Eta, StraightLineProvider
+from geofence.eta import CircuityModel, Eta, StraightLineProvider, TravelTimeModel
 from geofence.fences import CircleFence, Fence, fence_from_geojson
 from geofence.model import Fix
 from realtime import protocol as wire
@@ -33,6 +34,7 @@ S = BookingStatus
 TRACKED = frozenset({S.EN_ROUTE, S.ARRIVING, S.ARRIVED, S.IN_SERVICE})
 MODELS = "models"
 CIRCUITY_KEY = "circuity"
+TRAVEL_TIMES_KEY = "travel_times"
 HUB_ACTOR = "hub:arrivals"
 
 
@@ -49,6 +51,7 @@ class Arrivals:
         self.config = ArrivalConfig(arriving_threshold_s=hub.settings.arriving_threshold_s)
         self.circuity = CircuityModel()
         self.provider = StraightLineProvider(self.circuity)
+        self.travel_times = TravelTimeModel(self.config.eta.prior_speed_mps)
         self._trackers: dict[str, ArrivalTracker] = {}
         self._last_eta: dict[str, wire.EtaMessage] = {}
         settings = hub.settings
@@ -68,6 +71,9 @@ class Arrivals:
         if stored is not None:
             self.circuity = CircuityModel.from_dict(msgspec.json.decode(stored))
             self.provider = StraightLineProvider(self.circuity)
+        stored = await self.hub.store.get_document(MODELS, TRAVEL_TIMES_KEY)
+        if stored is not None:
+            self.travel_times = TravelTimeModel.from_dict(msgspec.json.decode(stored))
 
     async def close(self) -> None:
         for task in self._route_tasks.values():
@@ -99,6 +105,7 @@ class Arrivals:
             self.config,
             inside=booking.status in (S.ARRIVED, S.IN_SERVICE),
             approached=booking.status is not S.EN_ROUTE,
+            travel_times=self.travel_times,
         )
 
     def eta_of(self, booking_id: str) -> wire.EtaMessage | None:
@@ -242,3 +249,7 @@ class Arrivals:
         await self.hub.store.put_document(
             MODELS, CIRCUITY_KEY, msgspec.json.encode(self.circuity.to_dict())
         )
+        if trip.arrived_t is not None and self.travel_times.observe(trip.samples, trip.arrived_t):
+            await self.hub.store.put_document(
+                MODELS, TRAVEL_TIMES_KEY, msgspec.json.encode(self.travel_times.to_dict())
+            )

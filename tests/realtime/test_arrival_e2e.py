@@ -285,3 +285,31 @@ async def test_a_failing_routing_engine_falls_back_to_straight_line_times_circui
     async with hub.client() as http:
         metrics = (await http.get("/metrics")).text
     assert "doorstep_routing_fallbacks_total 1.0" in metrics
+
+
+async def test_a_completed_approach_teaches_the_travel_time_model_which_survives_a_restart(
+    hub: RunningHub,
+):
+    await hub.create_booking(
+        id="learn-1", technician_id="tech-l", destination={"lat": HOME[0], "lon": HOME[1]}
+    )
+    tech = await hub.connect("/v1/ws/technician", await hub.token("technician", "tech-l"))
+    await receive_until(tech, "ack")
+    customer = await hub.connect(
+        "/v1/ws/bookings/learn-1", await hub.token("customer", "cust-1", "learn-1")
+    )
+    await receive_json(customer)
+    assert (await hub.post("/v1/bookings/learn-1/en_route")).status_code == 200
+    assert await hub.hub.store.get_document("models", "travel_times") is None
+    t0 = time.time() - 3000
+    start = destination_point(*HOME, 90.0, 3000.0)
+    parked = destination_point(*HOME, 90.0, 10.0)
+    approach = drive(start, parked, t0, speed=10.0)
+    await send_track(tech, approach + stay(parked, approach[-1][0] + 5, 600)[:40], 1)
+    await collect(customer, "arrived")
+    stored = json.loads(await hub.hub.store.get_document("models", "travel_times"))
+    # One trip: a (distance, seconds) observation in each distance band it drove through.
+    bands = {band for state, band, observations in stored["cells"] if observations}
+    assert len(bands) >= 5
+    await hub.restart()
+    assert hub.hub.arrivals.travel_times.to_dict() == stored
