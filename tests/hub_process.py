@@ -1,6 +1,6 @@
-"""Hubs as real processes (``doorstep serve``) and a load-balancer stand-in, for the tests of
-several hubs sharing one Redis: they must be separate processes, so that one can be killed
-with SIGKILL mid-work like a crashed machine."""
+"""Hubs as real processes (``doorstep serve``), for the tests of several hubs sharing one
+Redis: they must be separate processes, so that one can be killed with SIGKILL mid-work
+like a crashed machine."""
 
 from __future__ import annotations
 
@@ -110,53 +110,3 @@ class HubProcess:
             response = await http.post("/v1/tokens", json=body)
             response.raise_for_status()
             return response.json()["token"]
-
-
-class LoadBalancer:
-    """A TCP proxy that sends each new connection to the current backend hub.
-
-    Stands in for the load balancer in front of several hubs: when a hub dies its
-    connections drop, and the clients' reconnects land on the hub it now points to.
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._server is not None:
-            self._server.close()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            writer.close()  # the backend is down: the client retries
-            return
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(source, sink))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            with suppress(Exception):
-                sink.close()

@@ -2,8 +2,9 @@
 
 Real ``doorstep serve`` processes on different ports, one real Redis (127.0.0.1:6379, a key
 prefix of this test's own, deleted afterwards), real clients. A hub is killed with SIGKILL
-mid-work, like a machine that dies; ``LoadBalancer`` stands in for the load balancer that
-sends the reconnecting technician to a live hub.
+mid-work, like a machine that dies; a relay stands in for the load balancer that
+sends the reconnecting technician to a live hub (the simulator's ``NetworkLink`` relay, its
+upstream moved from the dead hub to a live one).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from clients import Backoff, TechnicianClient
+from clients.simulator import NetworkLink
 from realtime.backends.redis import delete_all
 from tests.conftest import TEST_REDIS_URL, local_server, receive_until
-from tests.hub_process import HubProcess, LoadBalancer
+from tests.hub_process import HubProcess
 from tests.realtime.conftest import Receiver
 
 pytestmark = pytest.mark.asyncio
@@ -154,13 +156,14 @@ async def test_kill_9_of_a_hub_loses_nothing(cluster, receiver: Receiver):
         "work_reclaim_idle_s": 2,
     }
     hub_a, hub_b = await cluster("hub-a", **settings), await cluster("hub-b", **settings)
-    balancer = LoadBalancer(hub_a.port)
+    # The load balancer: a relay whose upstream the test moves from A to B.
+    balancer = NetworkLink("127.0.0.1", hub_a.port)
     await balancer.start()
     await create_booking(hub_b, id="b-kill", technician_id="tech-k")
     token = await hub_a.token("technician", "tech-k")
     sent: list[int] = []
     async with TechnicianClient(
-        balancer.http, token, backoff=Backoff(base_s=0.05, cap_s=0.3)
+        f"http://{balancer.address}", token, backoff=Backoff(base_s=0.05, cap_s=0.3)
     ) as tech:
         await tech.wait_connected(5)
 
