@@ -379,6 +379,18 @@ def _client(url: str, **options: Any) -> aioredis.Redis:
     )
 
 
+async def open_client(url: str, **options: Any) -> aioredis.Redis:
+    """A client that has answered a PING: a wrong URL fails at start-up, not on first use."""
+    client = _client(url, **options)
+    try:
+        async with asyncio.timeout(COMMAND_TIMEOUT_S):
+            await client.ping()
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -442,14 +454,7 @@ class RedisStore:
         return self._redis
 
     async def open(self) -> None:
-        client = _client(self.url)
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_S):
-                await client.ping()  # fail at start-up, not on the first request
-        except BaseException:
-            await client.aclose()
-            raise
-        self._redis = client
+        client = self._redis = await open_client(self.url)
         for name, source in (
             ("append_fixes", _APPEND_FIXES),
             ("indexed_values", _INDEXED_VALUES),
@@ -845,14 +850,7 @@ class RedisBus:
     async def connect(self) -> None:
         self._closing = False
         self._connected_at = time.time()
-        client = _client(self.url, client_name=self.client_name)
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_S):
-                await client.ping()  # fail at start-up, not on the first publish
-        except BaseException:
-            await client.aclose()
-            raise
-        self._redis = client
+        self._redis = await open_client(self.url, client_name=self.client_name)
         self._tasks = [
             asyncio.create_task(self._read_forever(), name="doorstep-redis-bus-reader"),
             asyncio.create_task(self._write_forever(), name="doorstep-redis-bus-writer"),

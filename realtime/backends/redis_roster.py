@@ -40,14 +40,13 @@ batch is split into scripts of ``RECORD_BATCH`` entries so that none blocks Redi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
-from realtime.backends.redis import COMMAND_TIMEOUT_S, _bounded, _client, check_prefix
+from realtime.backends.redis import _bounded, check_prefix, open_client
 from realtime.backends.roster import (
     RosterEntry,
     check_centre,
@@ -194,14 +193,7 @@ class RedisRoster:
         return self._redis
 
     async def open(self) -> None:
-        client = _client(self.url)
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_S):
-                await client.ping()  # fail at start-up, not on the first call
-        except BaseException:
-            await client.aclose()
-            raise
-        self._redis = client
+        client = self._redis = await open_client(self.url)
         for name, source in (
             ("set_online", _SET_ONLINE),
             ("set_offline", _SET_OFFLINE),
