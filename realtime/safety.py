@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -557,8 +558,9 @@ class SafetyDesk:
         def mark(incident: Incident) -> Incident:
             if step.name in incident.escalations:
                 return incident  # marked before: a reclaimed item finishing a dead hub's work
-            # Re-checked on the stored incident: an operator may have acknowledged it.
-            if step not in due_steps(incident, self.policy, self.hub.clock()):
+            # Re-checked on the stored incident: an operator may have acknowledged it. Not
+            # the time: a hub found it due, and this hub's clock may be a little behind.
+            if step not in due_steps(incident, self.policy, math.inf):
                 return incident
             fired.append(True)
             return mark_escalated(incident, step, self.hub.clock(), by=self.hub.hub_id)

@@ -399,10 +399,11 @@ class SQLiteStore:
         def claim() -> list[WorkItem]:
             with _transaction(self.db) as db:
                 rows = db.execute(
+                    # Idle claims are free again, this consumer's own too (as XAUTOCLAIM
+                    # does): an item whose handling failed is retried, not stuck.
                     "SELECT id, payload FROM work WHERE queue = ? AND done = 0 AND ("
-                    "claimed_by IS NULL OR (claimed_by != ? AND claimed_t <= ?)) "
-                    "ORDER BY id LIMIT ?",
-                    (queue, consumer, now - reclaim_idle_s, count),
+                    "claimed_by IS NULL OR claimed_t <= ?) ORDER BY id LIMIT ?",
+                    (queue, now - reclaim_idle_s, count),
                 ).fetchall()
                 db.executemany(
                     "UPDATE work SET claimed_by = ?, claimed_t = ? WHERE id = ?",

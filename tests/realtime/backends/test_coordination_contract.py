@@ -151,3 +151,14 @@ async def test_redis_work_is_shared_between_hubs_without_doubles(two_redis_store
     payloads = sorted(int(item.payload) for item in got_a + got_b)
     assert payloads == list(range(20))
     assert len(got_a) == 7
+
+
+async def test_work_whose_handling_failed_is_handed_out_again_after_the_idle_time(
+    store: Store,
+) -> None:
+    await store.enqueue_work("safety", "k1", b"one")
+    [taken] = await store.claim_work("safety", "hub-a", 10, T0, reclaim_idle_s=0.2)
+    # hub-a's handler failed and did not acknowledge: hub-a itself gets it again later.
+    await asyncio.sleep(0.3)
+    [again] = await store.claim_work("safety", "hub-a", 10, T0 + 0.3, reclaim_idle_s=0.2)
+    assert again.id == taken.id
