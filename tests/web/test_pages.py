@@ -532,5 +532,5 @@ async def test_technician_page_answers_are_you_ok_for_an_overdue_visit(
     await screenshot(page, "tech-are-you-ok")
     await page.click("#check-ok")
     await page.wait_for_selector("#check", state="hidden")  # hidden on the hub's check_ack
-    assert list(hub.hub.watchdog.open_checks("t-1")) == []
+    assert await hub.hub.watchdog.open_checks("t-1") == []
     assert hub.hub.safety.open_incidents() == []
