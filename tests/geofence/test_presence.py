@@ -179,6 +179,17 @@ def test_driving_past_without_stopping_does_not_check_in(seed: int) -> None:
     assert detect([replace(fix, speed=None) for fix in trip.fixes])[1] == []
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_queueing_past_the_door_in_a_jam_does_not_check_in(seed: int) -> None:
+    # The hold-out's false check-in (trip-3-0091): stopped 80 s just inside the edge, crept
+    # 45 m on, 100 s at a red light by the door, pulled away slowly, drove on. Inside over
+    # three minutes, standing most of it; but never 120 s without the vehicle rolling.
+    trip = Trip(seed, near(0, 1500)).go_to(near(0, FENCE.radius_m - 5), DRIVE)
+    trip.stay(80, OUTDOOR).go_to(near(0, 25), 4.5).stay(100, OUTDOOR)
+    trip.go_to(near(180, 5), 2.5).go_to(near(180, 1500), DRIVE)
+    assert detect(trip.fixes)[1] == []
+
+
 def test_driving_through_a_large_fence_does_not_check_in_until_the_vehicle_stops() -> None:
     # 1200 m of fence at 12 m/s is 100 s inside: the dwell alone would check in.
     estate = CircleFence(*DEST, radius_m=600)
@@ -307,6 +318,36 @@ def test_leaving_after_the_visit_checks_out_at_the_first_fix_outside(seed: int) 
         <= WALK_SLACK_S
     )
     assert check_out.decided_t - check_out.t >= 120
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_driving_off_back_past_the_house_checks_out_when_the_technician_walked_out(
+    seed: int,
+) -> None:
+    # The hold-out's missed check-out (trip-2-0091): the van is parked before the house,
+    # 70 m past the edge; after the visit the technician walks out to it, sits a minute and
+    # drives on along the street, past the house again. The pass is not a return.
+    van = near(90, FENCE.radius_m + 70)
+    trip = Trip(seed, near(90, 1500)).go_to(van, DRIVE).go_to(DEST, WALK).stay(600)
+    leaving = trip.t
+    trip.go_to(van, WALK).stay(60, OUTDOOR)
+    trip.go_to(near(270, FENCE.radius_m + 60), 6.0).go_to(near(270, 3000), DRIVE)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in", "check_out"]
+    walked_out = true_crossing(trip, inside=False, after=leaving)
+    assert abs(events[1].t - walked_out) <= WALK_SLACK_S
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_moving_the_van_round_the_block_into_the_drive_does_not_check_out(seed: int) -> None:
+    # Rolling through the fence does not end a check-out run, but stopping inside does.
+    van = near(90, FENCE.radius_m + 70)
+    trip = Trip(seed, near(90, 1500)).go_to(van, DRIVE).go_to(DEST, WALK).stay(600)
+    trip.go_to(van, WALK).stay(60, OUTDOOR).go_to(near(270, FENCE.radius_m + 60), 6.0)
+    trip.go_to(near(270, FENCE.radius_m + 20), 6.0).go_to(near(270, 30), 3.0)
+    trip.stay(300, OUTDOOR).go_to(DEST, WALK).stay(600)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in"]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
