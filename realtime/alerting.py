@@ -69,7 +69,8 @@ class AlertDesk:
         return sorted(self._open.values(), key=lambda a: (a.t, a.id))
 
     async def get(self, alert_id: str) -> SafetyAlert | None:
-        return self._open.get(alert_id) or await self.hub.store.get_alert(alert_id)
+        """The stored alert: the truth, which another hub may have changed a moment ago."""
+        return await self.hub.store.get_alert(alert_id)
 
     async def audit(self, alert_id: str) -> list[AuditEntry]:
         return await self.hub.store.alert_audit(alert_id)

@@ -238,7 +238,8 @@ class SafetyDesk:
         return sorted(self._open.values(), key=lambda i: (i.created_t, i.id))
 
     async def get(self, incident_id: str) -> Incident | None:
-        return self._open.get(incident_id) or await self.hub.store.get_incident(incident_id)
+        """The stored incident: the truth, which another hub may have changed a moment ago."""
+        return await self.hub.store.get_incident(incident_id)
 
     # ------------------------------------------------------------------ raising
 
