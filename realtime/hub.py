@@ -638,7 +638,7 @@ class Hub:
 
     def fleet_entry(self, technician_id: str) -> wire.FleetEntry:
         state = self._technicians.get(technician_id)
-        online = state is not None and state.connections > 0
+        online = self.is_online(technician_id)
         fix = state.last if state is not None else None
         if fix is None:
             return wire.FleetEntry(technician_id=technician_id, online=online)
@@ -655,6 +655,10 @@ class Hub:
             if not self._fleet_dirty:
                 continue
             dirty, self._fleet_dirty = sorted(self._fleet_dirty), set()
+            if any(not self._technicians[t].connections for t in dirty):
+                # A socket closed here: before saying "offline", see whether the technician
+                # is already connected to another hub (moving hubs is not going offline).
+                await self.look_around()
             fleet = wire.Fleet(positions=[self.fleet_entry(t) for t in dirty])
             await self.bus.publish(FLEET_CHANNEL, BusMessage(kind="fleet", text=wire.encode(fleet)))
             await self._safely(self.roster.record_positions(self._roster_entries(dirty)))

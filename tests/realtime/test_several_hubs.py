@@ -231,6 +231,7 @@ async def test_dispatch_on_hub_b_ranks_technicians_connected_to_hub_a(cluster):
     operator = await ws(hub_b, "/v1/ws/ops", await hub_b.token("operator", "op-b"))
     snapshot = await receive_until(operator, "snapshot")
     assert {entry["technician_id"] for entry in snapshot["fleet"]} == {"near", "far", "busy"}
+    assert all(entry["online"] for entry in snapshot["fleet"])
     for client in [*sockets, operator]:
         await client.close()
 
