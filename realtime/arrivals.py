@@ -24,6 +24,7 @@ from realtime import protocol as wire
 from realtime.backends.base import BusMessage
 from realtime.booking import Booking, BookingEvent, BookingStatus, IllegalTransition
 from realtime.routing import CachedRoute, OsrmRouter
+from realtime.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from realtime.hub import Hub
@@ -76,9 +77,7 @@ class Arrivals:
             self.travel_times = TravelTimeModel.from_dict(msgspec.json.decode(stored))
 
     async def close(self) -> None:
-        for task in self._route_tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._route_tasks.values(), return_exceptions=True)
+        await stop_tasks(self._route_tasks.values())
         if self.router is not None:
             await self.router.aclose()
 

@@ -14,7 +14,6 @@ the notices go nowhere.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -22,6 +21,7 @@ from enum import StrEnum
 import msgspec
 
 from realtime.backends.base import Bus, BusMessage, Unsubscribe
+from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.cluster")
 
@@ -68,10 +68,7 @@ class Cluster:
     async def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks([self._task])
 
     async def announce(self, entity: Entity, entity_id: str = "") -> None:
         notice = Notice(hub=self.hub_id, entity=entity, id=entity_id)

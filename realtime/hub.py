@@ -9,7 +9,6 @@ Endpoints (``realtime/ws.py``, ``realtime/http_api.py``) call it; it never touch
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -39,6 +38,7 @@ from realtime.metrics import Metrics
 from realtime.readiness import BackendHealth
 from realtime.safety import SafetyDesk
 from realtime.settings import Settings
+from realtime.tasks import stop_tasks
 from realtime.watchdog import Watchdog
 from realtime.zoning import Zoning
 
@@ -233,10 +233,7 @@ class Hub:
         self.ready = False
         await self.backend.stop()
         await self.cluster.stop()
-        if self._fleet_task is not None:
-            self._fleet_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._fleet_task
+        await stop_tasks([self._fleet_task])
         await self.watchdog.close()
         await self.arrivals.close()
         await self.safety.close()

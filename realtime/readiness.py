@@ -10,10 +10,10 @@ its own connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from realtime.backends.base import Bus, Store
+from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.readiness")
 
@@ -39,10 +39,7 @@ class BackendHealth:
         self._task = asyncio.create_task(self._probe_forever(), name="doorstep-backend-probe")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks([self._task])
 
     async def probe(self) -> bool:
         try:

@@ -69,6 +69,7 @@ from realtime.channels import OPS_CHANNEL
 from realtime.cluster import LOCK_TTL_S, Entity
 from realtime.ingest import check_coordinates
 from realtime.protocol import ErrorCode, ProtocolError
+from realtime.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from realtime.hub import Hub
@@ -221,13 +222,7 @@ class SafetyDesk:
             self._trail.pop(incident.id, None)
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        for task in list(self._deliveries):
-            task.cancel()
-        await asyncio.gather(*self._deliveries, return_exceptions=True)
+        await stop_tasks([self._loop_task, *self._deliveries])
         with contextlib.suppress(Exception):
             await self._flush_trails()
         for notifier in (self.supervisor, self.contact_bridge, self.fcm):

@@ -29,7 +29,6 @@ ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -43,6 +42,7 @@ from realtime.backends.base import BusMessage
 from realtime.booking import Booking
 from realtime.channels import technician_channel
 from realtime.cluster import LOCK_TTL_S
+from realtime.tasks import stop_tasks
 from realtime.zoning import IN_VISIT
 
 if TYPE_CHECKING:
@@ -94,10 +94,7 @@ class Watchdog:
             return None
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks([self._task])
 
     async def _loop(self) -> None:
         while True:

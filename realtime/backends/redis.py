@@ -77,9 +77,9 @@ import re
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
@@ -102,6 +102,7 @@ from realtime.backends.base import (
     WorkItem,
 )
 from realtime.booking import AuditEvent, Booking
+from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.redis")
 
@@ -406,6 +407,35 @@ def _bounded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return bounded
 
 
+class ScriptedClient:
+    """One redis.asyncio client with its Lua scripts, from ``open()`` to ``close()``.
+
+    The store and the roster are both this: a subclass names its scripts in ``SCRIPTS``.
+    """
+
+    SCRIPTS: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._redis: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError(f"{type(self).__name__} is not open")
+        return self._redis
+
+    async def open(self) -> None:
+        client = self._redis = await open_client(self.url)
+        self._scripts = {name: client.register_script(s) for name, s in self.SCRIPTS.items()}
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
 async def delete_all(url: str, prefix: str) -> int:
     """Delete every key of a prefix; returns how many. For tests and for retiring a deployment.
 
@@ -432,43 +462,27 @@ async def delete_all(url: str, prefix: str) -> int:
 # ------------------------------------------------------------------------------------ store
 
 
-class RedisStore:
+class RedisStore(ScriptedClient):
     """The Store protocol on Redis (layout and atomicity: see the module docstring)."""
+
+    SCRIPTS: ClassVar[Mapping[str, str]] = {
+        "append_fixes": _APPEND_FIXES,
+        "indexed_values": _INDEXED_VALUES,
+        "save_incident": _SAVE_INCIDENT,
+        "save_alert": _SAVE_ALERT,
+        "enqueue_work": _ENQUEUE_WORK,
+        "hold_lease": _HOLD_LEASE,
+    }
 
     # Entries trimmed per append at most, so a script never blocks Redis for long (e.g. right
     # after the retention was shortened); the rest goes with the following appends.
     TRIM_BATCH = 1000
 
     def __init__(self, url: str, prefix: str, *, history_retention_s: float | None) -> None:
-        self.url = url
+        super().__init__(url)
         self.keys = Keys(prefix)
         self.history_retention_s = history_retention_s
-        self._redis: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
         self._groups: set[str] = set()  # work streams whose consumer group exists
-
-    @property
-    def redis(self) -> aioredis.Redis:
-        if self._redis is None:
-            raise RuntimeError("store is not open")
-        return self._redis
-
-    async def open(self) -> None:
-        client = self._redis = await open_client(self.url)
-        for name, source in (
-            ("append_fixes", _APPEND_FIXES),
-            ("indexed_values", _INDEXED_VALUES),
-            ("save_incident", _SAVE_INCIDENT),
-            ("save_alert", _SAVE_ALERT),
-            ("enqueue_work", _ENQUEUE_WORK),
-            ("hold_lease", _HOLD_LEASE),
-        ):
-            self._scripts[name] = client.register_script(source)
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
 
     @_bounded
     async def ping(self) -> None:
@@ -872,13 +886,8 @@ class RedisBus:
         self._closing = True
         for event in (self._changed, self._pending_event, self._connected, self._durable_changed):
             event.set()  # wake every loop so it sees _closing
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=1.0)
-            for task in late:
-                task.cancel()  # a first cancellation lost in redis-py: again
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A cancellation can be lost in redis-py: stop_tasks cancels again until they end.
+        await stop_tasks([*self._tasks, self._resync_task])
         self._tasks = []
         self._channels.clear()
         self._connected.clear()

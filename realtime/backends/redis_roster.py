@@ -40,13 +40,12 @@ batch is split into scripts of ``RECORD_BATCH`` entries so that none blocks Redi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 import msgspec
-import redis.asyncio as aioredis
 
-from realtime.backends.redis import _bounded, check_prefix, open_client
+from realtime.backends.redis import ScriptedClient, _bounded, check_prefix
 from realtime.backends.roster import (
     RosterEntry,
     check_centre,
@@ -177,35 +176,19 @@ return written
 """
 
 
-class RedisRoster:
+class RedisRoster(ScriptedClient):
     """The Roster protocol on Redis: what every hub of a deployment sees alike."""
 
+    SCRIPTS: ClassVar[Mapping[str, str]] = {
+        "set_online": _SET_ONLINE,
+        "set_offline": _SET_OFFLINE,
+        "online": _ONLINE,
+        "record_positions": _RECORD_POSITIONS,
+    }
+
     def __init__(self, url: str, prefix: str) -> None:
-        self.url = url
+        super().__init__(url)
         self.keys = RosterKeys(prefix)
-        self._redis: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
-
-    @property
-    def redis(self) -> aioredis.Redis:
-        if self._redis is None:
-            raise RuntimeError("roster is not open")
-        return self._redis
-
-    async def open(self) -> None:
-        client = self._redis = await open_client(self.url)
-        for name, source in (
-            ("set_online", _SET_ONLINE),
-            ("set_offline", _SET_OFFLINE),
-            ("online", _ONLINE),
-            ("record_positions", _RECORD_POSITIONS),
-        ):
-            self._scripts[name] = client.register_script(source)
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
 
     # ------------------------------------------------------------------ presence
 
