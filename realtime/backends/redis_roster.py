@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from realtime.backends.redis import ScriptedClient, _bounded, check_prefix
+from realtime.backends.redis import ScriptedClient, _bounded, _score, check_prefix
 from realtime.backends.roster import (
     RosterEntry,
     check_centre,
@@ -64,11 +64,6 @@ GC_BATCH = 100
 # Entries per record_positions script: ~10 us of Redis time each, so a script blocks Redis for
 # at most ~10 ms however large the batch.
 RECORD_BATCH = 1000
-
-
-def _score(value: float) -> str:
-    # repr() round-trips a float exactly.
-    return repr(float(value))
 
 
 class RosterKeys:
