@@ -163,6 +163,7 @@ class Replay:
     circuity: CircuityModel | None = None
     travel_times: TravelTimeModel | None = None
     routed_travel_times: TravelTimeModel | None = None
+    learned: LearnedModels | None = None  # everything learned by the end, to save
 
 
 @dataclass
@@ -177,6 +178,48 @@ class _Live:
     naive_inside: bool = False
 
 
+@dataclass
+class LearnedModels:
+    """What the arrival logic learns from completed approaches, as a hub accumulates it.
+
+    Saved after a replay (``to_dict``) and given to the next one, it scores the estimator
+    as it runs in a hub that has seen earlier trips, not only as a new deployment does.
+    The travel time model is kept per distance source (straight line x circuity, routing
+    engine): the distances it is learned on differ.
+    """
+
+    circuity: CircuityModel
+    travel_times: TravelTimeModel
+    routed_travel_times: TravelTimeModel
+
+    @classmethod
+    def fresh(cls, config: ArrivalConfig) -> LearnedModels:
+        prior = config.eta.prior_speed_mps
+        return cls(CircuityModel(), TravelTimeModel(prior), TravelTimeModel(prior))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "circuity": self.circuity.to_dict(),
+            "travel_times": self.travel_times.to_dict(),
+            "routed_travel_times": self.routed_travel_times.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LearnedModels:
+        """Rebuild from ``to_dict``; ValueError naming what is wrong otherwise."""
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise ValueError("not a version 1 learned models file")
+        try:
+            return cls(
+                CircuityModel.from_dict(data["circuity"]),
+                TravelTimeModel.from_dict(data["travel_times"]),
+                TravelTimeModel.from_dict(data["routed_travel_times"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"learned models file lacks {exc}") from None
+
+
 RouteDistance = Callable[[TripSpec, Fix], "float | None"]
 """A routing engine as the replay sees it: road metres from the fix to the trip's destination,
 or None when it has no answer (the tracker then falls back to its provider, as the hub does)."""
@@ -189,23 +232,26 @@ def replay(
     circuity: CircuityModel | None = None,
     progress: Callable[[int], None] | None = None,
     route_distance: RouteDistance | None = None,
+    learned: LearnedModels | None = None,
 ) -> Replay:
     """Run every trip's fixes, all trips merged in time order, through the arrival logic.
 
     ``progress`` is called with the number of fixes done since the last call (for a bar).
     With ``route_distance``, a second tracker per trip gets the routing engine's distance
     for each fix (what the hub does with ``DOORSTEP_OSRM_URL``), scored beside the first.
+    ``learned``: start from models learned on earlier trips (a hub that has been running)
+    instead of from the priors (a new deployment); they keep learning during the replay.
     """
     by_id = {spec.trip_id: spec for spec in trips}
     unknown = sorted(set(fixes) - set(by_id))
     if unknown:
         raise ValueError(f"fixes for trips not in the trips file: {', '.join(unknown[:5])}")
-    model = circuity or CircuityModel()
-    provider = StraightLineProvider(model)
     config = config or ArrivalConfig()
+    start = learned or LearnedModels.fresh(config)
+    model = circuity or start.circuity
+    provider = StraightLineProvider(model)
     # One travel time model per distance source: the distances they are learned on differ.
-    times = TravelTimeModel(config.eta.prior_speed_mps)
-    routed_times = TravelTimeModel(config.eta.prior_speed_mps)
+    times, routed_times = start.travel_times, start.routed_travel_times
     live: dict[str, _Live] = {}
     for spec in trips:
         fence = CircleFence(spec.dest_lat, spec.dest_lon, spec.radius_m)
@@ -216,6 +262,7 @@ def replay(
             routed = ArrivalTracker(*dest, fence, provider, config, travel_times=routed_times)
         live[spec.trip_id] = _Live(spec, tracker, fence, routed)
     out = Replay(circuity=model, travel_times=times)
+    out.learned = LearnedModels(model, times, routed_times)
     if route_distance is not None:
         out.routed_travel_times = routed_times
     done = 0

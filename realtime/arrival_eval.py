@@ -13,6 +13,8 @@ same code. Formats (times Unix seconds, WGS84 degrees, metres):
 - predictions.csv ``trip_id,t,eta_s``: one row per fix before the trip's check-in (and
   ``eta_routed_s`` when a routing engine was given).
 - events.csv ``trip_id,event,t``: ``check_in``/``check_out`` as stamped by the detector.
+- models.json: what the arrival logic learned by the end of the replay (circuity, travel
+  times per distance source); ``--models`` starts a later replay from it.
 - roads.json (written by ``simulate-traces``, read by ``loadtest/osrm_sim.py``): per trip
   ``{"trip_id", "destination": {"lat", "lon"}, "route": [[lat, lon], ...]}``, the streets a
   routing engine would route it over (``geofence/roads.py``).
@@ -29,7 +31,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from geofence.evaluate import Event, Prediction, TripSpec, fix_from_dict
+from geofence.evaluate import Event, LearnedModels, Prediction, TripSpec, fix_from_dict
 from geofence.model import Fix
 from geofence.roads import road_entry
 from geofence.traces import Trace, fix_to_dict
@@ -82,6 +84,17 @@ def load_fixes(path: Path) -> dict[str, list[Fix]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: {exc}") from None
     return fixes
+
+
+def load_models(path: Path) -> LearnedModels:
+    try:
+        return LearnedModels.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def write_models(path: Path, models: LearnedModels) -> None:
+    path.write_text(json.dumps(models.to_dict()), encoding="utf-8")
 
 
 def write_predictions(path: Path, predictions: Sequence[Prediction], order: list[str]) -> int:

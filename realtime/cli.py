@@ -139,6 +139,14 @@ def token(role: str, sub: str, booking: str | None, ttl: int | None, data_dir: P
     help="Directory for predictions.csv, events.csv (and metrics.md with ground truth).",
 )
 @click.option(
+    "--models",
+    "models_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start from what an earlier run learned (its OUT/models.json), as a hub that has "
+    "seen earlier trips does; without it the models start from their priors.",
+)
+@click.option(
     "--osrm-url",
     default=None,
     help="Also score the ETA with route distances from this OSRM-compatible server, through "
@@ -162,6 +170,7 @@ def eval_arrival(
     fixes_path: Path,
     trips_path: Path,
     out: Path,
+    models_path: Path | None,
     osrm_url: str | None,
     osrm_timeout_s: float,
     osrm_refresh_s: float,
@@ -171,7 +180,7 @@ def eval_arrival(
     Prints ETA error by horizon, check-in delay and false/missed check-ins beside the
     straight-line baseline when TRIPS.json has ground truth (arrived_t/departed_t). With
     --osrm-url a second ETA column uses the routing engine's distances; predictions.csv
-    then has an eta_routed_s column.
+    then has an eta_routed_s column. OUT/models.json keeps what was learned, for --models.
     """
     from geofence import evaluate
     from realtime import arrival_eval as files
@@ -180,11 +189,14 @@ def eval_arrival(
     try:
         trips = files.load_trips(trips_path)
         fixes = files.load_fixes(fixes_path)
+        learned = files.load_models(models_path) if models_path else None
         total = sum(len(trip_fixes) for trip_fixes in fixes.values())
         if osrm_url:
             routes = files.RoutedDistances(osrm_url, osrm_timeout_s, osrm_refresh_s)
         with click.progressbar(length=total, label="replaying fixes", file=sys.stderr) as bar:
-            result = evaluate.replay(trips, fixes, progress=bar.update, route_distance=routes)
+            result = evaluate.replay(
+                trips, fixes, progress=bar.update, route_distance=routes, learned=learned
+            )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -202,6 +214,8 @@ def eval_arrival(
     order = [trip.trip_id for trip in trips]
     rows = files.write_predictions(out / "predictions.csv", result.predictions, order)
     events = files.write_events(out / "events.csv", result.events, order)
+    if result.learned is not None:
+        files.write_models(out / "models.json", result.learned)
     click.echo(f"doorstep: {rows} predictions, {events} events written to {out}", err=True)
     if not any(trip.has_truth for trip in trips):
         click.echo("doorstep: no ground truth (arrived_t) in the trips file: no metrics", err=True)

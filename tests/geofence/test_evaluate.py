@@ -10,6 +10,7 @@ import pytest
 from geofence.evaluate import (
     EARLY_TOLERANCE_S,
     Event,
+    LearnedModels,
     Prediction,
     Replay,
     TripSpec,
@@ -224,3 +225,35 @@ def test_circuity_is_learned_in_time_order_so_no_trip_sees_the_future():
             else:
                 changed += p.eta_s != first[p.t - shift]
     assert same > 100 and changed > 100
+
+
+def test_a_replay_can_start_from_what_an_earlier_one_learned():
+    # Trip A teaches the models; trip B replayed alone from them is not the fresh estimate.
+    first = generate_trip(0, seed=5, kind="normal")
+    second = generate_trip(1, seed=5, kind="normal")
+    a, b = (TripSpec.from_dict(t.truth.to_dict()) for t in (first, second))
+    earlier = replay([a], {a.trip_id: first.fixes})
+    assert earlier.learned is not None and earlier.learned.travel_times.to_dict()["cells"]
+    saved = earlier.learned.to_dict()
+    fresh = replay([b], {b.trip_id: second.fixes})
+    warm = replay([b], {b.trip_id: second.fixes}, learned=LearnedModels.from_dict(saved))
+    assert len(warm.predictions) == len(fresh.predictions) > 100
+    pairs = zip(warm.predictions, fresh.predictions, strict=True)
+    differ = sum(w.eta_s != f.eta_s for w, f in pairs)
+    assert differ > len(fresh.predictions) // 2
+    # ...and goes on learning: B's approach is added to A's.
+    assert warm.circuity is not None and warm.circuity.to_dict()["global"][0] == 2
+
+
+@pytest.mark.parametrize(
+    "data, complaint",
+    [
+        ([], "not a version 1"),
+        ({"version": 2}, "not a version 1"),
+        ({"version": 1, "circuity": {"version": 1}}, "malformed circuity"),
+        ({"version": 1}, "lacks"),
+    ],
+)
+def test_a_learned_models_file_that_is_not_one_is_refused(data, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        LearnedModels.from_dict(data)

@@ -103,3 +103,31 @@ def test_bad_input_is_one_clear_error(traces: Path, tmp_path: Path):
         "eval-arrival", "--fixes", fixes, "--trips", traces / "trips.json", "--out", tmp_path
     )
     assert result.returncode == 1 and f"{fixes}:1" in result.stderr
+
+
+def test_what_a_run_learned_is_saved_and_starts_the_next_run(traces: Path, tmp_path: Path):
+    args = ["--fixes", traces / "fixes.jsonl", "--trips", traces / "trips.json"]
+    first = run("eval-arrival", *args, "--out", tmp_path / "first")
+    assert first.returncode == 0, first.stderr
+    models = tmp_path / "first" / "models.json"
+    saved = json.loads(models.read_text())
+    assert saved["version"] == 1 and saved["circuity"]["global"][0] >= 1
+    warm = run("eval-arrival", *args, "--out", tmp_path / "warm", "--models", models)
+    assert warm.returncode == 0, warm.stderr
+    fresh_etas = [row[2] for row in rows(tmp_path / "first" / "predictions.csv")]
+    warm_etas = [row[2] for row in rows(tmp_path / "warm" / "predictions.csv")]
+    assert len(warm_etas) == len(fresh_etas) and warm_etas != fresh_etas
+    # the warm run learned the same trips once more on top of the first run's
+    again = json.loads((tmp_path / "warm" / "models.json").read_text())
+    assert again["circuity"]["global"][0] == 2 * saved["circuity"]["global"][0]
+
+
+def test_a_models_file_that_is_not_one_is_a_clear_error(traces: Path, tmp_path: Path):
+    bad = tmp_path / "models.json"
+    bad.write_text('{"version": 1, "circuity": {}}')
+    result = run(
+        "eval-arrival", "--fixes", traces / "fixes.jsonl", "--trips", traces / "trips.json",
+        "--out", tmp_path / "out", "--models", bad,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert str(bad) in result.stderr and "circuity" in result.stderr
