@@ -125,6 +125,18 @@ class Trace:
     # detour they force, but none of the traffic, lights, jams, parking, walking or the
     # driver's mistakes (an overshoot's loop round the block). See ``geofence/roads.py``.
     route: tuple[tuple[float, float], ...] = ()
+    # Truth no phone reports, for oracle studies (``loadtest/eta_bound.py``); never written to
+    # FIXES.jsonl/TRIPS.json. One entry per fix when set; computed without drawing from the
+    # trip's random stream, so the fixes are the same with or without them.
+    # ``phases[i]``: "drive" (true speed > 0.5 m/s), "light" (driving but stopped or nearly:
+    # a red light, a jam, the final stop), "car" (sitting in the parked car), "walk", "indoor".
+    phases: tuple[str, ...] = ()
+    # ``free_flow_left_s[i]``: seconds left along the approach road at each street's cruise
+    # speed (no lights, jams, turns or acceleration) from the true position to where the car
+    # stops (the end of a drive-past's road); ``route_left_m[i]``: the metres left. None
+    # after the car's final stop on the approach (sitting, walking, indoors, driving away).
+    free_flow_left_s: tuple[float | None, ...] = ()
+    route_left_m: tuple[float | None, ...] = ()
 
 
 def fix_to_dict(trip_id: str, fix: Fix) -> dict[str, object]:
@@ -211,6 +223,35 @@ class _Line:
             if d < best_d:
                 best, best_d = self.cum[i] + f * math.sqrt(seg2), d
         return best
+
+    def s_forward(self, x: float, y: float, first: int) -> float:
+        """Arc length of (x, y), a point on the line at or after segment ``first``.
+
+        The first such segment the point lies on (within 1 mm), else the nearest one from
+        ``first`` on. Unlike ``s_nearest`` this follows a car that drives the same street
+        twice (an overshoot's loop round the block) and is O(1) while it stays on a segment.
+        """
+        best, best_d = self.cum[first], math.inf
+        for i in range(first, len(self.points) - 1):
+            (x0, y0), (x1, y1) = self.points[i], self.points[i + 1]
+            dx, dy = x1 - x0, y1 - y0
+            seg2 = dx * dx + dy * dy or 1.0
+            f = min(max(((x - x0) * dx + (y - y0) * dy) / seg2, 0.0), 1.0)
+            d = math.hypot(x0 + f * dx - x, y0 + f * dy - y)
+            if d < best_d:
+                best, best_d = self.cum[i] + f * math.sqrt(seg2), d
+            if d < 1e-3:
+                break
+        return best
+
+    def free_flow_s(self) -> list[float]:
+        """Seconds from the start of each segment to the end of the line at cruise speeds."""
+        out = [0.0] * len(self.cruise)
+        left = 0.0
+        for i in range(len(self.cruise) - 1, -1, -1):
+            left += (self.cum[i + 1] - self.cum[i]) / self.cruise[i]
+            out[i] = left
+        return out
 
 
 def _simplify(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -311,6 +352,9 @@ class _Trip:
         self.grid = rng.uniform(0.0, math.pi / 2)  # street grid orientation
         self.accel = rng.uniform(1.0, 2.0)
         self.planned: list[tuple[float, float]] = []  # the navigation route, grid (u, v)
+        # The road driven to the final stop, and when the car got there (truth for oracles).
+        self.approach: _Line | None = None
+        self.approach_end_t = -math.inf
 
     def to_latlon(self, x: float, y: float) -> tuple[float, float]:
         """A plane point (metres east/north of the destination) as (lat, lon)."""
@@ -341,7 +385,40 @@ class _Trip:
             tags=tuple(sorted(set(self.tags))),
         )
         route = tuple(self.to_latlon(*self.to_xy(u, v)) for u, v in self.planned)
-        return Trace(truth, fixes, [self.to_latlon(p.x, p.y) for p in truths], route)
+        free_flow, route_left = self._left_on_approach(truths)
+        return Trace(
+            truth,
+            fixes,
+            [self.to_latlon(p.x, p.y) for p in truths],
+            route,
+            phases=tuple(_phase(p) for p in truths),
+            free_flow_left_s=free_flow,
+            route_left_m=route_left,
+        )
+
+    def _left_on_approach(
+        self, truths: list[_Sample]
+    ) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
+        """Free-flow seconds and metres left on the approach road for each fix (no rng)."""
+        line = self.approach
+        if line is None:
+            return (None,) * len(truths), (None,) * len(truths)
+        suffix = line.free_flow_s()
+        free_flow: list[float | None] = []
+        route_left: list[float | None] = []
+        segment = 0
+        for p in truths:
+            if p.t > self.approach_end_t:
+                free_flow.append(None)
+                route_left.append(None)
+                continue
+            s = line.s_forward(p.x, p.y, segment)
+            segment = line.segment(s)
+            in_segment = (line.cum[segment + 1] - s) / line.cruise[segment]
+            later = suffix[segment + 1] if segment + 1 < len(suffix) else 0.0
+            free_flow.append(round(in_segment + later, 1))
+            route_left.append(round(line.length - s, 1))
+        return tuple(free_flow), tuple(route_left)
 
     # motion -------------------------------------------------------------------------------
 
@@ -377,6 +454,7 @@ class _Trip:
         line = self._line(grid, side_street_from=len(grid) - 2 - len(tail))
         t = self.start_t
         samples = self._drive(line, t, stop_near_end=False)
+        self.approach, self.approach_end_t = line, samples[-1].t
         samples += self._visit(samples[-1].t, car)
         samples += self._drive_away(samples[-1].t, car, side, street)
         return samples, line.length, straight, park
@@ -421,6 +499,7 @@ class _Trip:
             red_at_door = _Stop(door_s + rng.uniform(-40.0, 40.0), rng.uniform(20.0, 60.0))
             self.tags.append("red_at_door")
         samples = self._drive(line, self.start_t, stop_near_end=True, extra_stop=red_at_door)
+        self.approach, self.approach_end_t = line, samples[-1].t
         return samples, line.length, straight, None
 
     def _line(self, grid: list[tuple[float, float]], side_street_from: int) -> _Line:
@@ -694,6 +773,13 @@ class _Trip:
         self.tags.append("doze")
         start = rng.uniform(indoor[0] + 120.0, max(indoor[-1] - 900.0, indoor[0] + 121.0))
         return [(start, start + rng.uniform(120.0, 600.0))]
+
+
+def _phase(p: _Sample) -> str:
+    """The phase of a true sample, driving split into moving and (nearly) stopped."""
+    if p.phase == "drive" and p.v <= 0.5:
+        return "light"
+    return p.phase
 
 
 def _crossing(t0: float, d0: float, t1: float, d1: float, r: float) -> float:

@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 
 from geofence.geo import distance_m
-from geofence.traces import KINDS, Trace, generate, generate_trip
+from geofence.traces import KINDS, Trace, _Trip, generate, generate_trip
 
 SEED = 11
 N = 24
@@ -174,3 +174,85 @@ def test_truth_serialises_to_the_trips_file_format(traces):
     entry = traces[0].truth.to_dict()
     assert set(entry) >= {"trip_id", "destination", "geofence_radius_m", "arrived_t"}
     assert set(entry["destination"]) == {"lat", "lon"}
+
+
+# --- truth for oracle studies: phases and what is left of the approach ---------------------
+
+PHASES = {"drive", "light", "car", "walk", "indoor"}
+
+
+def test_every_fix_has_a_true_phase_and_approach_truth(traces):
+    for trace in traces:
+        n = len(trace.fixes)
+        assert len(trace.phases) == len(trace.free_flow_left_s) == len(trace.route_left_m) == n
+        assert set(trace.phases) <= PHASES
+        assert {"drive", "light"} <= set(trace.phases), "moving and stopped at lights"
+        if trace.truth.kind == "drive_past":
+            assert set(trace.phases) == {"drive", "light"}
+        else:
+            assert {"car", "walk", "indoor"} <= set(trace.phases)
+        for phase, fix in zip(trace.phases, trace.fixes, strict=True):
+            if phase == "light" and fix.speed is not None:
+                assert fix.speed < 2.0  # true speed <= 0.5 m/s plus the phone's noise
+
+
+def test_a_visit_from_outside_the_fence_sits_in_the_car_and_walks_in_before_arriving():
+    outside = 0
+    for index in range(6):
+        trace = generate_trip(index, seed=SEED, kind="park_walk")
+        truth = trace.truth
+        if truth.park_m < truth.radius_m + 5:
+            continue  # parked inside the fence: arrived while driving
+        outside += 1
+        before = [
+            p for f, p in zip(trace.fixes, trace.phases, strict=True) if f.t < truth.arrived_t
+        ]
+        assert {"car", "walk"} <= set(before)
+        first_car = before.index("car")
+        assert set(before[:first_car]) <= {"drive", "light"}
+        assert set(before[first_car:]) <= {"car", "walk"}
+        assert before[-1] == "walk"
+    assert outside >= 2
+
+
+def test_free_flow_and_route_left_count_down_along_the_approach_then_stop(traces):
+    overshoots = [generate_trip(i, seed=SEED, kind="overshoot") for i in range(3)]
+    for trace in [*traces, *overshoots]:
+        free_flow, route_left = trace.free_flow_left_s, trace.route_left_m
+        on_road = [v for v in free_flow if v is not None]
+        n = len(on_road)
+        assert free_flow[:n] == tuple(on_road), "a value for each fix up to the final stop"
+        assert all(v is None for v in free_flow[n:]) and all(v is None for v in route_left[n:])
+        assert all(v is not None for v in route_left[:n])
+        # Counting down even where an overshoot drives the same street twice.
+        assert all(b <= a for a, b in pairwise(on_road))
+        assert all(b <= a for a, b in pairwise(route_left[:n]))
+        assert on_road[-1] <= 5.0 and route_left[n - 1] <= 20.0
+        # Free flow: route metres at 5-14 m/s (the cruise speeds).
+        assert route_left[0] / 14.5 <= on_road[0] <= route_left[0] / 4.9
+        assert abs(route_left[0] - trace.truth.route_m) <= 50.0
+        if trace.truth.kind != "drive_past":
+            assert trace.phases[n] == "car", "None from the moment the car is parked"
+            assert set(trace.phases[:n]) <= {"drive", "light"}
+
+
+def test_the_oracle_truth_draws_no_random_numbers_so_the_fixes_are_unchanged(monkeypatch):
+    plain = {kind: generate_trip(2, seed=SEED, kind=kind) for kind in KINDS}
+    compute = _Trip._left_on_approach
+
+    def checked(self, truths):
+        state = self.rng.getstate()
+        out = compute(self, truths)
+        assert self.rng.getstate() == state
+        return out
+
+    monkeypatch.setattr(_Trip, "_left_on_approach", checked)
+    for kind, trace in plain.items():
+        assert generate_trip(2, seed=SEED, kind=kind) == trace
+
+    # Without the oracle truth at all, the phone's fixes and the truth are the same.
+    monkeypatch.setattr(_Trip, "_left_on_approach", lambda self, truths: ((), ()))
+    for kind, trace in plain.items():
+        bare = generate_trip(2, seed=SEED, kind=kind)
+        assert bare.fixes == trace.fixes and bare.truth == trace.truth
+        assert bare.true_positions == trace.true_positions and bare.route == trace.route
