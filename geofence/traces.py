@@ -137,6 +137,10 @@ class Trace:
     # after the car's final stop on the approach (sitting, walking, indoors, driving away).
     free_flow_left_s: tuple[float | None, ...] = ()
     route_left_m: tuple[float | None, ...] = ()
+    # ``free_flow_to_fence_s[i]``: the same seconds, but only to where the approach road last
+    # enters the fence (the arrival, when the car parks inside it); 0 on the road inside;
+    # equal to ``free_flow_left_s`` when the car parks outside the fence. None when that is.
+    free_flow_to_fence_s: tuple[float | None, ...] = ()
 
 
 def fix_to_dict(trip_id: str, fix: Fix) -> dict[str, object]:
@@ -243,6 +247,22 @@ class _Line:
             if d < 1e-3:
                 break
         return best
+
+    def last_entry(self, radius: float) -> float:
+        """Arc length where the line last enters the circle of ``radius`` round the origin
+        (the destination) and stays inside to its end; the end if it ends outside."""
+        if math.hypot(*self.points[-1]) > radius:
+            return self.length
+        for i in range(len(self.points) - 2, -1, -1):
+            (x0, y0), (x1, y1) = self.points[i], self.points[i + 1]
+            if math.hypot(x0, y0) <= radius:
+                continue
+            # Enters on this segment: |p0 + f (p1 - p0)| = radius, the root in [0, 1].
+            dx, dy = x1 - x0, y1 - y0
+            a, b, c = dx * dx + dy * dy, 2 * (x0 * dx + y0 * dy), x0 * x0 + y0 * y0 - radius**2
+            root = (-b - math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a) if a else 1.0
+            return self.cum[i] + min(max(root, 0.0), 1.0) * (self.cum[i + 1] - self.cum[i])
+        return 0.0
 
     def free_flow_s(self) -> list[float]:
         """Seconds from the start of each segment to the end of the line at cruise speeds."""
@@ -385,7 +405,7 @@ class _Trip:
             tags=tuple(sorted(set(self.tags))),
         )
         route = tuple(self.to_latlon(*self.to_xy(u, v)) for u, v in self.planned)
-        free_flow, route_left = self._left_on_approach(truths)
+        free_flow, route_left, to_fence = self._left_on_approach(truths)
         return Trace(
             truth,
             fixes,
@@ -394,31 +414,41 @@ class _Trip:
             phases=tuple(_phase(p) for p in truths),
             free_flow_left_s=free_flow,
             route_left_m=route_left,
+            free_flow_to_fence_s=to_fence,
         )
 
-    def _left_on_approach(
-        self, truths: list[_Sample]
-    ) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
-        """Free-flow seconds and metres left on the approach road for each fix (no rng)."""
+    def _left_on_approach(self, truths: list[_Sample]) -> tuple[_Optionals, _Optionals, _Optionals]:
+        """Free-flow seconds and metres left on the approach road for each fix, and the
+        free-flow seconds to where it last enters the fence (no rng)."""
         line = self.approach
         if line is None:
-            return (None,) * len(truths), (None,) * len(truths)
+            none = (None,) * len(truths)
+            return none, none, none
         suffix = line.free_flow_s()
+
+        def seconds_left(s: float, segment: int) -> float:
+            in_segment = (line.cum[segment + 1] - s) / line.cruise[segment]
+            return in_segment + (suffix[segment + 1] if segment + 1 < len(suffix) else 0.0)
+
+        entry_s = line.last_entry(self.radius)
+        at_entry = seconds_left(entry_s, line.segment(entry_s))
         free_flow: list[float | None] = []
         route_left: list[float | None] = []
+        to_fence: list[float | None] = []
         segment = 0
         for p in truths:
             if p.t > self.approach_end_t:
                 free_flow.append(None)
                 route_left.append(None)
+                to_fence.append(None)
                 continue
             s = line.s_forward(p.x, p.y, segment)
             segment = line.segment(s)
-            in_segment = (line.cum[segment + 1] - s) / line.cruise[segment]
-            later = suffix[segment + 1] if segment + 1 < len(suffix) else 0.0
-            free_flow.append(round(in_segment + later, 1))
+            left = seconds_left(s, segment)
+            free_flow.append(round(left, 1))
             route_left.append(round(line.length - s, 1))
-        return tuple(free_flow), tuple(route_left)
+            to_fence.append(round(max(left - at_entry, 0.0), 1) if s < entry_s else 0.0)
+        return tuple(free_flow), tuple(route_left), tuple(to_fence)
 
     # motion -------------------------------------------------------------------------------
 
@@ -773,6 +803,9 @@ class _Trip:
         self.tags.append("doze")
         start = rng.uniform(indoor[0] + 120.0, max(indoor[-1] - 900.0, indoor[0] + 121.0))
         return [(start, start + rng.uniform(120.0, 600.0))]
+
+
+_Optionals = tuple[float | None, ...]
 
 
 def _phase(p: _Sample) -> str:

@@ -28,10 +28,11 @@ Predictors (medians per feature band, piecewise-linear between the bands' median
 
 - distance oracle: route metres left along the approach (log-spaced bands);
 - free-flow oracle: seconds left at each street's free-flow (cruise) speed (log-spaced);
-- phase oracle: knows the phase. Driving (moving or stopped at a light / in a jam): the
-  free-flow bands fitted on driving fixes only. In the parked car: the walk time plus the
-  median of (time to arrival - walk time) in 10 s bands of the seconds already sat. Walking:
-  the walk time, (distance to the door - fence radius) / 1.3 m/s.
+- phase oracle: knows the phase. Driving (moving or stopped at a light / in a jam): bands
+  of the free-flow seconds to where the road enters the fence (``free_flow_to_fence_s``:
+  the arrival of a car that parks inside it), fitted on driving fixes only. In the parked
+  car: the walk time plus the median of (time to arrival - walk time) in 10 s bands of the
+  seconds already sat. Walking: the walk time, (distance to the door - fence radius) / 1.3 m/s.
 - kind oracle: the phase oracle fitted per trip kind, so it also knows in advance whether
   the technician will park by the door, park up to 140 m away and walk, or miss the house
   and loop round the block: the one thing the per-kind tables show the phase oracle lacks.
@@ -92,6 +93,7 @@ class Row:
     baseline_s: float | None  # baseline ETA; None outside the scored horizons
     route_left_m: float  # 0 after the car's final stop
     free_flow_s: float  # 0 after the car's final stop
+    to_fence_s: float  # free-flow seconds to where the road enters the fence; 0 after it
     sat_s: float  # seconds since the car's final stop (0 before it)
     walk_s: float  # max(distance to the door - radius, 0) / WALK_MPS, true position
 
@@ -119,6 +121,7 @@ def trace_rows(trace: Trace, stride: int = STRIDE) -> list[Row]:
             break
         phase = trace.phases[i]
         free_flow, route_left = trace.free_flow_left_s[i], trace.route_left_m[i]
+        to_fence = trace.free_flow_to_fence_s[i]
         walk = 0.0
         if free_flow is None:  # after the final stop: how far is the fence edge on foot?
             lat, lon = trace.true_positions[i]
@@ -135,6 +138,7 @@ def trace_rows(trace: Trace, stride: int = STRIDE) -> list[Row]:
                 baseline_s=baseline,
                 route_left_m=route_left or 0.0,
                 free_flow_s=free_flow or 0.0,
+                to_fence_s=to_fence or 0.0,
                 sat_s=max(fix.t - stop_t, 0.0) if free_flow is None else 0.0,
                 walk_s=walk,
             )
@@ -227,7 +231,7 @@ def fit_oracles(rows: Sequence[Row]) -> dict[str, Predictor]:
 def fit_phase_oracle(rows: Sequence[Row]) -> Predictor:
     """Knows the phase: free-flow bands while driving, sat-time bands in the parked car."""
     driving = fit_log_bands(
-        [(r.free_flow_s, r.horizon_s) for r in rows if r.phase in DRIVING], SECONDS_FIRST
+        [(r.to_fence_s, r.horizon_s) for r in rows if r.phase in DRIVING], SECONDS_FIRST
     )
     car = [r for r in rows if r.phase == "car"]
     sitting = fit_bands(
@@ -237,7 +241,7 @@ def fit_phase_oracle(rows: Sequence[Row]) -> Predictor:
 
     def phase(row: Row) -> float:
         if row.phase in DRIVING:
-            return driving(row.free_flow_s)
+            return driving(row.to_fence_s)
         if row.phase == "car":
             return row.walk_s + sitting(row.sat_s)
         return row.walk_s  # walking (indoors is inside the fence: after the arrival)

@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 
 from geofence.geo import distance_m
-from geofence.traces import KINDS, Trace, _Trip, generate, generate_trip
+from geofence.traces import KINDS, Trace, _Line, _Trip, generate, generate_trip
 
 SEED = 11
 N = 24
@@ -251,8 +251,44 @@ def test_the_oracle_truth_draws_no_random_numbers_so_the_fixes_are_unchanged(mon
         assert generate_trip(2, seed=SEED, kind=kind) == trace
 
     # Without the oracle truth at all, the phone's fixes and the truth are the same.
-    monkeypatch.setattr(_Trip, "_left_on_approach", lambda self, truths: ((), ()))
+    monkeypatch.setattr(_Trip, "_left_on_approach", lambda self, truths: ((), (), ()))
     for kind, trace in plain.items():
         bare = generate_trip(2, seed=SEED, kind=kind)
         assert bare.fixes == trace.fixes and bare.truth == trace.truth
         assert bare.true_positions == trace.true_positions and bare.route == trace.route
+
+
+def test_the_road_enters_the_fence_where_it_last_crosses_the_circle():
+    straight = _Line([(-200.0, 0.0), (0.0, 0.0)], [10.0], [])
+    assert straight.last_entry(50.0) == pytest.approx(150.0)
+    # Past the door and back (an overshoot): the second entry is the arrival.
+    loop = _Line([(-200.0, 10.0), (200.0, 10.0), (200.0, -10.0), (0.0, -10.0)], [10.0] * 3, [6, 6])
+    entry = math.sqrt(50.0**2 - 10.0**2)
+    assert loop.last_entry(50.0) == pytest.approx(400.0 + 20.0 + 200.0 - entry)
+    assert straight.last_entry(-1.0) == straight.length  # ends outside: the end
+
+
+def test_free_flow_to_the_fence_ends_at_the_fence_edge_or_at_the_parking_place():
+    checked = set()
+    for index in range(12):
+        for kind in ("normal", "park_walk"):
+            trace = generate_trip(index, seed=SEED, kind=kind)
+            truth = trace.truth
+            n = sum(v is not None for v in trace.free_flow_left_s)
+            to_fence, left = trace.free_flow_to_fence_s[:n], trace.free_flow_left_s[:n]
+            assert all(v is None for v in trace.free_flow_to_fence_s[n:])
+            assert all(0 <= f <= total for f, total in zip(to_fence, left, strict=True))
+            assert all(b <= a for a, b in pairwise(to_fence))
+            if truth.park_m > truth.radius_m + 1:  # parked outside: to the parking place
+                assert to_fence == left
+                checked.add("outside")
+            elif truth.park_m < truth.radius_m - 1:  # inside: 0 from the fence edge on
+                inside_road = [
+                    f
+                    for f, pos in zip(to_fence, trace.true_positions, strict=False)
+                    if distance_m(*pos, truth.dest_lat, truth.dest_lon) < truth.radius_m - 2
+                ]
+                assert inside_road and all(f <= 1.0 for f in inside_road[-5:])
+                assert to_fence[0] < left[0]
+                checked.add("inside")
+    assert checked == {"outside", "inside"}
