@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from geofence.eta import Eta, EtaConfig, EtaEstimator, RouteProvider, TravelTimeModel
+from geofence.eta_band import SAMPLE_EVERY_S, ErrorBands
 from geofence.fences import Fence
 from geofence.geo import distance_m
 from geofence.model import Fix
@@ -38,13 +39,15 @@ class TripSummary:
     """A completed approach, for the learned models: start point and distance driven (the
     circuity model); when the fence was crossed and, before that, (t, metres left to the
     fence, state) at the first estimate in each band of distance and state (the travel time
-    model: ``TravelTimeModel.observe(samples, arrived_t)``)."""
+    model: ``TravelTimeModel.observe(samples, arrived_t)``) and (t, ETA shown) every
+    ``SAMPLE_EVERY_S`` (``ErrorBands.observe(eta_samples, arrived_t)``)."""
 
     origin_lat: float
     origin_lon: float
     driven_m: float
     arrived_t: float | None = None
     samples: tuple[tuple[float, float, str], ...] = ()
+    eta_samples: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class ArrivalTracker:
         inside: bool = False,
         approached: bool = False,
         travel_times: TravelTimeModel | None = None,
+        error_bands: ErrorBands | None = None,
     ) -> None:
         self.dest_lat = dest_lat
         self.dest_lon = dest_lon
@@ -75,10 +79,15 @@ class ArrivalTracker:
         state = PresenceState.INSIDE if inside else PresenceState.OUTSIDE
         self.fence = fence
         self.presence = PresenceDetector(fence, self.config.presence, state)
-        self.estimator = EtaEstimator(dest_lat, dest_lon, self.config.eta, travel_times)
+        self.estimator = EtaEstimator(
+            dest_lat, dest_lon, self.config.eta, travel_times, error_bands
+        )
         self.travel_times = travel_times
+        self.error_bands = error_bands
         # First (t, metres to the fence, state) per band and state: what the trip teaches.
         self._samples: dict[tuple[str, int], tuple[float, float, str]] = {}
+        # (t, ETA shown) every SAMPLE_EVERY_S: what the trip teaches about the ETA's error.
+        self._eta_samples: list[tuple[float, float]] = []
         self.checked_in = inside
         self.approached = approached or inside
         self.last_eta: Eta | None = None
@@ -96,11 +105,17 @@ class ArrivalTracker:
                 self.checked_in = True
                 self.last_eta = None
                 if self._origin is not None:
-                    samples = tuple(sorted(self._samples.values()))
                     trip = TripSummary(
-                        self._origin.lat, self._origin.lon, self._driven_m, event.t, samples
+                        self._origin.lat,
+                        self._origin.lon,
+                        self._driven_m,
+                        event.t,
+                        tuple(sorted(self._samples.values())),
+                        tuple(self._eta_samples),
                     )
-                self._samples.clear()  # a later approach (after a check-out) starts afresh
+                # A later approach (after a check-out) starts afresh.
+                self._samples.clear()
+                self._eta_samples.clear()
             elif event.kind == "check_out":
                 self.checked_in = False
         if self.checked_in or self.presence.state is PresenceState.INSIDE:
@@ -118,6 +133,9 @@ class ArrivalTracker:
         if self.travel_times is not None:
             to_go, state = self.estimator.to_go_m, self.estimator.state
             self._samples.setdefault((state, self.travel_times.band(to_go)), (fix.t, to_go, state))
+        last = self._eta_samples[-1][0] if self._eta_samples else None
+        if self.error_bands is not None and (last is None or fix.t - last >= SAMPLE_EVERY_S):
+            self._eta_samples.append((fix.t, eta.seconds))
         approaching = False
         if not self.approached and eta.seconds <= self.config.arriving_threshold_s:
             self.approached = approaching = True

@@ -22,8 +22,10 @@ reason. Three parts, all pure (fixes and times in, estimates out; no I/O, no clo
   When nothing new happens the arrival time stays put and the seconds left fall one per
   second; noise between fixes moves the arrival time by a fraction of a second.
 
-``Eta`` carries an uncertainty band that is wider while the speed is mostly prior and
-narrows, in seconds, as the technician approaches.
+``Eta`` carries an uncertainty band: with ``ErrorBands`` (``geofence/eta_band.py``) the
+range that held most of the fleet's past arrivals at that ETA; before it has learned enough,
+a fixed-width band that is wider while the speed is mostly prior and narrows, in seconds,
+as the technician approaches.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from geofence.eta_band import ErrorBands
 from geofence.geo import distance_m
 from geofence.model import Fix
 
@@ -412,6 +415,7 @@ class EtaEstimator:
         dest_lon: float,
         config: EtaConfig | None = None,
         travel_times: TravelTimeModel | None = None,
+        error_bands: ErrorBands | None = None,
     ) -> None:
         self.dest_lat = dest_lat
         self.dest_lon = dest_lon
@@ -419,6 +423,9 @@ class EtaEstimator:
         # With a learned model the raw ETA blends the fleet's time for the distance left
         # with distance / this technician's speed (``learned_weight``); without, the latter.
         self.travel_times = travel_times
+        # With learned error bands the range is the one that held most past arrivals at
+        # this ETA; without (or before they have enough trips), the fixed-width band.
+        self.error_bands = error_bands
         self.margin_m = 0.0  # route metres inside the fence: the ETA is to its edge
         self.state = "moving"  # of the latest estimate: "moving" or "stopped"
         self.travelled_m = 0.0  # distance driven since the first fix (jitter excluded)
@@ -602,7 +609,12 @@ class EtaEstimator:
     def _make(self, t: float, arrival: float, route_m: float, speed: float) -> Eta:
         cfg = self.config
         seconds = max(0.0, arrival - t)
-        widen = cfg.band_prior * self._prior_share
-        low = max(0.0, seconds * (1.0 - cfg.band_low - widen) - cfg.band_margin_s)
-        high = seconds * (1.0 + cfg.band_high + widen) + cfg.band_margin_s
+        learned = None if self.error_bands is None else self.error_bands.band(seconds)
+        if learned is not None:
+            # The range always holds the ETA itself, even where the fleet ran early or late.
+            low, high = min(learned[0], seconds), max(learned[1], seconds)
+        else:
+            widen = cfg.band_prior * self._prior_share
+            low = max(0.0, seconds * (1.0 - cfg.band_low - widen) - cfg.band_margin_s)
+            high = seconds * (1.0 + cfg.band_high + widen) + cfg.band_margin_s
         return Eta(seconds, arrival, route_m, low, high, speed)

@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from geofence.arrival import ArrivalConfig, ArrivalTracker
+from geofence.arrival import ArrivalConfig, ArrivalTracker, TripSummary
 from geofence.eta import CircuityModel, StraightLineProvider, TravelTimeModel, baseline_eta_s
+from geofence.eta_band import ErrorBands
 from geofence.fences import DEFAULT_RADIUS_M, CircleFence
 from geofence.model import Fix
 
@@ -133,7 +134,8 @@ class Prediction:
     """The ETA shown at fix time ``t`` (before check-in) and the baseline's for that fix.
 
     ``routed_s``: the same tracker's ETA when the route distance comes from a routing engine
-    (``replay(..., route_distance=...)``); None without one.
+    (``replay(..., route_distance=...)``); None without one. ``band``/``routed_band``: the
+    (low, high) seconds of the uncertainty band shown with each.
     """
 
     trip_id: str
@@ -141,6 +143,8 @@ class Prediction:
     eta_s: float
     baseline_s: float
     routed_s: float | None = None
+    band: tuple[float, float] | None = None
+    routed_band: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -184,13 +188,16 @@ class LearnedModels:
 
     Saved after a replay (``to_dict``) and given to the next one, it scores the estimator
     as it runs in a hub that has seen earlier trips, not only as a new deployment does.
-    The travel time model is kept per distance source (straight line x circuity, routing
-    engine): the distances it is learned on differ.
+    The travel time model and the ETA's error bands are kept per distance source (straight
+    line x circuity, routing engine): the distances they are learned on, and the errors of
+    the ETAs made from them, differ.
     """
 
     circuity: CircuityModel
     travel_times: TravelTimeModel
     routed_travel_times: TravelTimeModel
+    error_bands: ErrorBands = field(default_factory=ErrorBands)
+    routed_error_bands: ErrorBands = field(default_factory=ErrorBands)
 
     @classmethod
     def fresh(cls, config: ArrivalConfig) -> LearnedModels:
@@ -203,6 +210,8 @@ class LearnedModels:
             "circuity": self.circuity.to_dict(),
             "travel_times": self.travel_times.to_dict(),
             "routed_travel_times": self.routed_travel_times.to_dict(),
+            "error_bands": self.error_bands.to_dict(),
+            "routed_error_bands": self.routed_error_bands.to_dict(),
         }
 
     @classmethod
@@ -215,6 +224,11 @@ class LearnedModels:
                 CircuityModel.from_dict(data["circuity"]),
                 TravelTimeModel.from_dict(data["travel_times"]),
                 TravelTimeModel.from_dict(data["routed_travel_times"]),
+                # Files saved before the error bands existed start them afresh.
+                *(
+                    ErrorBands.from_dict(data[key]) if key in data else ErrorBands()
+                    for key in ("error_bands", "routed_error_bands")
+                ),
             )
         except KeyError as exc:
             raise ValueError(f"learned models file lacks {exc}") from None
@@ -252,17 +266,27 @@ def replay(
     provider = StraightLineProvider(model)
     # One travel time model per distance source: the distances they are learned on differ.
     times, routed_times = start.travel_times, start.routed_travel_times
+    bands, routed_bands = start.error_bands, start.routed_error_bands
     live: dict[str, _Live] = {}
     for spec in trips:
         fence = CircleFence(spec.dest_lat, spec.dest_lon, spec.radius_m)
         dest = (spec.dest_lat, spec.dest_lon)
-        tracker = ArrivalTracker(*dest, fence, provider, config, travel_times=times)
+        tracker = ArrivalTracker(
+            *dest, fence, provider, config, travel_times=times, error_bands=bands
+        )
         routed = None
         if route_distance is not None:
-            routed = ArrivalTracker(*dest, fence, provider, config, travel_times=routed_times)
+            routed = ArrivalTracker(
+                *dest,
+                fence,
+                provider,
+                config,
+                travel_times=routed_times,
+                error_bands=routed_bands,
+            )
         live[spec.trip_id] = _Live(spec, tracker, fence, routed)
     out = Replay(circuity=model, travel_times=times)
-    out.learned = LearnedModels(model, times, routed_times)
+    out.learned = LearnedModels(model, times, routed_times, bands, routed_bands)
     if route_distance is not None:
         out.routed_travel_times = routed_times
     done = 0
@@ -300,19 +324,28 @@ def _step(
     out.fixes += 1
     out.last_t[spec.trip_id] = fix.t
     update = trip.tracker.update(fix)
-    routed_s = None
+    routed_s = routed_band = None
     if trip.routed is not None and route is not None and not trip.checked_in:
         # Same detector, same fixes: only the distance differs. Its own events and trip
         # summary duplicate the first tracker's and are not counted twice.
         routed = trip.routed.update(fix, route(spec, fix))
-        routed_s = None if routed.eta is None else routed.eta.seconds
-        learn = routed.trip is not None and routed.trip.arrived_t is not None
-        if learn and trip.routed.travel_times is not None:
-            trip.routed.travel_times.observe(routed.trip.samples, routed.trip.arrived_t)
+        if routed.eta is not None:
+            routed_s, routed_band = routed.eta.seconds, (routed.eta.low_s, routed.eta.high_s)
+        if routed.trip is not None:
+            _learn_times(trip.routed, routed.trip)
     if update.eta is not None and not trip.checked_in:
         baseline = baseline_eta_s(fix.lat, fix.lon, spec.dest_lat, spec.dest_lon)
+        eta = update.eta
         out.predictions.append(
-            Prediction(spec.trip_id, fix.t, update.eta.seconds, baseline, routed_s)
+            Prediction(
+                spec.trip_id,
+                fix.t,
+                eta.seconds,
+                baseline,
+                routed_s,
+                band=(eta.low_s, eta.high_s),
+                routed_band=routed_band,
+            )
         )
     for event in update.events:
         trip.checked_in = trip.checked_in or event.kind == "check_in"
@@ -324,13 +357,23 @@ def _step(
             summary.origin_lat, summary.origin_lon, spec.dest_lat, spec.dest_lon, summary.driven_m
         )
         out.learned_trips += int(learned)
-        if summary.arrived_t is not None and trip.tracker.travel_times is not None:
-            trip.tracker.travel_times.observe(summary.samples, summary.arrived_t)
+        _learn_times(trip.tracker, summary)
     inside = trip.fence.signed_distance_m(fix.lat, fix.lon) < 0
     if inside is not trip.naive_inside:
         trip.naive_inside = inside
         kind = "check_in" if inside else "check_out"
         out.naive_events.append(Event(spec.trip_id, kind, fix.t, fix.t, "raw fence test"))
+
+
+def _learn_times(tracker: ArrivalTracker, summary: TripSummary) -> None:
+    """What the hub learns from a completed approach besides circuity: travel times and
+    the ETA's error bands."""
+    if summary.arrived_t is None:
+        return
+    if tracker.travel_times is not None:
+        tracker.travel_times.observe(summary.samples, summary.arrived_t)
+    if tracker.error_bands is not None:
+        tracker.error_bands.observe(summary.eta_samples, summary.arrived_t)
 
 
 # --- scoring ---------------------------------------------------------------------------------
@@ -350,6 +393,12 @@ class HorizonScore:
     # Ours with a routing engine's distances (nan when the replay had none).
     routed_mae_s: float = math.nan
     routed_within: float = math.nan
+    # Share of predictions whose band held the true time to arrival, and the band's median
+    # width (nan where the predictions carried no band).
+    in_band: float = math.nan
+    band_width_s: float = math.nan
+    routed_in_band: float = math.nan
+    routed_band_width_s: float = math.nan
 
     @property
     def ratio(self) -> float:
@@ -579,6 +628,8 @@ class _Sample:
     error_s: float
     baseline_error_s: float
     routed_error_s: float | None = None
+    band: tuple[float, float] | None = None
+    routed_band: tuple[float, float] | None = None
 
 
 def _eta_samples(
@@ -592,7 +643,15 @@ def _eta_samples(
         horizon = spec.arrived_t - p.t
         if horizon >= 0:
             routed = None if p.routed_s is None else p.routed_s - horizon
-            yield _Sample(p.trip_id, horizon, p.eta_s - horizon, p.baseline_s - horizon, routed)
+            yield _Sample(
+                p.trip_id,
+                horizon,
+                p.eta_s - horizon,
+                p.baseline_s - horizon,
+                routed,
+                p.band,
+                p.routed_band,
+            )
 
 
 def _horizon(lo: float, hi: float, samples: Sequence[_Sample]) -> HorizonScore:
@@ -615,7 +674,22 @@ def _horizon(lo: float, hi: float, samples: Sequence[_Sample]) -> HorizonScore:
         routed_within=sum(1 for e, h in routed if abs(e) <= WITHIN * h) / n
         if complete
         else math.nan,
+        **_band_scores(chosen),
     )
+
+
+def _band_scores(chosen: Sequence[_Sample]) -> dict[str, float]:
+    """How often the band held the truth, and how wide it was (median), ours and routed."""
+    out: dict[str, float] = {}
+    for prefix, bands in (
+        ("", [(s.band, s.horizon_s) for s in chosen]),
+        ("routed_", [(s.routed_band, s.horizon_s) for s in chosen]),
+    ):
+        known = [(band, h) for band, h in bands if band is not None]
+        if known and len(known) == len(bands):
+            out[f"{prefix}in_band"] = sum(lo <= h <= hi for (lo, hi), h in known) / len(known)
+            out[f"{prefix}band_width_s"] = statistics.median(hi - lo for (lo, hi), _ in known)
+    return out
 
 
 def _cases(
@@ -668,6 +742,9 @@ def format_markdown(report: Report, title: str = "Arrival accuracy") -> str:
         "",
     ]
     lines += _eta_table(report)
+    band = _band_table(report)
+    if band:
+        lines += ["", *band]
     lines += ["", *_presence_table(report), ""]
     lines += _case_table(report)
     failures = _failure_lines(report)
@@ -711,6 +788,29 @@ def _routed_eta_table(report: Report) -> list[str]:
             f"| {_s(h.routed_mae_s)} | {_ratio(h.routed_ratio)} "
             f"| {_pct(h.baseline_within)} / {_pct(h.within)} / {_pct(h.routed_within)} |"
         )
+    return lines
+
+
+def _band_table(report: Report) -> list[str]:
+    """How honest the band shown with the ETA is: how often the arrival fell inside it."""
+    rows = (*report.horizons, report.overall)
+    if all(math.isnan(h.in_band) for h in rows):
+        return []
+    routed = report.routed
+    lines = [
+        "| ETA band (low..high), time to arrival | arrival inside the band, ours "
+        "| band width, median |"
+        + (" arrival inside, routed | band width, routed |" if routed else ""),
+        "|---|---:|---:|" + ("---:|---:|" if routed else ""),
+    ]
+    for h in rows:
+        label = f"{h.lo_s / 60:g}-{h.hi_s / 60:g} min"
+        if h is report.overall:
+            label = f"**all {label}**"
+        line = f"| {label} | {_pct(h.in_band)} | {_s(h.band_width_s)} |"
+        if routed:
+            line += f" {_pct(h.routed_in_band)} | {_s(h.routed_band_width_s)} |"
+        lines.append(line)
     return lines
 
 

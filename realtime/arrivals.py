@@ -4,8 +4,8 @@ One ``ArrivalTracker`` (pure, ``geofence/arrival.py``) per booking that is on it
 a visit. This module feeds it the technician's fixes, publishes ``eta`` messages to the
 booking's watchers, and turns its decisions into booking transitions: ``approach`` when the
 ETA drops under the threshold, ``check_in`` at the real arrival time, ``check_out`` at the
-real departure time. Completed approaches teach the circuity and travel time models, which
-are persisted.
+real departure time. Completed approaches teach the circuity and travel time models and the
+ETA's error bands, which are persisted.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import msgspec
 
 from geofence.arrival import ArrivalConfig, ArrivalTracker, ArrivalUpdate
 from geofence.eta import CircuityModel, Eta, StraightLineProvider, TravelTimeModel
+from geofence.eta_band import ErrorBands
 from geofence.fences import CircleFence, Fence, fence_from_geojson
 from geofence.model import Fix
 from realtime import protocol as wire
@@ -36,6 +37,7 @@ TRACKED = frozenset({S.EN_ROUTE, S.ARRIVING, S.ARRIVED, S.IN_SERVICE})
 MODELS = "models"
 CIRCUITY_KEY = "circuity"
 TRAVEL_TIMES_KEY = "travel_times"
+ERROR_BANDS_KEY = "eta_error_bands"
 HUB_ACTOR = "hub:arrivals"
 
 
@@ -53,6 +55,7 @@ class Arrivals:
         self.circuity = CircuityModel()
         self.provider = StraightLineProvider(self.circuity)
         self.travel_times = TravelTimeModel(self.config.eta.prior_speed_mps)
+        self.error_bands = ErrorBands()
         self._trackers: dict[str, ArrivalTracker] = {}
         self._last_eta: dict[str, wire.EtaMessage] = {}
         settings = hub.settings
@@ -75,6 +78,9 @@ class Arrivals:
         stored = await self.hub.store.get_document(MODELS, TRAVEL_TIMES_KEY)
         if stored is not None:
             self.travel_times = TravelTimeModel.from_dict(msgspec.json.decode(stored))
+        stored = await self.hub.store.get_document(MODELS, ERROR_BANDS_KEY)
+        if stored is not None:
+            self.error_bands = ErrorBands.from_dict(msgspec.json.decode(stored))
 
     async def close(self) -> None:
         await stop_tasks(self._route_tasks.values())
@@ -105,6 +111,7 @@ class Arrivals:
             inside=booking.status in (S.ARRIVED, S.IN_SERVICE),
             approached=booking.status is not S.EN_ROUTE,
             travel_times=self.travel_times,
+            error_bands=self.error_bands,
         )
 
     def eta_of(self, booking_id: str) -> wire.EtaMessage | None:
@@ -248,7 +255,13 @@ class Arrivals:
         await self.hub.store.put_document(
             MODELS, CIRCUITY_KEY, msgspec.json.encode(self.circuity.to_dict())
         )
-        if trip.arrived_t is not None and self.travel_times.observe(trip.samples, trip.arrived_t):
+        if trip.arrived_t is None:
+            return
+        if self.travel_times.observe(trip.samples, trip.arrived_t):
             await self.hub.store.put_document(
                 MODELS, TRAVEL_TIMES_KEY, msgspec.json.encode(self.travel_times.to_dict())
+            )
+        if self.error_bands.observe(trip.eta_samples, trip.arrived_t):
+            await self.hub.store.put_document(
+                MODELS, ERROR_BANDS_KEY, msgspec.json.encode(self.error_bands.to_dict())
             )

@@ -257,3 +257,27 @@ def test_a_replay_can_start_from_what_an_earlier_one_learned():
 def test_a_learned_models_file_that_is_not_one_is_refused(data, complaint):
     with pytest.raises(ValueError, match=complaint):
         LearnedModels.from_dict(data)
+
+
+def test_the_band_is_scored_by_how_often_it_held_the_true_arrival():
+    # The band is [0.5h, 1.5h] below 5 minutes out and [0, 0.1h] beyond: it holds the
+    # arrival there and misses it here.
+    def banded(h: float) -> Prediction:
+        t = ARRIVED - h
+        band = (0.5 * h, 1.5 * h) if h < 300 else (0.0, 0.1 * h)
+        return Prediction("v", t, h, 2 * h, band=band)
+
+    report = score([visit()], Replay(predictions=[banded(h) for h in range(0, 1200, 10)]))
+    by_label = {h.lo_s: h for h in report.horizons}
+    assert by_label[0].in_band == by_label[120].in_band == 1.0
+    assert by_label[300].in_band == by_label[600].in_band == 0.0
+    assert by_label[120].band_width_s == pytest.approx(205.0)  # median h over 120..290 s
+    assert math.isnan(by_label[0].routed_in_band)  # no routing engine, no routed band
+    text = format_markdown(report)
+    assert "arrival inside the band" in text
+
+
+def test_predictions_without_a_band_leave_the_band_table_out():
+    report = score([visit()], Replay(predictions=predictions("v", lambda h: h)))
+    assert math.isnan(report.horizons[0].in_band)
+    assert "arrival inside the band" not in format_markdown(report)

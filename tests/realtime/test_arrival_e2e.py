@@ -287,7 +287,7 @@ async def test_a_failing_routing_engine_falls_back_to_straight_line_times_circui
     assert "doorstep_routing_fallbacks_total 1.0" in metrics
 
 
-async def test_a_completed_approach_teaches_the_travel_time_model_which_survives_a_restart(
+async def test_a_completed_approach_teaches_the_learned_models_which_survive_a_restart(
     hub: RunningHub,
 ):
     await hub.create_booking(
@@ -311,5 +311,10 @@ async def test_a_completed_approach_teaches_the_travel_time_model_which_survives
     # One trip: a (distance, seconds) observation in each distance band it drove through.
     bands = {band for state, band, observations in stored["cells"] if observations}
     assert len(bands) >= 5
+    # ...and the ETA's error bands: the ETA shown every 30 s of the 300 s approach.
+    bands = json.loads(await hub.hub.store.get_document("models", "eta_error_bands"))
+    samples = [o for _, observations in bands["cells"] for o in observations]
+    assert 8 <= len(samples) <= 12
     await hub.restart()
     assert hub.hub.arrivals.travel_times.to_dict() == stored
+    assert hub.hub.arrivals.error_bands.to_dict() == bands
