@@ -216,16 +216,21 @@ class _Line:
         """(arc length, speed limit) of every interior vertex."""
         return list(zip(self.cum[1:-1], self.turn_speed, strict=False))
 
+    def _project(self, i: int, x: float, y: float) -> tuple[float, float]:
+        """(arc length, distance) of the point of segment ``i`` nearest to (x, y)."""
+        (x0, y0), (x1, y1) = self.points[i], self.points[i + 1]
+        dx, dy = x1 - x0, y1 - y0
+        seg2 = dx * dx + dy * dy or 1.0
+        f = min(max(((x - x0) * dx + (y - y0) * dy) / seg2, 0.0), 1.0)
+        return self.cum[i] + f * math.sqrt(seg2), math.hypot(x0 + f * dx - x, y0 + f * dy - y)
+
     def s_nearest(self, x: float, y: float) -> float:
         """Arc length of the point of the line nearest to (x, y)."""
         best, best_d = 0.0, math.inf
-        for i, ((x0, y0), (x1, y1)) in enumerate(pairwise(self.points)):
-            dx, dy = x1 - x0, y1 - y0
-            seg2 = dx * dx + dy * dy or 1.0
-            f = min(max(((x - x0) * dx + (y - y0) * dy) / seg2, 0.0), 1.0)
-            d = math.hypot(x0 + f * dx - x, y0 + f * dy - y)
+        for i in range(len(self.points) - 1):
+            s, d = self._project(i, x, y)
             if d < best_d:
-                best, best_d = self.cum[i] + f * math.sqrt(seg2), d
+                best, best_d = s, d
         return best
 
     def s_forward(self, x: float, y: float, first: int) -> float:
@@ -237,13 +242,9 @@ class _Line:
         """
         best, best_d = self.cum[first], math.inf
         for i in range(first, len(self.points) - 1):
-            (x0, y0), (x1, y1) = self.points[i], self.points[i + 1]
-            dx, dy = x1 - x0, y1 - y0
-            seg2 = dx * dx + dy * dy or 1.0
-            f = min(max(((x - x0) * dx + (y - y0) * dy) / seg2, 0.0), 1.0)
-            d = math.hypot(x0 + f * dx - x, y0 + f * dy - y)
+            s, d = self._project(i, x, y)
             if d < best_d:
-                best, best_d = self.cum[i] + f * math.sqrt(seg2), d
+                best, best_d = s, d
             if d < 1e-3:
                 break
         return best
