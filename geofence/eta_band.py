@@ -97,7 +97,7 @@ class ErrorBands:
         return max(0.0, eta_s + q_low * scale), max(0.0, eta_s + q_high * scale)
 
     def _fit(self) -> list[tuple[float, float, float]]:
-        """(median ETA, low quantile, high quantile) of each band with enough trips."""
+        """(median ETA, low quantile, high quantile) of each band with enough samples."""
         if self._points is None:
             tail = (1.0 - self.coverage) / 2.0
             points = []
