@@ -753,6 +753,13 @@ def format_markdown(report: Report, title: str = "Arrival accuracy") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _horizon_rows(report: Report) -> Iterator[tuple[str, HorizonScore]]:
+    """Each horizon with its table label, then the overall row in bold."""
+    for h in (*report.horizons, report.overall):
+        label = f"{h.lo_s / 60:g}-{h.hi_s / 60:g} min"
+        yield (f"**all {label}**" if h is report.overall else label), h
+
+
 def _eta_table(report: Report) -> list[str]:
     if report.routed:
         return _routed_eta_table(report)
@@ -761,10 +768,7 @@ def _eta_table(report: Report) -> list[str]:
         "| within 20 % ours | within 20 % baseline |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for h in (*report.horizons, report.overall):
-        label = f"{h.lo_s / 60:g}-{h.hi_s / 60:g} min"
-        if h is report.overall:
-            label = f"**all {label}**"
+    for label, h in _horizon_rows(report):
         lines.append(
             f"| {label} | {h.n:,} | {_s(h.mae_s)} | {_s(h.baseline_mae_s)} | {_ratio(h.ratio)} "
             f"| {_pct(h.within)} | {_pct(h.baseline_within)} |"
@@ -779,10 +783,7 @@ def _routed_eta_table(report: Report) -> list[str]:
         "| within 20 %: baseline / ours / ours routed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for h in (*report.horizons, report.overall):
-        label = f"{h.lo_s / 60:g}-{h.hi_s / 60:g} min"
-        if h is report.overall:
-            label = f"**all {label}**"
+    for label, h in _horizon_rows(report):
         lines.append(
             f"| {label} | {h.n:,} | {_s(h.baseline_mae_s)} | {_s(h.mae_s)} | {_ratio(h.ratio)} "
             f"| {_s(h.routed_mae_s)} | {_ratio(h.routed_ratio)} "
@@ -793,8 +794,7 @@ def _routed_eta_table(report: Report) -> list[str]:
 
 def _band_table(report: Report) -> list[str]:
     """How honest the band shown with the ETA is: how often the arrival fell inside it."""
-    rows = (*report.horizons, report.overall)
-    if all(math.isnan(h.in_band) for h in rows):
+    if all(math.isnan(h.in_band) for _, h in _horizon_rows(report)):
         return []
     routed = report.routed
     lines = [
@@ -803,10 +803,7 @@ def _band_table(report: Report) -> list[str]:
         + (" arrival inside, routed | band width, routed |" if routed else ""),
         "|---|---:|---:|" + ("---:|---:|" if routed else ""),
     ]
-    for h in rows:
-        label = f"{h.lo_s / 60:g}-{h.hi_s / 60:g} min"
-        if h is report.overall:
-            label = f"**all {label}**"
+    for label, h in _horizon_rows(report):
         line = f"| {label} | {_pct(h.in_band)} | {_s(h.band_width_s)} |"
         if routed:
             line += f" {_pct(h.routed_in_band)} | {_s(h.routed_band_width_s)} |"
