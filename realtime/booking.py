@@ -98,6 +98,8 @@ class Booking(msgspec.Struct, frozen=True, omit_defaults=True):
     arrived_t: float | None = None
     departed_t: float | None = None
     service_duration_s: float | None = None
+    # Set when the personal fields were removed (retention or erasure, realtime/privacy.py).
+    redacted_t: float | None = None
 
     @property
     def active(self) -> bool:

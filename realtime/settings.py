@@ -133,6 +133,33 @@ class Settings(BaseSettings):
         '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
     )
 
+    # ---- Privacy: retention, track reads (docs/privacy.md) ----
+    # Location history (and last positions in the roster and in memory) is kept this long
+    # by fix time: a month covers disputes about a visit ("was he there?") and the review of
+    # an incident reported late. On Redis the history also stays within
+    # redis_history_retention_s (memory), whichever is shorter.
+    retention_history_s: float = Field(30 * 86400.0, gt=0, allow_inf_nan=False)
+    # Closed (resolved/cancelled) incidents with their trails and audit, and the access
+    # audit: a year, for safety reviews and claims. Open incidents are kept until closed.
+    retention_incidents_s: float = Field(365 * 86400.0, gt=0, allow_inf_nan=False)
+    # Closed bookings keep their personal fields (exact destination, fence) this long after
+    # they closed (complaints, refunds), then are redacted in place.
+    retention_booking_personal_s: float = Field(90 * 86400.0, gt=0, allow_inf_nan=False)
+    # The retention job runs at start and then this often: data is gone at most this long
+    # after it is due.
+    retention_interval_s: float = Field(300.0, gt=0, le=86400, allow_inf_nan=False)
+    # A track read without `from` covers this long before `to`; one request covers at most
+    # track_max_window_s unless an incident of the technician (widened by the margin)
+    # covers the range: reading a person's movements is a look at a shift, not a dossier.
+    track_default_window_s: float = Field(24 * 3600.0, gt=0, allow_inf_nan=False)
+    track_max_window_s: float = Field(7 * 86400.0, gt=0, allow_inf_nan=False)
+    track_incident_margin_s: float = Field(3600.0, ge=0, allow_inf_nan=False)
+
+    @property
+    def effective_redis_history_retention_s(self) -> float:
+        """What Redis trims the history stream by: the shorter of memory and privacy."""
+        return min(self.redis_history_retention_s, self.retention_history_s)
+
     @model_validator(mode="after")
     def _webhooks_need_a_secret(self) -> Settings:
         if (self.supervisor_webhook_url or self.contact_webhook_url) and not self.webhook_secret:

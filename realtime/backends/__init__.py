@@ -17,7 +17,7 @@ def create_backends(settings: Settings) -> tuple[Store, Bus]:
         store = RedisStore(
             settings.redis_url,
             settings.redis_prefix,
-            history_retention_s=settings.redis_history_retention_s,
+            history_retention_s=settings.effective_redis_history_retention_s,
         )
         bus = RedisBus(settings.redis_url, settings.redis_prefix, durable_channels=DURABLE_CHANNELS)
         return store, bus

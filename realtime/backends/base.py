@@ -16,6 +16,7 @@ import msgspec
 from alerts.incident import AuditEntry, Incident
 from alerts.safety_alert import SafetyAlert
 from realtime.booking import AuditEvent, Booking
+from realtime.privacy import AccessEntry
 
 
 class BusMessage(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -184,6 +185,56 @@ class Store(Protocol):
         ...
 
     async def list_documents(self, namespace: str) -> dict[str, bytes]: ...
+
+    # ---------------------------------------------------------------- privacy
+    # Retention and erasure (realtime/retention.py, realtime/http_people.py); the rules of
+    # what is due live in realtime/privacy.py, these only find and delete.
+
+    async def purge_fixes_before(self, cutoff: float) -> int:
+        """Delete every stored fix whose time ``t`` is before ``cutoff``; returns how many.
+
+        ``highest_seq`` still answers as before (a resent old seq is not stored again);
+        ``last_fix`` answers None once the newest fix is gone too.
+        """
+        ...
+
+    async def erase_fixes(self, technician_id: str) -> int:
+        """Delete all of a technician's location history (erasure); returns how many.
+
+        As with a purge, the highest seq is remembered, not the fixes.
+        """
+        ...
+
+    async def purge_closed_incidents_before(self, cutoff: float) -> int:
+        """Delete closed (resolved/cancelled) incidents last updated before ``cutoff``, with
+        their trails and audit entries; open ones are never touched. Returns how many."""
+        ...
+
+    async def closed_bookings_before(self, cutoff: float, limit: int) -> list[Booking]:
+        """Up to ``limit`` closed bookings last updated before ``cutoff`` that are not
+        redacted yet (``redacted_t`` unset), oldest first."""
+        ...
+
+    async def bookings_of(self, role: str, person_id: str) -> list[Booking]:
+        """Every stored booking of a customer (``role`` customer) or a technician."""
+        ...
+
+    async def incidents_about(self, person_id: str) -> list[Incident]:
+        """Every stored incident, open or closed, whose reporter, technician or customer is
+        ``person_id``, by creation time."""
+        ...
+
+    async def append_access(self, entry: AccessEntry) -> None:
+        """Record one access to a person's data (the access audit)."""
+        ...
+
+    async def access_log(self, subject: str, limit: int) -> list[AccessEntry]:
+        """The newest ``limit`` access entries about ``subject``, oldest first."""
+        ...
+
+    async def purge_access_before(self, cutoff: float) -> int:
+        """Delete access entries older than ``cutoff``; returns how many."""
+        ...
 
     # ---------------------------------------------------------------- coordination
     # What several hubs on one store need to act once: named locks, leases and work queues.

@@ -102,6 +102,7 @@ from realtime.backends.base import (
     WorkItem,
 )
 from realtime.booking import AuditEvent, Booking
+from realtime.privacy import AccessEntry, booking_due, involves
 from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.redis")
@@ -132,6 +133,7 @@ _incident_decoder = msgspec.json.Decoder(Incident)
 _audit_entry_decoder = msgspec.json.Decoder(AuditEntry)
 _alert_decoder = msgspec.json.Decoder(SafetyAlert)
 _fix_decoder = msgspec.json.Decoder(StoredFix)
+_access_decoder = msgspec.json.Decoder(AccessEntry)
 _encode = msgspec.json.encode
 
 _OPEN_INCIDENT = frozenset({IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED})
@@ -197,6 +199,21 @@ class Keys:
 
     def work_seen(self, queue: str, dedupe_key: str) -> str:
         return f"{self._core}:work-seen:{queue}:{dedupe_key}"
+
+    def access(self, subject: str) -> str:
+        return f"{self._core}:access:{subject}"
+
+    @property
+    def technician_pattern(self) -> str:
+        """SCAN pattern of every technician's history keys (the id is inside the tag)."""
+        return f"{{{self.prefix}:tech:*"
+
+    def technician_of(self, key: str) -> str | None:
+        """The technician id in one of its history key names, None for another key."""
+        head = f"{{{self.prefix}:tech:"
+        if not key.startswith(head) or "}:" not in key:
+            return None
+        return key[len(head) : key.rindex("}:")]
 
     def durable(self, channel: str) -> str:
         return f"{self._core}:durable:{channel}"
@@ -367,6 +384,78 @@ end
 return 0
 """
 
+# KEYS fixes, seqs, times, head; ARGV cutoff, batch. Retention: up to batch fixes whose time
+# is before cutoff leave the time index and the seq set (what track and appends read); their
+# stream entries, and any other entry at the head of the stream older than cutoff, go too.
+# Fixes arrive roughly in time order, so the old ones are at the head; one that arrived late
+# behind newer ones is not found here but is trimmed by arrival age (MINID) on the next
+# append, or expires with the keys. The newest fix in head goes once it is past the cutoff;
+# the highest seq stays (resume). Returns how many fixes left the time index.
+_PURGE_FIXES = """
+local fixes, seqs, times, head = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local cutoff, batch = tonumber(ARGV[1]), tonumber(ARGV[2])
+local old = redis.call('ZRANGE', times, '-inf', '(' .. ARGV[1], 'BYSCORE', 'LIMIT', 0, batch)
+local gone = {}
+for _, member in ipairs(old) do
+  local seq = string.sub(member, 1, 16)
+  redis.call('SREM', seqs, seq)
+  redis.call('ZREM', times, member)
+  gone[seq] = true
+end
+local entries = redis.call('XRANGE', fixes, '-', '+', 'COUNT', batch)
+for _, entry in ipairs(entries) do
+  local seq, data = entry[2][2], entry[2][4]
+  local t = cjson.decode(data)[3]
+  if gone[seq] or t < cutoff then
+    if not gone[seq] then
+      redis.call('SREM', seqs, seq)
+      redis.call('ZREM', times, seq .. data)
+    end
+    redis.call('XDEL', fixes, entry[1])
+  else
+    break
+  end
+end
+local last_t = redis.call('HGET', head, 'last_t')
+if last_t and tonumber(last_t) < cutoff then
+  redis.call('HDEL', head, 'last', 'last_t', 'last_seq')
+end
+return #old
+"""
+
+# KEYS fixes, seqs, times, head. Erasure: the whole history and the newest fix; the highest
+# seq stays (a resent old seq is not stored again). Returns how many fixes there were.
+_ERASE_FIXES = """
+local n = redis.call('ZCARD', KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('HDEL', KEYS[4], 'last', 'last_t', 'last_seq')
+return n
+"""
+
+# KEYS incidents, open, by_reporter, audit; ARGV id, cutoff, reporter keys pointing at it...
+# Deletes a closed incident last updated before cutoff, re-checked here so that one changed
+# since it was read is left alone. Returns 1 when deleted.
+_PURGE_INCIDENT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return 0
+end
+local incident = cjson.decode(raw)
+if (incident.status ~= 'resolved' and incident.status ~= 'cancelled')
+    or incident.updated_t >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[4])
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[3], ARGV[i]) == ARGV[1] then
+    redis.call('HDEL', KEYS[3], ARGV[i])
+  end
+end
+return 1
+"""
+
 WORK_GROUP = "hubs"
 # How long "this work was enqueued" is remembered: far longer than any incident stays open.
 WORK_SEEN_TTL_S = 7 * 24 * 3600
@@ -472,6 +561,9 @@ class RedisStore(ScriptedClient):
         "save_alert": _SAVE_ALERT,
         "enqueue_work": _ENQUEUE_WORK,
         "hold_lease": _HOLD_LEASE,
+        "purge_fixes": _PURGE_FIXES,
+        "erase_fixes": _ERASE_FIXES,
+        "purge_incident": _PURGE_INCIDENT,
     }
 
     # Entries trimmed per append at most, so a script never blocks Redis for long (e.g. right
@@ -686,6 +778,121 @@ class RedisStore(ScriptedClient):
     async def list_documents(self, namespace: str) -> dict[str, bytes]:
         raw = await self.redis.hgetall(self.keys.documents(namespace))
         return {k.decode(): raw[k] for k in sorted(raw)}
+
+    # ------------------------------------------------------------------ privacy
+    # Retention and erasure. Bookings and incidents have no time index, so the job scans
+    # their hashes (HSCAN, in pages); it runs every few minutes and touches a few keys.
+
+    SCAN_COUNT = 500
+
+    async def _technician_ids(self) -> list[str]:
+        ids: set[str] = set()
+        async for key in self.redis.scan_iter(
+            match=self.keys.technician_pattern, count=self.SCAN_COUNT
+        ):
+            technician_id = self.keys.technician_of(key.decode())
+            if technician_id is not None:
+                ids.add(technician_id)
+        return sorted(ids)
+
+    async def _hash_values(self, key: str) -> AsyncIterator[tuple[bytes, bytes]]:
+        async for field, value in self.redis.hscan_iter(key, count=self.SCAN_COUNT):
+            yield field, value
+
+    async def purge_fixes_before(self, cutoff: float) -> int:
+        total = 0
+        for technician_id in await self._technician_ids():
+            while True:
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    removed = await self._scripts["purge_fixes"](
+                        keys=self.keys.technician(technician_id),
+                        args=[_score(cutoff), self.TRIM_BATCH],
+                    )
+                total += int(removed)
+                if int(removed) < self.TRIM_BATCH:
+                    break
+        return total
+
+    @_bounded
+    async def erase_fixes(self, technician_id: str) -> int:
+        erased = await self._scripts["erase_fixes"](keys=self.keys.technician(technician_id))
+        return int(erased)
+
+    async def purge_closed_incidents_before(self, cutoff: float) -> int:
+        due: list[str] = []
+        async for field, raw in self._hash_values(self.keys.incidents):
+            incident = _incident_decoder.decode(raw)
+            if incident.status not in _OPEN_INCIDENT and incident.updated_t < cutoff:
+                due.append(field.decode())
+        if not due:
+            return 0
+        wanted = set(due)
+        reporter_keys: defaultdict[str, list[str]] = defaultdict(list)
+        async for key, owner in self._hash_values(self.keys.incidents_by_reporter):
+            if owner.decode() in wanted:
+                reporter_keys[owner.decode()].append(key.decode())
+        purged = 0
+        keys = self.keys
+        for incident_id in due:
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                purged += await self._scripts["purge_incident"](
+                    keys=[
+                        keys.incidents,
+                        keys.incidents_open,
+                        keys.incidents_by_reporter,
+                        keys.incident_audit(incident_id),
+                    ],
+                    args=[incident_id, _score(cutoff), *reporter_keys[incident_id]],
+                )
+        return purged
+
+    async def closed_bookings_before(self, cutoff: float, limit: int) -> list[Booking]:
+        found = []
+        async for _, raw in self._hash_values(self.keys.bookings):
+            booking = _booking_decoder.decode(raw)
+            if booking_due(booking, cutoff):
+                found.append(booking)
+        found.sort(key=lambda b: (b.updated_t, b.id))
+        return found[: max(0, limit)]
+
+    async def bookings_of(self, role: str, person_id: str) -> list[Booking]:
+        found = []
+        async for _, raw in self._hash_values(self.keys.bookings):
+            booking = _booking_decoder.decode(raw)
+            person = booking.technician_id if role == "technician" else booking.customer_id
+            if person == person_id:
+                found.append(booking)
+        return sorted(found, key=lambda b: b.id)
+
+    async def incidents_about(self, person_id: str) -> list[Incident]:
+        found = []
+        async for _, raw in self._hash_values(self.keys.incidents):
+            incident = _incident_decoder.decode(raw)
+            if involves(incident, person_id):
+                found.append(incident)
+        return sorted(found, key=lambda i: (i.created_t, i.id))
+
+    @_bounded
+    async def append_access(self, entry: AccessEntry) -> None:
+        await self.redis.xadd(self.keys.access(entry.subject), {"d": _encode(entry)})
+
+    @_bounded
+    async def access_log(self, subject: str, limit: int) -> list[AccessEntry]:
+        entries = await self.redis.xrevrange(self.keys.access(subject), count=limit)
+        return [_access_decoder.decode(fields[b"d"]) for _, fields in reversed(entries)]
+
+    async def purge_access_before(self, cutoff: float) -> int:
+        purged = 0
+        async for key in self.redis.scan_iter(match=self.keys.access("*"), count=self.SCAN_COUNT):
+            # Entries are appended in time order: delete from the head while they are old.
+            while True:
+                entries = await self.redis.xrange(key, count=self.SCAN_COUNT)
+                old = [i for i, f in entries if _access_decoder.decode(f[b"d"]).t < cutoff]
+                if old:
+                    purged += await self.redis.xdel(key, *old)
+                if len(old) < self.SCAN_COUNT:
+                    break
+        return purged
 
     # -------------------------------------------------------------------------------------- bus
 

@@ -171,6 +171,23 @@ return written
 """
 
 
+# KEYS last, geo; ARGV cutoff -> how many entries (and GEO members) older than cutoff went.
+# One pass over the hash: ~1 us per technician, ~10 ms for 10 000, every few minutes.
+_FORGET_BEFORE = """
+local cutoff = tonumber(ARGV[1])
+local entries = redis.call('HGETALL', KEYS[1])
+local gone = 0
+for i = 1, #entries, 2 do
+  if cjson.decode(entries[i + 1]).t < cutoff then
+    redis.call('HDEL', KEYS[1], entries[i])
+    redis.call('ZREM', KEYS[2], entries[i])
+    gone = gone + 1
+  end
+end
+return gone
+"""
+
+
 class RedisRoster(ScriptedClient):
     """The Roster protocol on Redis: what every hub of a deployment sees alike."""
 
@@ -179,6 +196,7 @@ class RedisRoster(ScriptedClient):
         "set_offline": _SET_OFFLINE,
         "online": _ONLINE,
         "record_positions": _RECORD_POSITIONS,
+        "forget_before": _FORGET_BEFORE,
     }
 
     def __init__(self, url: str, prefix: str) -> None:
@@ -274,3 +292,20 @@ class RedisRoster(ScriptedClient):
             withdist=True,
         )
         return [(member.decode(), float(distance)) for member, distance in found]
+
+    # ------------------------------------------------------------------ privacy
+
+    @_bounded
+    async def forget_positions_before(self, cutoff: float) -> int:
+        gone = await self._scripts["forget_before"](
+            keys=[self.keys.last, self.keys.geo], args=[_score(cutoff)]
+        )
+        return int(gone)
+
+    @_bounded
+    async def forget(self, technician_id: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.last, technician_id)
+            pipe.zrem(self.keys.geo, technician_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)

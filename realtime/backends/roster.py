@@ -133,6 +133,15 @@ class Roster(Protocol):
         """
         ...
 
+    async def forget_positions_before(self, cutoff: float) -> int:
+        """Retention: drop every last position (and its GEO entry) whose fix time ``t`` is
+        before ``cutoff``; returns how many. Leases are left alone."""
+        ...
+
+    async def forget(self, technician_id: str) -> bool:
+        """Erasure: drop the technician's last position and GEO entry; True if there was one."""
+        ...
+
 
 def check_entries(entries: Iterable[RosterEntry]) -> None:
     """``ValueError`` for an entry no implementation may store (see ``record_positions``)."""
@@ -227,3 +236,12 @@ class MemoryRoster:
                 found.append((distance, technician_id))
         found.sort()
         return [(technician_id, distance) for distance, technician_id in found[:limit]]
+
+    async def forget_positions_before(self, cutoff: float) -> int:
+        old = [tid for tid, entry in self._last.items() if entry.t < cutoff]
+        for technician_id in old:
+            del self._last[technician_id]
+        return len(old)
+
+    async def forget(self, technician_id: str) -> bool:
+        return self._last.pop(technician_id, None) is not None

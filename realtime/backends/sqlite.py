@@ -22,7 +22,8 @@ from alerts.incident import AuditEntry, Incident
 from alerts.safety_alert import SafetyAlert
 from realtime.backends.base import DuplicateReporterKey, StoredFix, WorkItem
 from realtime.backends.local_locks import NamedLocks
-from realtime.booking import ACTIVE_STATUSES, AuditEvent, Booking
+from realtime.booking import ACTIVE_STATUSES, FINAL_STATUSES, AuditEvent, Booking
+from realtime.privacy import AccessEntry
 
 T = TypeVar("T")
 
@@ -90,6 +91,22 @@ CREATE TABLE IF NOT EXISTS documents (
     data BLOB NOT NULL,
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
+-- Privacy (realtime/privacy.py). The retention job deletes fixes by time alone, hence the
+-- index on t; seq_floor remembers the highest seq of purged or erased fixes, so that
+-- highest_seq (resume, idempotent appends) does not go back when the fixes go.
+CREATE INDEX IF NOT EXISTS locations_t ON locations (t);
+CREATE TABLE IF NOT EXISTS seq_floor (
+    technician_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS access_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject TEXT NOT NULL,
+    t REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS access_audit_subject ON access_audit (subject, id);
+CREATE INDEX IF NOT EXISTS access_audit_t ON access_audit (t);
 """
 
 _booking_decoder = msgspec.json.Decoder(Booking)
@@ -97,6 +114,7 @@ _event_decoder = msgspec.json.Decoder(AuditEvent)
 _incident_decoder = msgspec.json.Decoder(Incident)
 _audit_entry_decoder = msgspec.json.Decoder(AuditEntry)
 _alert_decoder = msgspec.json.Decoder(SafetyAlert)
+_access_decoder = msgspec.json.Decoder(AccessEntry)
 _encode = msgspec.json.encode
 
 
@@ -219,7 +237,10 @@ class SQLiteStore:
     async def highest_seq(self, technician_id: str) -> int:
         row = await self._run(
             lambda: self.db.execute(
-                "SELECT MAX(seq) FROM locations WHERE technician_id = ?", (technician_id,)
+                # The stored fixes, or the floor left by fixes purged or erased.
+                "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM locations WHERE technician_id = ?"
+                " UNION ALL SELECT seq FROM seq_floor WHERE technician_id = ?)",
+                (technician_id, technician_id),
             ).fetchone()
         )
         return -1 if row is None or row[0] is None else int(row[0])
@@ -370,6 +391,126 @@ class SQLiteStore:
             ).fetchall()
         )
         return {key: bytes(data) for key, data in rows}
+
+    # ------------------------------------------------------------------ privacy
+
+    # Rows deleted per transaction: the single writer thread serves fix appends between two
+    # chunks, so a big purge (the first run after an upgrade) never stalls the acks for long.
+    PURGE_CHUNK = 5000
+
+    async def purge_fixes_before(self, cutoff: float) -> int:
+        return await self._purge_fixes("t < ?", (cutoff,))
+
+    async def erase_fixes(self, technician_id: str) -> int:
+        return await self._purge_fixes("technician_id = ?", (technician_id,))
+
+    async def _purge_fixes(self, where: str, args: tuple[Any, ...]) -> int:
+        def chunk() -> int:
+            with _transaction(self.db) as db:
+                rows = db.execute(
+                    f"SELECT technician_id, seq FROM locations WHERE {where} LIMIT ?",
+                    (*args, self.PURGE_CHUNK),
+                ).fetchall()
+                db.executemany(
+                    "INSERT INTO seq_floor (technician_id, seq) VALUES (?, ?)"
+                    " ON CONFLICT (technician_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                    rows,
+                )
+                db.executemany("DELETE FROM locations WHERE technician_id = ? AND seq = ?", rows)
+                return len(rows)
+
+        total = 0
+        while True:
+            deleted = await self._run(chunk)
+            total += deleted
+            if deleted < self.PURGE_CHUNK:
+                return total
+
+    async def purge_closed_incidents_before(self, cutoff: float) -> int:
+        def purge() -> int:
+            with _transaction(self.db) as db:
+                ids = [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT id FROM incidents WHERE status IN ('resolved', 'cancelled')"
+                        " AND updated_t < ?",
+                        (cutoff,),
+                    ).fetchall()
+                ]
+                db.executemany(
+                    "DELETE FROM audit WHERE entity = 'incident' AND entity_id = ?",
+                    [(i,) for i in ids],
+                )
+                db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in ids])
+                return len(ids)
+
+        return await self._run(purge)
+
+    async def closed_bookings_before(self, cutoff: float, limit: int) -> list[Booking]:
+        statuses = [s.value for s in FINAL_STATUSES]
+        marks = ",".join("?" * len(statuses))
+        rows = await self._run(
+            lambda: self.db.execute(
+                f"SELECT data FROM bookings WHERE status IN ({marks}) AND updated_t < ?"
+                " AND json_extract(CAST(data AS TEXT), '$.redacted_t') IS NULL"
+                " ORDER BY updated_t, id LIMIT ?",
+                (*statuses, cutoff, limit),
+            ).fetchall()
+        )
+        return [_booking_decoder.decode(r[0]) for r in rows]
+
+    async def bookings_of(self, role: str, person_id: str) -> list[Booking]:
+        if role == "technician":
+            query, args = "SELECT data FROM bookings WHERE technician_id = ?", (person_id,)
+        else:
+            query = (
+                "SELECT data FROM bookings"
+                " WHERE json_extract(CAST(data AS TEXT), '$.customer_id') = ?"
+            )
+            args = (person_id,)
+        rows = await self._run(lambda: self.db.execute(query + " ORDER BY id", args).fetchall())
+        return [_booking_decoder.decode(r[0]) for r in rows]
+
+    async def incidents_about(self, person_id: str) -> list[Incident]:
+        # A scan of the incidents table: incidents are few, and this runs on a long track
+        # read or an erasure only.
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM incidents WHERE"
+                " json_extract(CAST(data AS TEXT), '$.reporter.sub') = ?1"
+                " OR json_extract(CAST(data AS TEXT), '$.technician_id') = ?1"
+                " OR json_extract(CAST(data AS TEXT), '$.customer_id') = ?1",
+                (person_id,),
+            ).fetchall()
+        )
+        incidents = [_incident_decoder.decode(r[0]) for r in rows]
+        return sorted(incidents, key=lambda i: (i.created_t, i.id))
+
+    async def append_access(self, entry: AccessEntry) -> None:
+        def append() -> None:
+            with _transaction(self.db) as db:
+                db.execute(
+                    "INSERT INTO access_audit (subject, t, data) VALUES (?, ?, ?)",
+                    (entry.subject, entry.t, _encode(entry)),
+                )
+
+        await self._run(append)
+
+    async def access_log(self, subject: str, limit: int) -> list[AccessEntry]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM access_audit WHERE subject = ? ORDER BY id DESC LIMIT ?",
+                (subject, limit),
+            ).fetchall()
+        )
+        return [_access_decoder.decode(r[0]) for r in reversed(rows)]
+
+    async def purge_access_before(self, cutoff: float) -> int:
+        def purge() -> int:
+            with _transaction(self.db) as db:
+                return db.execute("DELETE FROM access_audit WHERE t < ?", (cutoff,)).rowcount
+
+        return await self._run(purge)
 
     # ------------------------------------------------------------------ coordination
     # One process owns the file, so locks and leases are in memory; work items are rows,

@@ -395,3 +395,29 @@ async def test_redis_renewals_delete_long_expired_leases(
     assert await a.redis.zrange(a.keys.online, 0, -1) == [b"recent", b"t9"]
     assert sorted(await a.redis.hkeys(a.keys.hub)) == [b"recent", b"t9"]
     assert await a.online(later) == {"t9": "hub-b"}
+
+
+# ------------------------------------------------------------------ privacy
+
+
+async def test_positions_older_than_the_cutoff_are_forgotten_with_their_geo_entry(
+    roster: Roster,
+) -> None:
+    old = at("tech-old", 0, 100)
+    new = entry("tech-new", 1, T0 + 100, lat=CENTRE[0], lon=CENTRE[1])
+    await roster.record_positions([old, new])
+    await roster.set_online("hub-a", ["tech-old"], T0 + LEASE_S)
+
+    assert await roster.forget_positions_before(T0 + 50) == 1
+    assert await roster.positions(["tech-old", "tech-new"]) == {"tech-new": new}
+    assert [t for t, _ in await roster.near(*CENTRE, 1000, 10)] == ["tech-new"]
+    assert await roster.online(T0) == {"tech-old": "hub-a"}  # leases are not positions
+    assert await roster.forget_positions_before(T0 + 50) == 0
+
+
+async def test_forget_drops_one_technicians_position(roster: Roster) -> None:
+    await roster.record_positions([at("tech-1", 0, 10), at("tech-2", 90, 10)])
+    assert await roster.forget("tech-1") is True
+    assert await roster.forget("tech-1") is False
+    assert list(await roster.positions(["tech-1", "tech-2"])) == ["tech-2"]
+    assert [t for t, _ in await roster.near(*CENTRE, 1000, 10)] == ["tech-2"]
