@@ -291,6 +291,58 @@ def webhook_payload(
     return body
 
 
+def contact_payload(
+    *,
+    incident: Mapping[str, Any],
+    who: str,
+    step: str,
+    reason: str,
+    delivery_id: str,
+    t: float,
+    contact: Mapping[str, Any],
+    text: str | None = None,
+) -> dict[str, Any]:
+    """The body for the SMS/voice bridge: what a person calling or texting a contact needs.
+
+    Who (``who``, the reporter's display name, and their role), where (the incident's
+    location, its time and source, and a map link), which incident (id, kind, when raised)
+    and the contact to reach. Never the trail, the operators' notes, the audit trail or the
+    delivery records: the bridge is a third party, and a contact needs a place, not a
+    person's movements (docs/privacy.md). The supervisor webhook (staff) gets the whole
+    incident through ``webhook_payload``.
+    """
+    reporter = incident.get("reporter") or {}
+    summary: dict[str, Any] = {
+        "id": incident.get("id"),
+        "kind": incident.get("kind"),
+        "created_t": incident.get("created_t"),
+        "status": incident.get("status"),
+    }
+    body: dict[str, Any] = {
+        "type": WEBHOOK_EVENT_TYPE,
+        "step": step,
+        "reason": reason,
+        "delivery_id": delivery_id,
+        "t": t,
+        "incident": summary,
+        "person": {"name": who, "role": reporter.get("role")},
+        "contact": dict(contact),
+    }
+    location = incident.get("location")
+    point = _incident_point(incident)
+    if point is not None and isinstance(location, Mapping):
+        body["location"] = {
+            "lat": point[0],
+            "lon": point[1],
+            "t": location.get("t"),
+            "source": location.get("source"),
+        }
+        body["map_url"] = map_link(*point)
+    if text:
+        body["text"] = text
+    return body
+
+
 def encode_body(payload: Mapping[str, Any]) -> bytes:
     """Compact, key-sorted JSON: the exact bytes that are signed and sent."""
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()

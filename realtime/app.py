@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 
-from realtime import http_api, pages, ws
+from realtime import http_api, http_people, pages, ws
 from realtime.backends import create_backends, create_roster
 from realtime.hub import Clock, Hub
 from realtime.metrics import Metrics
+from realtime.retention import RetentionJob
 from realtime.settings import Settings, SettingsError
 
 
@@ -29,16 +30,24 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         **({"clock": clock} if clock else {}),
     )
 
+    retention = RetentionJob(hub)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await hub.start()
+        retention.start()
         try:
             yield
         finally:
+            await retention.stop()
             await hub.stop()
 
-    app = Starlette(routes=[*http_api.routes, *ws.routes, *pages.routes], lifespan=lifespan)
+    app = Starlette(
+        routes=[*http_api.routes, *http_people.routes, *ws.routes, *pages.routes],
+        lifespan=lifespan,
+    )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.hub = hub
+    app.state.retention = retention
     return app

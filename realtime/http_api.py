@@ -38,6 +38,7 @@ from realtime.hub import (
     public_booking,
 )
 from realtime.ingest import check_coordinates
+from realtime.privacy import AccessEntry, WindowRefused, track_window
 from realtime.protocol import ErrorCode, ProtocolError
 from realtime.safety import IncidentNotFound, reporter_key
 
@@ -551,9 +552,15 @@ async def put_contacts(request: Request) -> Response:
 
 @handles_errors
 async def get_contacts(request: Request) -> Response:
-    authenticate(request, {Role.PLATFORM, Role.OPERATOR})
+    principal = authenticate(request, {Role.PLATFORM, Role.OPERATOR})
     role, person = _person(request)
-    contacts = await hub_of(request).safety.contacts_of(role, person)
+    hub = hub_of(request)
+    # Audited before the read: if the audit cannot be written, nothing is shown.
+    entry = AccessEntry(
+        t=hub.clock(), actor=principal.actor, action="contacts_read", subject=person, role=role
+    )
+    await hub.store.append_access(entry)
+    contacts = await hub.safety.contacts_of(role, person)
     return JSONResponse({"contacts": msgspec.to_builtins(contacts)})
 
 
@@ -567,7 +574,7 @@ def _person(request: Request) -> tuple[str, str]:
 # ------------------------------------------------------------------ history
 
 
-def _time_param(request: Request, name: str, default: float) -> float:
+def _time_param(request: Request, name: str, default: float | None) -> float | None:
     raw = request.query_params.get(name)
     if raw is None:
         return default
@@ -582,13 +589,51 @@ def _time_param(request: Request, name: str, default: float) -> float:
 
 @handles_errors
 async def technician_track(request: Request) -> Response:
-    authenticate(request, BOOKING_ADMINS)
+    """A technician's track: the last 24 h by default, at most 7 days per request unless an
+    incident of the technician covers the range (docs/privacy.md); every read is audited."""
+    principal = authenticate(request, BOOKING_ADMINS)
     hub = hub_of(request)
     technician_id = request.path_params["technician_id"]
-    t_from = _time_param(request, "from", 0.0)
-    t_to = _time_param(request, "to", hub.clock() + hub.settings.max_future_skew_s)
-    if t_to < t_from:
-        raise ApiError(422, ErrorCode.OUT_OF_RANGE, "to is before from")
+    settings = hub.settings
+    now = hub.clock()
+    window_args: dict[str, Any] = {
+        "now": now,
+        "t_from": _time_param(request, "from", None),
+        "t_to": _time_param(request, "to", None),
+        "default_s": settings.track_default_window_s,
+        "max_s": settings.track_max_window_s,
+        "future_skew_s": settings.max_future_skew_s,
+        "margin_s": settings.track_incident_margin_s,
+    }
+    try:
+        window = track_window(**window_args)
+    except WindowRefused:
+        # Longer than a request may cover: allowed only for the review of an incident of
+        # this technician (read only now, as long reads are rare).
+        incidents = [
+            i
+            for i in await hub.store.incidents_about(technician_id)
+            if i.technician_id == technician_id
+        ]
+        try:
+            window = track_window(**window_args, incidents=incidents)
+        except WindowRefused as exc:
+            raise ApiError(422, ErrorCode.OUT_OF_RANGE, str(exc)) from None
+    t_from, t_to = window.t_from, window.t_to
+    detail: dict[str, Any] = {"from": t_from, "to": t_to}
+    if window.incident_id is not None:
+        detail["incident"] = window.incident_id
+    # Audited before the read: if the audit cannot be written, nothing is shown.
+    await hub.store.append_access(
+        AccessEntry(
+            t=now,
+            actor=principal.actor,
+            action="track_read",
+            subject=technician_id,
+            role="technician",
+            detail=detail,
+        )
+    )
     cap = hub.settings.track_max_points
     fixes = await hub.store.track(technician_id, t_from, t_to, cap + 1)
     truncated = len(fixes) > cap

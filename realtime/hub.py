@@ -504,6 +504,22 @@ class Hub:
             return None
         return _position(technician_id, state.last)
 
+    def forget_positions_before(self, cutoff: float) -> int:
+        """Retention (realtime/retention.py): drop remembered last positions whose fix time is
+        before ``cutoff``; the seqs stay (resume). Returns how many."""
+        gone = 0
+        for state in self._technicians.values():
+            if state.last is not None and state.last.t < cutoff:
+                state.last = None
+                gone += 1
+        return gone
+
+    def forget_position(self, technician_id: str) -> None:
+        """Erasure: this hub no longer remembers where the technician was."""
+        state = self._technicians.get(technician_id)
+        if state is not None:
+            state.last = None
+
     # ------------------------------------------------------------------ profiles, dispatch
 
     def profile(self, technician_id: str) -> TechnicianProfile | None:

@@ -56,6 +56,7 @@ from alerts.notify import (
     DeliveryAttempt,
     FcmNotifier,
     WebhookNotifier,
+    contact_payload,
     fixed_token_credentials,
     push_for_incident,
     webhook_payload,
@@ -606,7 +607,8 @@ class SafetyDesk:
             )
             return
         location = incident.location
-        who = f"{sub} ({role})"
+        profile = self.hub.profile(sub) if role == "technician" else None
+        who = f"{profile.name if profile and profile.name else sub} ({role})"
         message = push_for_incident(
             incident_id=incident.id,
             kind=incident.kind,
@@ -632,14 +634,17 @@ class SafetyDesk:
                         incident.id, step, "sms", contact.name, [], "no contact webhook configured"
                     )
                     continue
-                payload = webhook_payload(
+                # What a caller needs (who, where, a map link), not the trail or the notes.
+                payload = contact_payload(
                     incident=msgspec.to_builtins(incident),
+                    who=who,
                     step=step.name,
                     reason=reason,
                     delivery_id=f"{incident.id}:{step.name}:{index}",
                     t=self.hub.clock(),
+                    contact={"name": contact.name, "phone": contact.phone},
+                    text=message.body,
                 )
-                payload["contact"] = {"name": contact.name, "phone": contact.phone}
                 payload["message"] = {"title": message.title, "body": message.body}
                 attempts = await self.contact_bridge.deliver(payload)
                 await self._record(incident.id, step, "sms", contact.name, attempts)

@@ -1,0 +1,101 @@
+"""Erasure of a person's data on request (``DELETE /v1/people/{role}/{id}/data``).
+
+What goes: the technician's location history and last position (store, roster, this hub's
+memory), the person's emergency contacts, the technician's profile name, and the personal
+fields of the person's closed bookings (redacted in place, ``realtime.privacy``). What stays,
+and the answer says so with the reason: open bookings and open incidents (a visit or an
+emergency in progress needs them), and closed incidents (safety records, deleted by the
+retention job after ``retention_incidents_s``). Every step is idempotent, so a request
+that failed half-way is simply repeated. The erasure is audited (who, when, counts), never
+with the erased data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from realtime.privacy import AccessEntry, involves, redact_booking
+from realtime.safety import CONTACTS, contacts_key
+
+if TYPE_CHECKING:
+    from realtime.hub import Hub
+
+
+@dataclass
+class Erasure:
+    """What one erasure did: counts by kind, and what it kept with the reason."""
+
+    erased: dict[str, int] = field(default_factory=dict)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def erase_person(hub: Hub, role: str, person_id: str, actor: str) -> Erasure:
+    """Erase what may go of one person now; audit it. ``role`` is technician or customer."""
+    now = hub.clock()
+    result = Erasure()
+    erased = result.erased
+    if role == "technician":
+        erased["location_fixes"] = await hub.store.erase_fixes(person_id)
+        hub.forget_position(person_id)
+        erased["last_position"] = int(await hub.roster.forget(person_id))
+        profile = hub.profile(person_id)
+        erased["profile_name"] = 0
+        if profile is not None and profile.name is not None:
+            await hub.put_profile(person_id, msgspec.structs.replace(profile, name=None))
+            erased["profile_name"] = 1
+    erased["emergency_contacts"] = int(
+        await hub.store.delete_document(CONTACTS, contacts_key(role, person_id))
+    )
+    redacted = 0
+    for booking in await hub.store.bookings_of(role, person_id):
+        if not booking.final:
+            result.kept.append(
+                {
+                    "kind": "booking",
+                    "id": booking.id,
+                    "status": booking.status.value,
+                    "reason": "open: the visit needs its address until it is closed; "
+                    "ask again once it is closed",
+                }
+            )
+        elif booking.redacted_t is None:
+            # A closed booking takes no further transition: nothing changes it meanwhile.
+            await hub.store.save_booking(redact_booking(booking, now), [])
+            redacted += 1
+    erased["bookings_redacted"] = redacted
+    for incident in await hub.store.incidents_about(person_id):
+        if not involves(incident, person_id):
+            continue
+        reason = (
+            "open: kept until it is resolved"
+            if incident.is_open
+            else "a closed safety record: kept for the incident retention, then deleted"
+        )
+        result.kept.append(
+            {
+                "kind": "incident",
+                "id": incident.id,
+                "status": incident.status.value,
+                "reason": reason,
+            }
+        )
+    await hub.store.append_access(
+        AccessEntry(
+            t=now,
+            actor=actor,
+            action="erase",
+            subject=person_id,
+            role=role,
+            detail={
+                "erased": dict(erased),
+                "kept": {
+                    kind: sum(1 for k in result.kept if k["kind"] == kind)
+                    for kind in ("booking", "incident")
+                },
+            },
+        )
+    )
+    return result

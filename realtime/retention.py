@@ -1,0 +1,123 @@
+"""The retention job: delete what is past its retention, on the store, the roster and in
+this hub's memory (docs/privacy.md).
+
+What is due is decided by ``realtime.privacy`` (pure, time passed in); this module only asks
+the backends to delete it. It runs once at start and then every ``retention_interval_s``.
+With several hubs, the store and the roster are purged by one hub at a time, the holder of
+the store's ``retention`` lock (a hub that finds it taken skips that run: the other one is
+doing the same work); every hub forgets what it remembers itself. Every step is idempotent, so a run that fails half-way (Redis away) is
+simply completed by the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from realtime.backends.base import LockUnavailable
+from realtime.privacy import Cutoffs, Retention, cutoffs, redact_booking
+from realtime.tasks import stop_tasks
+
+if TYPE_CHECKING:
+    from realtime.hub import Hub
+
+log = logging.getLogger("doorstep.retention")
+
+LOCK = "retention"
+# The lock is held for one run and released after it; it expires after this long if its
+# hub died mid-run. A run that outlives it lets another hub run too, which is harmless.
+LOCK_TTL_S = 600.0
+# Closed bookings redacted per query; the job loops until none is left.
+REDACT_BATCH = 500
+
+
+@dataclass
+class PurgeReport:
+    """How much one run deleted, by kind (logged, and returned to tests)."""
+
+    fixes: int = 0
+    positions: int = 0  # roster last positions with their GEO entries
+    memory_positions: int = 0
+    incidents: int = 0
+    bookings_redacted: int = 0
+    access_entries: int = 0
+    store_purged: bool = False  # False when another hub was purging (held the lock)
+
+    @property
+    def deleted(self) -> int:
+        return (
+            self.fixes
+            + self.positions
+            + self.incidents
+            + self.bookings_redacted
+            + self.access_entries
+        )
+
+
+def retention_of(hub: Hub) -> Retention:
+    settings = hub.settings
+    return Retention(
+        history_s=settings.retention_history_s,
+        incidents_s=settings.retention_incidents_s,
+        booking_personal_s=settings.retention_booking_personal_s,
+    )
+
+
+class RetentionJob:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.retention = retention_of(hub)
+        self.interval_s = hub.settings.retention_interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="doorstep-retention")
+
+    async def stop(self) -> None:
+        await stop_tasks([self._task])
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                report = await self.run_once()
+                if report.deleted:
+                    log.info("retention: %s", report)
+            except Exception:
+                # A store away must not end retention for good: the next run catches up.
+                log.exception("retention run failed; retried in %g s", self.interval_s)
+            await asyncio.sleep(self.interval_s)
+
+    async def run_once(self, now: float | None = None) -> PurgeReport:
+        """Delete everything due at ``now`` (the hub's clock by default)."""
+        hub = self.hub
+        now = hub.clock() if now is None else now
+        due = cutoffs(self.retention, now)
+        report = PurgeReport()
+        # Memory first: it needs no lock, and no await can interleave with it.
+        report.memory_positions = hub.forget_positions_before(due.history)
+        try:
+            async with hub.store.lock(LOCK, LOCK_TTL_S):
+                await self._purge_store(now, due, report)
+        except LockUnavailable:
+            pass  # another hub is purging right now: the same work, done once
+        return report
+
+    async def _purge_store(self, now: float, due: Cutoffs, report: PurgeReport) -> None:
+        hub = self.hub
+        report.store_purged = True
+        # Each step awaits the store: fixes may arrive meanwhile, but they are new, never due.
+        report.fixes = await hub.store.purge_fixes_before(due.history)
+        report.positions = await hub.roster.forget_positions_before(due.history)
+        report.incidents = await hub.store.purge_closed_incidents_before(due.incidents)
+        report.access_entries = await hub.store.purge_access_before(due.incidents)
+        while True:
+            batch = await hub.store.closed_bookings_before(due.bookings, REDACT_BATCH)
+            for booking in batch:
+                # A closed booking takes no further transition, so nothing can change it
+                # between the read and this write.
+                await hub.store.save_booking(redact_booking(booking, now), [])
+            report.bookings_redacted += len(batch)
+            if len(batch) < REDACT_BATCH:
+                break
