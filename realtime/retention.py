@@ -5,8 +5,8 @@ What is due is decided by ``realtime.privacy`` (pure, time passed in); this modu
 the backends to delete it. It runs once at start and then every ``retention_interval_s``.
 With several hubs, the store and the roster are purged by one hub at a time, the holder of
 the store's ``retention`` lock (a hub that finds it taken skips that run: the other one is
-doing the same work); every hub forgets what it remembers itself. Every step is idempotent, so a run that fails half-way (Redis away) is
-simply completed by the next one.
+doing the same work); every hub forgets what it remembers itself. Every step is
+idempotent, so a run that fails half-way (Redis away) is simply completed by the next one.
 """
 
 from __future__ import annotations
