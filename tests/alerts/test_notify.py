@@ -26,6 +26,7 @@ from alerts.notify import (
     PushMessage,
     WebhookNotifier,
     backoff_delays,
+    contact_payload,
     delay_before_retry,
     fixed_token_credentials,
     map_link,
@@ -263,6 +264,49 @@ def test_webhook_payload_is_json_with_the_map_link() -> None:
     assert nested["text"] == "SOS from Anna"
     bare = webhook_payload(incident={"id": "i"}, step="s", reason="r", delivery_id="d", t=0.0)
     assert "map_url" not in bare
+
+
+def test_contact_payload_says_who_and_where_and_leaves_out_trail_notes_and_audit() -> None:
+    incident = {
+        "id": "inc-7",
+        "kind": "sos",
+        "status": "open",
+        "created_t": 990.0,
+        "reporter": {"sub": "tech-1", "role": "technician"},
+        "location": {"lat": 52.52, "lon": 13.405, "t": 985.0, "source": "last_fix"},
+        "address": {"lat": 52.6, "lon": 13.5, "t": 900.0, "source": "booking_address"},
+        "note": "door code 4711",
+        "trail": [[991.0, 52.52, 13.405, 5.0]],
+        "audit": [{"t": 990.0, "action": "raise", "actor": "technician:tech-1"}],
+        "deliveries": [{"t": 991.0, "channel": "webhook", "target": "x", "step": "t1"}],
+    }
+    payload = contact_payload(
+        incident=incident,
+        who="Anna (technician)",
+        step="contacts",
+        reason="not acknowledged",
+        delivery_id="inc-7:contacts:0",
+        t=1000.0,
+        contact={"name": "Mia", "phone": "+4915112345678"},
+        text="Anna pressed SOS",
+    )
+    assert payload["incident"] == {
+        "id": "inc-7",
+        "kind": "sos",
+        "created_t": 990.0,
+        "status": "open",
+    }
+    assert payload["person"] == {"name": "Anna (technician)", "role": "technician"}
+    assert payload["location"] == {"lat": 52.52, "lon": 13.405, "t": 985.0, "source": "last_fix"}
+    assert payload["map_url"] == map_link(52.52, 13.405)
+    assert payload["delivery_id"] == "inc-7:contacts:0" and payload["text"] == "Anna pressed SOS"
+    text = json.dumps(payload)
+    for private in ("trail", "audit", "deliveries", "4711", "address", "52.6"):
+        assert private not in text
+    bare = contact_payload(
+        incident={"id": "i"}, who="x", step="s", reason="r", delivery_id="d", t=0.0, contact={}
+    )
+    assert "location" not in bare and "map_url" not in bare
 
 
 # --- webhook ------------------------------------------------------------------------------
