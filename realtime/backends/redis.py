@@ -25,6 +25,7 @@ Key layout (``p`` is ``DOORSTEP_REDIS_PREFIX``, ``doorstep`` by default)::
                                          as its own consumer and XAUTOCLAIMs entries a dead
                                          hub left pending
     {p}:work-seen:<queue>:<key>   STRING "this work was enqueued once" (expires after a week)
+    {p}:access:<subject>          STREAM the access audit of one person (AccessEntry JSON)
     {p:tech:<id>}:fixes           STREAM the technician's location history, in arrival order
                                          (trimmed by age with MINID); fields s = seq as 16
                                          digits, f = StoredFix JSON
@@ -58,12 +59,13 @@ cluster node whatever the name, and sharded pub/sub (SPUBLISH) would want them s
 What differs from SQLite, on purpose: location history is trimmed by age (the stream's MINID,
 ``DOORSTEP_REDIS_HISTORY_RETENTION_S``) because Redis keeps it in memory; ``head`` is not
 trimmed (nor does it expire, as the history of a technician who stopped sending does), so
-``highest_seq`` and ``last_fix`` answer as if nothing had been (a trimmed seq sent again
-would be stored again; the hub never sends one at or below ``highest_seq``). Seqs
-must be within the protocol's 0..2^53-1, which the time index's sort key relies on. Only the
-single-node client is used for now; on a Cluster a batch of several technicians' fixes would
-be one MULTI per slot instead of one for the whole batch (each technician stays atomic, and
-the history writer's retry is idempotent per seq).
+``highest_seq`` and ``last_fix`` answer as if nothing had been, until the retention job
+(``purge_fixes_before``, by fix time) drops ``last`` once it is past the privacy retention;
+``seq`` stays. A trimmed seq sent again would be stored again (the hub never sends one at or
+below ``highest_seq``). Seqs must be within the protocol's 0..2^53-1, which the time
+index's sort key relies on. Only the single-node client is used for now; on a Cluster a
+batch of several technicians' fixes would be one MULTI per slot instead of one for the whole
+batch (each technician stays atomic, and the history writer's retry is idempotent per seq).
 """
 
 from __future__ import annotations
