@@ -84,8 +84,8 @@ def split_keys(secret: str) -> list[str]:
         if len(key.encode()) < MIN_KEY_BYTES:
             # Never echo the key itself: this message ends up on a terminal or in a log.
             raise ValueError(
-                f"key {index} of {len(keys)} is {len(key.encode())} bytes, at least"
-                f" {MIN_KEY_BYTES} are needed (generate one with"
+                f"key {index} of {len(keys)} is {len(key.encode())} bytes; at least"
+                f" {MIN_KEY_BYTES} bytes are needed (generate one with"
                 " `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
     return keys
