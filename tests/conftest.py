@@ -88,6 +88,7 @@ class RunningHub:
     send_buffer_bytes: int | None = None
     clients: list[ClientConnection] = field(default_factory=list)
     clock: Callable[[], float] | None = None  # the hub's clock; real time when None
+    log_level: str = "warning"  # uvicorn's; "info" prints the access and WebSocket logs
 
     @property
     def http(self) -> str:
@@ -112,7 +113,7 @@ class RunningHub:
         self.app = create_app(self.settings, clock=self.clock)
         config = uvicorn.Config(
             self.app,
-            log_level="warning",
+            log_level=self.log_level,
             ws_max_size=self.settings.hard_frame_bytes,
             timeout_graceful_shutdown=1,
             lifespan="on",
@@ -238,8 +239,12 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         data_dir = overrides.pop("data_dir", tmp_path / f"hub{len(hubs)}")
         send_buffer_bytes = overrides.pop("send_buffer_bytes", None)
         clock = overrides.pop("clock", None)
+        log_level = overrides.pop("log_level", "warning")
         running = RunningHub(
-            make_settings(data_dir, **overrides), send_buffer_bytes=send_buffer_bytes, clock=clock
+            make_settings(data_dir, **overrides),
+            send_buffer_bytes=send_buffer_bytes,
+            clock=clock,
+            log_level=log_level,
         )
         await running.start()
         hubs.append(running)
