@@ -6,6 +6,7 @@ the protocol module's message structs (``realtime.protocol``)::
     from clients import TechnicianClient, CustomerClient, OperatorClient
 """
 
+from clients._client import TokenProvider
 from clients._connection import Backoff
 from clients._sos import SosReceipt
 from clients.customer import CustomerClient
@@ -39,4 +40,5 @@ __all__ = [
     "SosNotDelivered",
     "SosReceipt",
     "TechnicianClient",
+    "TokenProvider",
 ]

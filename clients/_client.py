@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +22,10 @@ log = logging.getLogger("doorstep.clients")
 
 E = TypeVar("E")
 
+# Returns a new token (sync or async): the app's call to its backend, or to the hub's
+# POST /v1/tokens/refresh with the current token.
+TokenProvider = Callable[[], str | Awaitable[str]]
+
 
 def websocket_base(base_url: str) -> str:
     """``http(s)://host:port/prefix`` → ``ws(s)://host:port/prefix`` (no trailing slash)."""
@@ -33,6 +39,12 @@ class BaseClient(Generic[E]):
 
     ``base_url`` is the hub's HTTP address; the WebSocket address is derived from it unless
     ``ws_base_url`` says otherwise (a load balancer that routes sockets elsewhere).
+
+    ``token_provider`` (optional, sync or async, returns a token) keeps the client going past
+    its token's end: it is called before every reconnect (and before the first connect when
+    ``token`` is empty), and when the hub closes the socket 4401 "token expired" the client
+    reconnects at once with the token it returns. Without it an expired token stops the
+    client with an AuthError, as does a revoked one in any case.
     """
 
     _path: str  # the WebSocket path, set by each client
@@ -47,8 +59,10 @@ class BaseClient(Generic[E]):
         backoff: Backoff | None = None,
         http_timeout_s: float = 10.0,
         event_limit: int = DEFAULT_EVENT_LIMIT,
+        token_provider: TokenProvider | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token_provider = token_provider
         self.ws_base_url = (ws_base_url or websocket_base(self.base_url)).rstrip("/")
         self._token = token
         self.http = http_client(self.base_url, token, http_timeout_s)
@@ -61,6 +75,7 @@ class BaseClient(Generic[E]):
             on_close=self._closed,
             backoff=backoff or Backoff(),
             stop_on_normal_close=self._stop_on_normal_close,
+            token_source=self._provided_token if token_provider else None,
         )
         self.failure: BaseException | None = None  # why the client stopped by itself
         self._task: asyncio.Task[None] | None = None
@@ -113,8 +128,19 @@ class BaseClient(Generic[E]):
     def set_token(self, token: str) -> None:
         """Use a new token from the next connection and HTTP call on (after an AuthError)."""
         self._token = token
-        self.socket.token = token
+        self.socket.set_token(token)
         self.http.headers["Authorization"] = f"Bearer {token}"
+
+    async def _provided_token(self) -> str:
+        """A new token from the provider, for the socket and the HTTP calls alike."""
+        assert self.token_provider is not None
+        token = self.token_provider()
+        if inspect.isawaitable(token):
+            token = await token  # the app's own call; the socket is down meanwhile
+        if not isinstance(token, str) or not token:
+            raise TypeError("the token provider must return a non-empty string")
+        self.set_token(token)
+        return token
 
     async def __aenter__(self) -> Self:
         await self.start()

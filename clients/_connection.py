@@ -5,7 +5,9 @@ What the close code means for the client (docs/protocol.md, "Close codes"):
 | close | meaning | here |
 |---|---|---|
 | 1000 | the watched booking is over | stop (when the socket watches a booking), else reconnect |
-| 4401, 4403 | bad/expired token, wrong role or booking | stop, raise AuthError |
+| 4401 "token expired" | the token's exp passed | with a token provider: reconnect at once |
+| | (also on an open socket) | with a fresh token; without: as below |
+| 4401, 4403 | bad or revoked token, wrong role or booking | stop, raise AuthError |
 | 4404 | the booking does not exist | stop, raise NotFoundError |
 | 1008 | flood: this client sent too much | reconnect, but wait at least ``flood_delay_s`` |
 | 1012, 1013, 1006, ... | restart, slow consumer, dropped link | reconnect with backoff |
@@ -34,6 +36,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from clients.errors import AuthError, NotFoundError
 from realtime import protocol as wire
 from realtime.protocol import CloseCode
+
+# The hub's close reason when a token's exp passed (realtime/revocation.py).
+TOKEN_EXPIRED = "token expired"
 
 log = logging.getLogger("doorstep.clients")
 
@@ -108,6 +113,8 @@ class Backoff:
 OpenHandler = Callable[[ClientConnection], Awaitable[Awaitable[None] | None]]
 MessageHandler = Callable[[Any], Awaitable[None]]
 CloseHandler = Callable[[], None]
+# Asked for a new token before a reconnect (see ReconnectingSocket.token_source).
+TokenSource = Callable[[], Awaitable[str]]
 
 
 class ReconnectingSocket:
@@ -126,9 +133,14 @@ class ReconnectingSocket:
         open_timeout_s: float = 5.0,
         ping_interval_s: float = 10.0,
         stable_s: float = 10.0,
+        token_source: TokenSource | None = None,
     ) -> None:
         self.url = url
         self.token = token
+        # With a token source, every connection after the first use of a token starts with
+        # a fresh one, and a 4401 "token expired" is a reason to reconnect, not to stop.
+        self.token_source = token_source
+        self._token_used = False
         self._on_open = on_open
         self._on_message = on_message
         self._on_close = on_close
@@ -170,9 +182,30 @@ class ReconnectingSocket:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2.0)
 
+    def set_token(self, token: str) -> None:
+        """Use this token for the next connection (it counts as fresh: no provider call)."""
+        self.token = token
+        self._token_used = False
+
+    async def _fresh_token(self) -> bool:
+        """Ask the token source when the current token was used already; False if it failed."""
+        if self.token_source is None or (self.token and not self._token_used):
+            return True
+        try:
+            self.set_token(await self.token_source())
+        except Exception as exc:
+            # Not the message: a provider's error may quote a credential.
+            log.warning("the token provider failed (%s); retrying", type(exc).__name__)
+            return False
+        return True
+
     async def run(self) -> None:
         """Connect, serve, reconnect; returns on stop or normal close, raises when refused."""
         while not self._stopping:
+            if not await self._fresh_token():
+                await asyncio.sleep(self.backoff.next_delay())
+                continue
+            self._token_used = True
             code, reason, lasted = await self._connect_once()
             if self._stopping or self.finished():
                 return
@@ -185,6 +218,10 @@ class ReconnectingSocket:
 
     def _decide(self, code: int | None, reason: str, lasted: float) -> float | None:
         """The delay before the next attempt, None to stop; raises for a final refusal."""
+        if code == CloseCode.UNAUTHORIZED and reason == TOKEN_EXPIRED and self.token_source:
+            # A socket that ran until its token ended: reconnect at once with a fresh one.
+            # One refused at once (the provider handed out an expired token) backs off.
+            return 0.0 if lasted >= 1.0 else self.backoff.next_delay()
         if code == CloseCode.UNAUTHORIZED:
             raise AuthError(reason or "token refused")
         if code == CloseCode.FORBIDDEN:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from clients._client import BaseClient
+from clients._client import BaseClient, TokenProvider
 from clients._connection import Backoff
 from clients._events import DEFAULT_EVENT_LIMIT
 from clients._sos import SosChannel, SosReceipt
@@ -53,6 +53,7 @@ class CustomerClient(BaseClient[CustomerEvent]):
         backoff: Backoff | None = None,
         http_timeout_s: float = 10.0,
         event_limit: int = DEFAULT_EVENT_LIMIT,
+        token_provider: TokenProvider | None = None,
     ) -> None:
         self.booking_id = booking_id
         self._path = f"/v1/ws/bookings/{quote(booking_id, safe='')}"
@@ -63,6 +64,7 @@ class CustomerClient(BaseClient[CustomerEvent]):
             backoff=backoff,
             http_timeout_s=http_timeout_s,
             event_limit=event_limit,
+            token_provider=token_provider,
         )
         # Once the booking is over there is nothing left to watch: a drop between the final
         # status and the hub's 1000 must not start a reconnect.

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from clients._client import BaseClient
+from clients._client import BaseClient, TokenProvider
 from clients._connection import Backoff
 from clients._events import DEFAULT_EVENT_LIMIT
 from clients._http import json_or_raise
@@ -58,6 +58,7 @@ class OperatorClient(BaseClient[OperatorEvent]):
         backoff: Backoff | None = None,
         http_timeout_s: float = 10.0,
         event_limit: int = DEFAULT_EVENT_LIMIT,
+        token_provider: TokenProvider | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -66,6 +67,7 @@ class OperatorClient(BaseClient[OperatorEvent]):
             backoff=backoff,
             http_timeout_s=http_timeout_s,
             event_limit=event_limit,
+            token_provider=token_provider,
         )
         self.incidents: dict[str, dict[str, Any]] = {}
         self.alerts: dict[str, wire.Alert] = {}

@@ -30,7 +30,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from clients._buffer import OfflineBuffer
-from clients._client import BaseClient
+from clients._client import BaseClient, TokenProvider
 from clients._connection import Backoff
 from clients._events import DEFAULT_EVENT_LIMIT
 from clients._sos import SosChannel, SosReceipt
@@ -112,6 +112,7 @@ class TechnicianClient(BaseClient[TechnicianEvent]):
         backoff: Backoff | None = None,
         http_timeout_s: float = 10.0,
         event_limit: int = DEFAULT_EVENT_LIMIT,
+        token_provider: TokenProvider | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -120,6 +121,7 @@ class TechnicianClient(BaseClient[TechnicianEvent]):
             backoff=backoff,
             http_timeout_s=http_timeout_s,
             event_limit=event_limit,
+            token_provider=token_provider,
         )
         self.technician_id = token_subject(token)
         self.buffer = OfflineBuffer(buffer_limit)

@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 
 from realtime import http_api, http_people, pages, ws
+from realtime.auth import Keyring
 from realtime.backends import create_backends, create_roster
 from realtime.hub import Clock, Hub
 from realtime.metrics import Metrics
 from realtime.retention import RetentionJob
+from realtime.revocation import TokenGuard
 from realtime.settings import Settings, SettingsError
 
 
@@ -19,6 +21,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     """A hub app for these settings; secrets must be resolved (see ``with_secrets``)."""
     if settings.secret is None or settings.platform_key is None:
         raise SettingsError("DOORSTEP_SECRET and DOORSTEP_PLATFORM_KEY must be resolved")
+    try:
+        keyring = Keyring(
+            settings.secret.get_secret_value(),
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+        )
+    except ValueError as exc:  # a secret that bypassed validation (secrets.json edited)
+        raise SettingsError(f"invalid setting DOORSTEP_SECRET: {exc}") from None
     metrics = Metrics()
     store, bus = create_backends(settings)
     hub = Hub(
@@ -31,13 +41,18 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     )
 
     retention = RetentionJob(hub)
+    tokens = TokenGuard(store, bus, hub.clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await hub.start()
         retention.start()
         try:
-            yield
+            await tokens.start()  # after the hub opened the store and the bus
+            try:
+                yield
+            finally:
+                await tokens.stop()
         finally:
             await retention.stop()
             await hub.stop()
@@ -50,4 +65,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     app.state.metrics = metrics
     app.state.hub = hub
     app.state.retention = retention
+    app.state.keyring = keyring  # signing keys (realtime/auth.py)
+    app.state.tokens = tokens  # revocations and open sockets (realtime/revocation.py)
     return app

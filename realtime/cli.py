@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from realtime.auth import Role, mint
+from realtime.auth import Keyring, Role, issue
 from realtime.settings import (
     SECRETS_FILE,
     Settings,
@@ -56,11 +56,13 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     """Run the hub (HTTP + WebSocket) on the backend DOORSTEP_BACKEND selects (embedded)."""
     import uvicorn
 
+    from realtime import logsafety
     from realtime.app import create_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
     try:
         settings, secrets_path = with_secrets(settings, generate=True)
+        logsafety.install(settings)  # before uvicorn logs its first request
         app = create_app(settings)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
@@ -83,7 +85,11 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
 
 @main.command()
 @click.option(
-    "--role", required=True, type=click.Choice([r.value for r in Role]), help="Token role."
+    "--role",
+    required=True,
+    # No platform tokens: the platform authenticates with its API key.
+    type=click.Choice([r.value for r in Role if r is not Role.PLATFORM]),
+    help="Token role.",
 )
 @click.option("--sub", required=True, help="Subject: the technician, customer or operator id.")
 @click.option("--booking", default=None, help="Booking id (required for customers).")
@@ -103,8 +109,13 @@ def token(role: str, sub: str, booking: str | None, ttl: int | None, data_dir: P
         raise click.ClickException(str(exc)) from None
     assert settings.secret is not None
     try:
-        value, _exp = mint(
+        keyring = Keyring(
             settings.secret.get_secret_value(),
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+        )
+        value, _exp, _jti = issue(
+            keyring,
             role=Role(role),
             sub=sub,
             booking=booking,
@@ -510,6 +521,9 @@ def demo(
         settings = _settings(host="127.0.0.1", port=port, data_dir=data_dir, backend="embedded")
         try:
             settings, _ = with_secrets(settings, generate=True)
+            from realtime import logsafety
+
+            logsafety.install(settings)
             asyncio.run(
                 run_demo(
                     settings,

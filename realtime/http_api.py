@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import geojson
 import msgspec
@@ -106,7 +106,11 @@ def hub_of(request: Request) -> Hub:
 
 
 def authenticate(request: Request, roles: set[Role]) -> Principal:
-    """The caller, by platform API key or JWT; ApiError 401/403 otherwise."""
+    """The caller, by platform API key or JWT; ApiError 401/403 otherwise.
+
+    Only the API key is the platform: a JWT never is (``auth.verify`` refuses the role).
+    A revoked token is refused like an invalid one.
+    """
     settings = request.app.state.settings
     token = auth.bearer_token(request.headers.get("authorization"), None)
     if token is None:
@@ -115,7 +119,8 @@ def authenticate(request: Request, roles: set[Role]) -> Principal:
         try:
             principal = auth.check_platform_key(settings.platform_key.get_secret_value(), token)
         except AuthError:
-            principal = auth.verify(settings.secret.get_secret_value(), token)
+            principal = auth.verify(request.app.state.keyring, token)
+            request.app.state.tokens.check(principal)
     except AuthError as exc:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.reason) from None
     if principal.role not in roles:
@@ -181,6 +186,27 @@ def _in_range(name: str, value: float | None, low: float, high: float) -> None:
 # ------------------------------------------------------------------ tokens
 
 
+def _minted(request: Request, role: Role, sub: str, booking: str | None, ttl_s: int) -> Response:
+    minted = auth.issue(
+        request.app.state.keyring,
+        role=role,
+        sub=sub,
+        booking=booking,
+        now=hub_of(request).clock(),
+        ttl_s=ttl_s,
+    )
+    body: dict[str, Any] = {
+        "token": minted.token,
+        "expires_at": minted.exp,
+        "role": role.value,
+        "sub": sub,
+        "jti": minted.jti,
+    }
+    if booking:
+        body["booking"] = booking
+    return JSONResponse(body, status_code=201)
+
+
 @handles_errors
 async def create_token(request: Request) -> Response:
     settings = request.app.state.settings
@@ -190,20 +216,55 @@ async def create_token(request: Request) -> Response:
     except AuthError as exc:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.reason) from None
     body: TokenIn = await read_body(request, TokenIn)
+    if body.role is Role.PLATFORM:
+        # The platform is whoever holds the API key; a platform JWT would be a second,
+        # longer-lived, revocable-only-by-rotation copy of it.
+        raise ApiError(
+            422,
+            ErrorCode.INVALID_FIELD,
+            "role platform cannot be minted: the platform authenticates with its API key",
+        )
     if body.role is Role.CUSTOMER and not body.booking:
         raise ApiError(422, ErrorCode.INVALID_FIELD, "customer tokens need a booking")
-    token, exp = auth.mint(
-        settings.secret.get_secret_value(),
-        role=body.role,
-        sub=body.sub,
-        booking=body.booking,
-        now=hub_of(request).clock(),
-        ttl_s=body.ttl_s or settings.token_ttl_s,
-    )
-    return JSONResponse(
-        {"token": token, "expires_at": exp, "role": body.role.value, "sub": body.sub},
-        status_code=201,
-    )
+    return _minted(request, body.role, body.sub, body.booking, body.ttl_s or settings.token_ttl_s)
+
+
+TOKEN_HOLDERS = {Role.TECHNICIAN, Role.CUSTOMER, Role.OPERATOR}
+
+
+@handles_errors
+async def refresh_token(request: Request) -> Response:
+    """A new token for the holder of a still-valid one: same sub, role and booking, the
+    default ttl, a new jti. Revoked tokens (by jti, or issued before their subject's
+    revocation) are refused by ``authenticate``, so a revocation also ends refreshing."""
+    principal = authenticate(request, TOKEN_HOLDERS)
+    ttl_s = request.app.state.settings.token_ttl_s
+    return _minted(request, principal.role, principal.sub, principal.booking, ttl_s)
+
+
+class RevokeIn(msgspec.Struct, forbid_unknown_fields=True):
+    jti: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    sub: Identifier | None = None
+
+
+@handles_errors
+async def revoke_token(request: Request) -> Response:
+    """Revoke one token (``jti``) or every token of a subject issued until now (``sub``);
+    matching open sockets are closed 4401 "token revoked" on every hub."""
+    settings = request.app.state.settings
+    presented = auth.bearer_token(request.headers.get("authorization"), None)
+    try:
+        auth.check_platform_key(settings.platform_key.get_secret_value(), presented)
+    except AuthError as exc:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.reason) from None
+    body: RevokeIn = await read_body(request, RevokeIn)
+    if (body.jti is None) == (body.sub is None):
+        raise ApiError(422, ErrorCode.INVALID_FIELD, 'give exactly one of "jti" and "sub"')
+    kind: Literal["jti", "sub"] = "jti" if body.jti is not None else "sub"
+    name = body.jti if body.jti is not None else body.sub
+    assert name is not None
+    revocation = await request.app.state.tokens.revoke(kind, name)
+    return JSONResponse({kind: name, "revoked_at": revocation.t})
 
 
 # ------------------------------------------------------------------ bookings
@@ -706,6 +767,8 @@ routes = [
     Route("/v1/people/{role}/{person_id}/contacts", put_contacts, methods=["PUT"]),
     Route("/v1/people/{role}/{person_id}/contacts", get_contacts, methods=["GET"]),
     Route("/v1/tokens", create_token, methods=["POST"]),
+    Route("/v1/tokens/refresh", refresh_token, methods=["POST"]),
+    Route("/v1/tokens/revoke", revoke_token, methods=["POST"]),
     Route("/v1/bookings", create_booking, methods=["POST"]),
     Route("/v1/bookings/{booking_id}", read_booking, methods=["GET"]),
     Route(

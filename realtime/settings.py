@@ -12,10 +12,14 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from realtime.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, split_keys
+
 SECRETS_FILE = "secrets.json"
+# Settings whose value is never printed, not even in the error about it.
+SECRET_FIELDS = frozenset({"secret", "platform_key", "webhook_secret", "fcm_access_token"})
 
 
 class SettingsError(Exception):
@@ -49,7 +53,8 @@ class Settings(BaseSettings):
     # Longer than a step's slowest delivery with its retries.
     work_reclaim_idle_s: float = Field(30.0, gt=0, allow_inf_nan=False)
 
-    secret: SecretStr | None = None  # JWT HS256 signing key
+    # JWT HS256 signing keys, comma-separated (see "Tokens" below): the first signs.
+    secret: SecretStr | None = None
     platform_key: SecretStr | None = None  # the platform backend's API key
     token_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 24 * 3600)
 
@@ -160,6 +165,23 @@ class Settings(BaseSettings):
         """What Redis trims the history stream by: the shorter of memory and privacy."""
         return min(self.redis_history_retention_s, self.retention_history_s)
 
+    # ---- Tokens (issue 11): rotation, issuer/audience. DOORSTEP_SECRET may hold several
+    # comma-separated keys, each at least 32 bytes (an HS256 key shorter than the hash is
+    # guessable offline from one token): new tokens are signed with the first, every listed
+    # key is accepted (picked by the token's kid), so a key is rotated by putting the new
+    # one first, and dropped once the tokens it signed have expired (DOORSTEP_TOKEN_TTL_S).
+    # iss and aud are set on every token and checked: a JWT of another system signed with
+    # a shared key is not ours.
+    token_issuer: str = Field(DEFAULT_ISSUER, min_length=1, max_length=200)
+    token_audience: str = Field(DEFAULT_AUDIENCE, min_length=1, max_length=200)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_keys_are_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            split_keys(value.get_secret_value())
+        return value
+
     @model_validator(mode="after")
     def _webhooks_need_a_secret(self) -> Settings:
         if (self.supervisor_webhook_url or self.contact_webhook_url) and not self.webhook_secret:
@@ -199,9 +221,9 @@ def load_settings(**overrides: object) -> Settings:
         if not first["loc"]:  # a rule across settings: its message names them
             raise SettingsError(f"invalid settings: {first['msg']}") from None
         field = str(first["loc"][0])
-        raise SettingsError(
-            f"invalid setting DOORSTEP_{field.upper()}: {first['msg']} (got {first.get('input')!r})"
-        ) from None
+        got = "" if field in SECRET_FIELDS else f" (got {first.get('input')!r})"
+        message = f"invalid setting DOORSTEP_{field.upper()}: {first['msg']}{got}"
+        raise SettingsError(message) from None
 
 
 def with_secrets(settings: Settings, *, generate: bool) -> tuple[Settings, Path | None]:

@@ -15,6 +15,7 @@ from realtime import auth
 from realtime import protocol as wire
 from realtime.alerting import AlertNotFound
 from realtime.auth import AuthError, Principal, Role
+from realtime.backends.base import Unsubscribe
 from realtime.channels import OPS_CHANNEL
 from realtime.connection import Connection
 from realtime.hub import FLEET_CHANNEL, Hub, booking_channel, public_booking, technician_channel
@@ -33,7 +34,6 @@ async def _refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
 
 
 async def _authenticate(websocket: WebSocket, roles: set[Role]) -> Principal | None:
-    settings = websocket.app.state.settings
     token = auth.bearer_token(
         websocket.headers.get("authorization"), websocket.query_params.get("token")
     )
@@ -41,7 +41,8 @@ async def _authenticate(websocket: WebSocket, roles: set[Role]) -> Principal | N
         await _refuse(websocket, CloseCode.UNAUTHORIZED, "missing token")
         return None
     try:
-        principal = auth.verify(settings.secret.get_secret_value(), token)
+        principal = auth.verify(websocket.app.state.keyring, token)
+        websocket.app.state.tokens.check(principal)  # revoked (in memory, no await)
     except AuthError as exc:
         await _refuse(websocket, CloseCode.UNAUTHORIZED, exc.reason)
         return None
@@ -61,6 +62,12 @@ def _connection(websocket: WebSocket, role: Role) -> Connection:
     return Connection(websocket, role.value, state.settings, state.metrics)
 
 
+def _track_token(websocket: WebSocket, principal: Principal, conn: Connection) -> Unsubscribe:
+    """Close this socket 4401 when its token expires or is revoked (realtime/revocation.py);
+    call the result when the socket ends."""
+    return websocket.app.state.tokens.track(principal, conn.outbox)
+
+
 async def technician_socket(websocket: WebSocket) -> None:
     principal = await _authenticate(websocket, {Role.TECHNICIAN})
     if principal is None:
@@ -72,6 +79,7 @@ async def technician_socket(websocket: WebSocket) -> None:
     conn = _connection(websocket, Role.TECHNICIAN)
     state = await hub.technician_connected(technician_id)
     unsubscribers = [
+        _track_token(websocket, principal, conn),
         hub.watch(technician_channel(technician_id), conn.outbox),
         hub.watch(reporter_channel(Role.TECHNICIAN.value, technician_id), conn.outbox),
     ]
@@ -170,7 +178,10 @@ async def booking_socket(websocket: WebSocket) -> None:
         await hub.look_around([booking.technician_id])  # their position, if on another hub
         booking = await hub.get_booking(booking_id) or booking
     conn.send(hub.booking_snapshot(booking), "snapshot")
-    unsubscribers = [hub.watch(booking_channel(booking_id), conn.outbox)]
+    unsubscribers = [
+        _track_token(websocket, principal, conn),
+        hub.watch(booking_channel(booking_id), conn.outbox),
+    ]
     if principal.role is Role.CUSTOMER:
         unsubscribers.append(
             hub.watch(reporter_channel(principal.role.value, principal.sub), conn.outbox)
@@ -215,7 +226,11 @@ async def operator_socket(websocket: WebSocket) -> None:
     alerts = [msgspec.to_builtins(a) for a in hub.alerts.open_alerts()]
     snapshot = wire.Snapshot(fleet=hub.fleet_snapshot(), incidents=incidents, alerts=alerts)
     conn.send(snapshot, "snapshot")
-    unsubscribers = [hub.watch(FLEET_CHANNEL, conn.outbox), hub.watch(OPS_CHANNEL, conn.outbox)]
+    unsubscribers = [
+        _track_token(websocket, principal, conn),
+        hub.watch(FLEET_CHANNEL, conn.outbox),
+        hub.watch(OPS_CHANNEL, conn.outbox),
+    ]
 
     async def handle(text: str, received: float) -> None:
         try:

@@ -21,11 +21,38 @@ import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
+from realtime import logsafety
 from realtime.app import create_app
+from realtime.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, key_id
 from realtime.settings import Settings
 
 SECRET = "test-secret-0123456789-0123456789-abcdef"
 PLATFORM_KEY = "test-platform-key"
+
+
+def hand_made_token(
+    claims: dict[str, Any], secret: str = SECRET, *, kid: bool = True, **header: Any
+) -> str:
+    """A JWT signed by hand, as the hub's own would be (iss, aud, jti, iat, exp filled in
+    unless given; a claim given as None is left out): for tests that spoil one thing."""
+    import jwt
+
+    now = time.time()
+    full = {
+        "iss": DEFAULT_ISSUER,
+        "aud": DEFAULT_AUDIENCE,
+        "jti": uuid.uuid4().hex,
+        "iat": int(now),
+        "exp": int(now) + 600,
+        **claims,
+    }
+    headers = {"kid": key_id(secret), **header} if kid else header
+    return jwt.encode(
+        {k: v for k, v in full.items() if v is not None},
+        secret,
+        algorithm="HS256",
+        headers=headers or None,
+    )
 
 
 class ShiftedClock:
@@ -61,6 +88,7 @@ class RunningHub:
     send_buffer_bytes: int | None = None
     clients: list[ClientConnection] = field(default_factory=list)
     clock: Callable[[], float] | None = None  # the hub's clock; real time when None
+    log_level: str = "warning"  # uvicorn's; "info" prints the access and WebSocket logs
 
     @property
     def http(self) -> str:
@@ -81,10 +109,11 @@ class RunningHub:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
+        logsafety.install(self.settings)  # the production log redaction (realtime/cli.py)
         self.app = create_app(self.settings, clock=self.clock)
         config = uvicorn.Config(
             self.app,
-            log_level="warning",
+            log_level=self.log_level,
             ws_max_size=self.settings.hard_frame_bytes,
             timeout_graceful_shutdown=1,
             lifespan="on",
@@ -210,8 +239,12 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         data_dir = overrides.pop("data_dir", tmp_path / f"hub{len(hubs)}")
         send_buffer_bytes = overrides.pop("send_buffer_bytes", None)
         clock = overrides.pop("clock", None)
+        log_level = overrides.pop("log_level", "warning")
         running = RunningHub(
-            make_settings(data_dir, **overrides), send_buffer_bytes=send_buffer_bytes, clock=clock
+            make_settings(data_dir, **overrides),
+            send_buffer_bytes=send_buffer_bytes,
+            clock=clock,
+            log_level=log_level,
         )
         await running.start()
         hubs.append(running)

@@ -50,6 +50,7 @@ class HubProcess:
             **{f"DOORSTEP_{key.upper()}": str(value) for key, value in env.items()},
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.log_level = "warning"  # "info": uvicorn's access and WebSocket logs too
         self.log_path = data_dir / f"{name}.log"
 
     @property
@@ -64,7 +65,7 @@ class HubProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [DOORSTEP, "serve", "--log-level", "warning"],
+            [DOORSTEP, "serve", "--log-level", self.log_level],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -64,7 +65,15 @@ def unb64(text: str) -> bytes:
 def claims(identity: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """Full, valid claims for an identity; a change to ``None`` removes the claim."""
     now = int(time.time())
-    body = {**identity, "iat": now, "exp": now + 600, **changes}
+    body = {
+        **identity,
+        "iat": now,
+        "exp": now + 600,
+        "iss": "doorstep",
+        "aud": "doorstep",
+        "jti": uuid.uuid4().hex,
+        **changes,
+    }
     return {k: v for k, v in body.items() if v is not None}
 
 
@@ -286,10 +295,10 @@ async def test_a_long_hostile_role_still_gets_a_proper_close(hub):
         ("operator", "op-1", None, "/v1/ws/bookings/b-y", "open"),
         ("operator", "op-1", None, "/v1/ws/ops", "open"),
         ("operator", "op-1", None, "/v1/ws/technician", 4403),
-        # A platform JWT is for the HTTP API only.
-        ("platform", "backend", None, "/v1/ws/ops", 4403),
-        ("platform", "backend", None, "/v1/ws/technician", 4403),
-        ("platform", "backend", None, "/v1/ws/bookings/b-x", 4403),
+        # A platform JWT is never accepted: only the API key is the platform.
+        ("platform", "backend", None, "/v1/ws/ops", 4401),
+        ("platform", "backend", None, "/v1/ws/technician", 4401),
+        ("platform", "backend", None, "/v1/ws/bookings/b-x", 4401),
     ],
 )
 async def test_role_and_booking_scope(hub, role, sub, booking, path, expected):
@@ -458,7 +467,7 @@ async def test_only_the_platform_creates_bookings(hub, credential, status, code)
         ("technician of b-x", 200, False),
         ("customer of b-y", 404, None),
         ("another technician", 404, None),
-        ("platform JWT", 200, True),
+        ("platform JWT", 401, None),
     ],
 )
 async def test_reading_a_booking(hub, credential, status, sees_events):
@@ -475,6 +484,9 @@ async def test_reading_a_booking(hub, credential, status, sees_events):
         response = await http.get("/v1/bookings/b-x")
     assert response.status_code == status, response.text
     body = response.json()
+    if status == 401:  # a platform-role JWT is not the platform (only the API key is)
+        assert body["code"] == "unauthorized" and "API key" in body["message"]
+        return
     if status == 404:
         # The same answer as for a booking that does not exist.
         assert body["code"] == "not_found"

@@ -30,6 +30,102 @@ export function tokenClaims(token) {
   }
 }
 
+/**
+ * The page's token. Read once from ?token=, then removed from the address bar
+ * (history.replaceState), so it stays out of the history, bookmarks, screenshots and links
+ * copied from the address bar. Kept in memory, and in sessionStorage (this tab only, gone
+ * with the tab) so that a reload still works. Refreshed through POST /v1/tokens/refresh
+ * shortly before its `exp`; listeners hear every new token.
+ */
+export class PageToken {
+  static RETRY_MS = 10000;
+
+  constructor(storageKey, storage = window.sessionStorage) {
+    this.storageKey = storageKey;
+    this.storage = storage;
+    this.timer = null;
+    this.listeners = [];
+    const url = new URL(window.location.href);
+    const fromUrl = url.searchParams.get("token");
+    if (fromUrl) {
+      this._store(fromUrl);
+      url.searchParams.delete("token");
+      window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+    }
+    let stored = "";
+    try {
+      stored = storage.getItem(storageKey) || "";
+    } catch {
+      stored = "";
+    }
+    this.value = fromUrl || stored;
+  }
+
+  get claims() {
+    return tokenClaims(this.value);
+  }
+
+  /** Seconds until the token expires (Infinity without an `exp`). */
+  get remainingS() {
+    const exp = Number(this.claims.exp);
+    return Number.isFinite(exp) ? exp - nowS() : Infinity;
+  }
+
+  onChange(listener) {
+    this.listeners.push(listener);
+  }
+
+  /** Refresh a minute before `exp` (a tenth of the lifetime for short tokens). */
+  start() {
+    if (this.timer !== null) clearTimeout(this.timer);
+    const { exp, iat } = this.claims;
+    if (!this.value || !Number.isFinite(Number(exp))) return;
+    const lifetime = Number(exp) - (Number(iat) || nowS());
+    const margin = Math.min(60, Math.max(1, lifetime / 10));
+    const delayMs = Math.max(0, (this.remainingS - margin) * 1000);
+    this.timer = setTimeout(() => this.refresh(), delayMs);
+  }
+
+  /** Ask the hub for a fresh token; true when the page has a valid one afterwards. */
+  async refresh() {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    let reply;
+    try {
+      reply = await postJson("/v1/tokens/refresh", this.value, {});
+    } catch {
+      reply = { ok: false, status: 0 };
+    }
+    if (reply.ok && reply.body && reply.body.token) {
+      this.value = reply.body.token;
+      this._store(this.value);
+      this.start();
+      for (const listener of this.listeners) listener(this.value);
+      return true;
+    }
+    // Offline or a hub hiccup: try again while the token lasts. A 401 (expired, revoked)
+    // is final: the page shows why when its socket is refused.
+    if (reply.status !== 401 && this.remainingS > 1) {
+      this.timer = setTimeout(() => this.refresh(), PageToken.RETRY_MS);
+    }
+    return this.remainingS > 1;
+  }
+
+  /** After a 4401 "token expired": a fresh token if there is none yet; true on success. */
+  async renew() {
+    if (this.remainingS > 5) return true; // refreshed in the background already
+    return this.refresh();
+  }
+
+  _store(value) {
+    try {
+      this.storage.setItem(this.storageKey, value);
+    } catch {
+      // Storage disabled (private mode): memory only, a reload needs the link again.
+    }
+  }
+}
+
 /** ws:// or wss:// URL on this hub for `path`, with the token as ?token= (browsers cannot set headers). */
 export function socketUrl(path, token) {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
@@ -225,10 +321,18 @@ export class Glider {
  * `finalCodes` are close codes after which reconnecting is pointless (a bad token 4401,
  * wrong role 4403, no such booking 4404, a frame too big 1009, and 1000 for a booking that
  * is over): the socket then stays closed and `onState("closed", event)` says why.
+ *
+ * `url` may be a function, asked at every connect (it carries the current token); with
+ * `onTokenExpired` (returns, or resolves to, true when there is a fresh token) a 4401
+ * "token expired" close reconnects at once instead of being final.
  */
 export class ReconnectingSocket {
-  constructor(url, { onMessage, onOpen, onState, finalCodes = [4401, 4403, 4404, 1009] } = {}) {
+  constructor(
+    url,
+    { onMessage, onOpen, onState, onTokenExpired, finalCodes = [4401, 4403, 4404, 1009] } = {},
+  ) {
     this.url = url;
+    this.onTokenExpired = onTokenExpired || null;
     this.onMessage = onMessage || (() => {});
     this.onOpen = onOpen || (() => {});
     this.onState = onState || (() => {});
@@ -284,7 +388,7 @@ export class ReconnectingSocket {
     this._setState(this.attempt === 0 ? "connecting" : "reconnecting");
     let ws;
     try {
-      ws = new WebSocket(this.url);
+      ws = new WebSocket(typeof this.url === "function" ? this.url() : this.url);
     } catch (error) {
       this._schedule();
       return;
@@ -309,6 +413,19 @@ export class ReconnectingSocket {
       this.ws = null;
       this.lastClose = { code: event.code, reason: event.reason };
       if (this.stopped) return;
+      if (event.code === 4401 && event.reason === "token expired" && this.onTokenExpired) {
+        this._setState("reconnecting", this.lastClose);
+        Promise.resolve(this.onTokenExpired()).then((fresh) => {
+          if (this.stopped) return;
+          if (fresh) {
+            this._connect();
+          } else {
+            this.stopped = true;
+            this._setState("closed", this.lastClose);
+          }
+        });
+        return;
+      }
       if (this.finalCodes.has(event.code)) {
         this.stopped = true;
         this._setState("closed", this.lastClose);
@@ -362,9 +479,13 @@ export class SosSender {
   static ACK_WAIT_MS = 2500;
   static RETRY_MS = 3000;
 
+  get token() {
+    return typeof this._token === "function" ? this._token() : this._token;
+  }
+
   constructor({ socket, token, storage, storageKey, onChange, where }) {
     this.socket = socket;
-    this.token = token;
+    this._token = token; // a string, or a function returning the current one
     this.storage = storage;
     this.storageKey = storageKey;
     this.onChange = onChange || (() => {});

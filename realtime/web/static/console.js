@@ -4,6 +4,7 @@
 // SOS, the selected incident's live trail, people and notification log, ack/resolve, and
 // the safety alerts. Every reconnect starts from the hub's snapshot, so nothing is lost.
 import {
+  PageToken,
   ReconnectingSocket,
   connectionLabel,
   createMap,
@@ -16,7 +17,6 @@ import {
   nowS,
   pageConfig,
   postJson,
-  queryParam,
   socketUrl,
 } from "./common.js";
 
@@ -24,7 +24,7 @@ const OUTCOMES = ["safe", "false_alarm", "help_dispatched", "police_called", "me
 const OPEN = new Set(["open", "acknowledged"]);
 
 const config = pageConfig();
-const token = queryParam("token") || "";
+const pageToken = new PageToken("doorstep.console.token");
 const $ = (id) => document.getElementById(id);
 
 const incidents = new Map(); // id -> incident, as the hub last sent it
@@ -395,7 +395,7 @@ async function loadContacts(incident) {
   }
   contactsCache.set(key, undefined);
   try {
-    const reply = await getJson(`/v1/people/${role}/${encodeURIComponent(sub)}/contacts`, token);
+    const reply = await getJson(`/v1/people/${role}/${encodeURIComponent(sub)}/contacts`, pageToken.value);
     contactsCache.set(key, reply.ok ? reply.body.contacts : null);
   } catch {
     contactsCache.delete(key);
@@ -450,7 +450,7 @@ async function act(id, action, { note, outcome }) {
   }
   const body = { ...(frame.note ? { note: frame.note } : {}), ...(outcome ? { outcome } : {}) };
   try {
-    const reply = await postJson(`/v1/incidents/${encodeURIComponent(id)}/${action}`, token, body);
+    const reply = await postJson(`/v1/incidents/${encodeURIComponent(id)}/${action}`, pageToken.value, body);
     if (reply.ok) {
       upsertIncident(reply.body, action);
       renderAll();
@@ -603,7 +603,7 @@ function renderAlerts() {
 async function ackAlert(id) {
   if (socket.send({ type: "ack_alert", alert: id })) return;
   try {
-    const reply = await postJson(`/v1/alerts/${encodeURIComponent(id)}/ack`, token, {});
+    const reply = await postJson(`/v1/alerts/${encodeURIComponent(id)}/ack`, pageToken.value, {});
     if (reply.ok) {
       upsertAlert(reply.body);
       renderAlerts();
@@ -672,7 +672,7 @@ function onMessage(message) {
 /** The selected incident was closed while we were away: show its final state. */
 async function refetchClosed(id) {
   try {
-    const reply = await getJson(`/v1/incidents/${encodeURIComponent(id)}`, token);
+    const reply = await getJson(`/v1/incidents/${encodeURIComponent(id)}`, pageToken.value);
     if (reply.ok && !incidents.has(id)) {
       incidents.set(id, reply.body);
       renderDetail(true);
@@ -697,8 +697,9 @@ const CLOSE_TEXT = {
   4403: "This token is not an operator's.",
 };
 
-const socket = new ReconnectingSocket(socketUrl("/v1/ws/ops", token), {
+const socket = new ReconnectingSocket(() => socketUrl("/v1/ws/ops", pageToken.value), {
   onMessage,
+  onTokenExpired: () => pageToken.renew(),
   onState: (state, detail) => {
     $("conn").dataset.state = state;
     $("conn").textContent = connectionLabel(state);
@@ -713,13 +714,25 @@ setInterval(() => {
   }
 }, 1000);
 
-window.doorstep = { map, socket, incidents, alerts, fleet, live, sound, selectionLayer, select };
+window.doorstep = {
+  map,
+  socket,
+  incidents,
+  alerts,
+  fleet,
+  live,
+  sound,
+  selectionLayer,
+  select,
+  pageToken,
+};
 
 renderSound();
-if (!token) {
+if (!pageToken.value) {
   $("conn").dataset.state = "closed";
   $("conn").textContent = "no token";
   toast("Open the console as /console?token=<operator token>.");
 } else {
+  pageToken.start();
   socket.start();
 }

@@ -4,6 +4,7 @@
 // the queue as `batch` frames after a reconnect; shows the current booking; and has an SOS
 // button that must be held down (so a pocket cannot press it) and shows its acknowledgement.
 import {
+  PageToken,
   ReconnectingSocket,
   SosSender,
   connectionLabel,
@@ -15,7 +16,6 @@ import {
   h,
   nowS,
   pageConfig,
-  queryParam,
   socketUrl,
   sosText,
   tokenClaims,
@@ -55,7 +55,8 @@ const BOOKING_TEXT = {
 const FINAL = new Set(["completed", "cancelled"]);
 
 const config = pageConfig();
-const token = queryParam("token") || "";
+const pageToken = new PageToken("doorstep.tech.token");
+const token = pageToken.value;
 const me = tokenClaims(token).sub || "";
 const $ = (id) => document.getElementById(id);
 const key = (name) => `doorstep.tech.${me}.${name}`;
@@ -412,8 +413,9 @@ const CLOSE_TEXT = {
   4403: "This link is not a technician's.",
 };
 
-const socket = new ReconnectingSocket(socketUrl("/v1/ws/technician", token), {
+const socket = new ReconnectingSocket(() => socketUrl("/v1/ws/technician", pageToken.value), {
   onMessage,
+  onTokenExpired: () => pageToken.renew(),
   onState: (state, detail) => {
     if (state !== "open") synced = false;
     $("conn").dataset.state = state;
@@ -426,7 +428,7 @@ const socket = new ReconnectingSocket(socketUrl("/v1/ws/technician", token), {
 
 const sos = new SosSender({
   socket,
-  token,
+  token: () => pageToken.value,
   storage: window.localStorage,
   storageKey: key("sos"),
   onChange: renderSos,
@@ -445,7 +447,7 @@ document.addEventListener("visibilitychange", () => {
 });
 window.addEventListener("pagehide", () => queue.save(true));
 
-window.doorstep = { map, socket, queue, sos, bookings, meMarker };
+window.doorstep = { map, socket, queue, sos, bookings, meMarker, pageToken };
 
 $("who").textContent = me ? `technician ${me}` : "";
 queue.load();
@@ -457,6 +459,7 @@ if (!token || !me) {
   renderGps();
   holdButton.disabled = true;
 } else {
+  pageToken.start();
   socket.start();
   sos.resume();
   if (!("geolocation" in navigator)) {

@@ -3,6 +3,7 @@
 // destination and its fence, the ETA with its band, the visit's status, and an SOS button.
 import {
   Glider,
+  PageToken,
   ReconnectingSocket,
   SosSender,
   connectionLabel,
@@ -37,8 +38,9 @@ const CLOSE_TEXT = {
 };
 
 const config = pageConfig();
-const token = queryParam("token");
 const bookingId = queryParam("booking");
+const pageToken = new PageToken(`doorstep.track.${bookingId}.token`);
+const token = pageToken.value;
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -262,12 +264,17 @@ function renderSos(sosState) {
 }
 
 const socket = new ReconnectingSocket(
-  socketUrl(`/v1/ws/bookings/${encodeURIComponent(bookingId || "")}`, token || ""),
-  { onMessage, onState, finalCodes: [1000, 4401, 4403, 4404, 1009] },
+  () => socketUrl(`/v1/ws/bookings/${encodeURIComponent(bookingId || "")}`, pageToken.value),
+  {
+    onMessage,
+    onState,
+    onTokenExpired: () => pageToken.renew(),
+    finalCodes: [1000, 4401, 4403, 4404, 1009],
+  },
 );
 const sos = new SosSender({
   socket,
-  token,
+  token: () => pageToken.value,
   storage: window.sessionStorage,
   storageKey: `doorstep.track.${bookingId}.sos`,
   onChange: renderSos,
@@ -279,7 +286,7 @@ $("sos").addEventListener("click", () => {
 });
 
 // For the browser tests and anyone debugging in the console.
-window.doorstep = { map, techMarker, glider, socket, sos, state };
+window.doorstep = { map, techMarker, glider, socket, sos, state, pageToken };
 
 if (!token || !bookingId) {
   setConnection("closed");
@@ -287,6 +294,7 @@ if (!token || !bookingId) {
   notice("The link must carry ?booking=…&token=…");
   $("sos").disabled = true;
 } else {
+  pageToken.start();
   socket.start();
   sos.resume();
   setInterval(() => {
