@@ -12,6 +12,7 @@ from realtime.backends import create_backends, create_roster
 from realtime.hub import Clock, Hub
 from realtime.metrics import Metrics
 from realtime.settings import Settings, SettingsError
+from realtime.tasks import Supervisor
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
@@ -19,13 +20,17 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     if settings.secret is None or settings.platform_key is None:
         raise SettingsError("DOORSTEP_SECRET and DOORSTEP_PLATFORM_KEY must be resolved")
     metrics = Metrics()
-    store, bus = create_backends(settings)
+    # One supervisor for every background task of this hub, the backends' included: a task
+    # that raises is restarted and counted, and /readyz answers 503 while it is down.
+    tasks = Supervisor(on_restart=lambda name: metrics.task_restarts.labels(task=name).inc())
+    store, bus = create_backends(settings, tasks)
     hub = Hub(
         settings,
         store,
         bus,
         metrics,
         roster=create_roster(settings),
+        tasks=tasks,
         **({"clock": clock} if clock else {}),
     )
 

@@ -630,12 +630,14 @@ async def readyz(request: Request) -> Response:
         "history_writer": hub.history.healthy,
         "store": hub.backend.store_ok,
         "bus": hub.backend.bus_ok,
+        "tasks": hub.backend.tasks_ok,
     }
     ok = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ok else "not_ready", "checks": checks},
-        status_code=200 if ok else 503,
-    )
+    body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    down = hub.tasks.down()
+    if down:
+        body["tasks_down"] = down  # which background tasks are restarting
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 async def metrics(request: Request) -> Response:

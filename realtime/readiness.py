@@ -13,14 +13,22 @@ import asyncio
 import logging
 
 from realtime.backends.base import Bus, Store
-from realtime.tasks import stop_tasks
+from realtime.tasks import Supervisor, stop_tasks
 
 log = logging.getLogger("doorstep.readiness")
 
 
 class BackendHealth:
-    def __init__(self, store: Store, bus: Bus, interval_s: float = 1.0, timeout_s: float = 1.0):
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        tasks: Supervisor | None = None,
+        interval_s: float = 1.0,
+        timeout_s: float = 1.0,
+    ):
         self.store = store
+        self.tasks = tasks if tasks is not None else Supervisor()
         self.bus = bus
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -32,11 +40,16 @@ class BackendHealth:
         return self.bus.connected
 
     @property
+    def tasks_ok(self) -> bool:
+        """No needed background task is down (crashed and not yet running again)."""
+        return not self.tasks.down()
+
+    @property
     def ok(self) -> bool:
-        return self.store_ok and self.bus_ok
+        return self.store_ok and self.bus_ok and self.tasks_ok
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._probe_forever(), name="doorstep-backend-probe")
+        self._task = self.tasks.spawn("doorstep-backend-probe", self._probe_forever)
 
     async def stop(self) -> None:
         await stop_tasks([self._task])

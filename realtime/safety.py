@@ -201,7 +201,7 @@ class SafetyDesk:
             self._mirror(incident)
 
     async def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._escalation_loop(), name="doorstep-escalation")
+        self._loop_task = self.hub.tasks.spawn("doorstep-escalation", self._escalation_loop)
 
     async def refresh(self, incident_id: str) -> None:
         """Another hub changed this incident: mirror what is stored."""

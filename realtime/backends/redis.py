@@ -102,7 +102,7 @@ from realtime.backends.base import (
     WorkItem,
 )
 from realtime.booking import AuditEvent, Booking
-from realtime.tasks import stop_tasks
+from realtime.tasks import Supervisor, stop_tasks
 
 log = logging.getLogger("doorstep.redis")
 
@@ -825,8 +825,17 @@ class RedisBus:
     # clock and the hub's may differ a little; an entry seen twice is harmless).
     DURABLE_LOOKBACK_S = 2.0
 
-    def __init__(self, url: str, prefix: str, durable_channels: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        durable_channels: Iterable[str] = (),
+        tasks: Supervisor | None = None,
+    ) -> None:
         self.url = url
+        # Runs the reader, writer and durable reader: one that raises (an OOM or READONLY
+        # reply, a bug) is restarted with backoff, and the hub is not ready meanwhile.
+        self.tasks = tasks if tasks is not None else Supervisor()
         self.keys = Keys(prefix)
         self.durable_channels = frozenset(durable_channels)
         self._durable_pending: deque[tuple[str, bytes]] = deque(maxlen=self.MAX_PENDING)
@@ -866,9 +875,9 @@ class RedisBus:
         self._connected_at = time.time()
         self._redis = await open_client(self.url, client_name=self.client_name)
         self._tasks = [
-            asyncio.create_task(self._read_forever(), name="doorstep-redis-bus-reader"),
-            asyncio.create_task(self._write_forever(), name="doorstep-redis-bus-writer"),
-            asyncio.create_task(self._read_durable_forever(), name="doorstep-redis-durable"),
+            self.tasks.spawn("doorstep-redis-bus-reader", self._read_forever),
+            self.tasks.spawn("doorstep-redis-bus-writer", self._write_forever),
+            self.tasks.spawn("doorstep-redis-durable", self._read_durable_forever),
         ]
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S * 2):
@@ -1133,7 +1142,12 @@ class RedisBus:
     # ------------------------------------------------------------------ writer
 
     async def _write_forever(self) -> None:
+        """Send the queued publishes in batches; a connection error is retried here, any
+        other error (OOM under ``maxmemory``, READONLY after a failover) ends the run, after
+        putting the unsent durable messages back, and the supervisor restarts it."""
         backoff = self.BACKOFF_MIN_S
+        if self._pending or self._durable_pending:
+            self._pending_event.set()  # a restarted writer resends what a failed run kept
         while not self._closing:
             await self._pending_event.wait()
             self._pending_event.clear()
@@ -1149,13 +1163,17 @@ class RedisBus:
             assert self._redis is not None
             self._sending = True
             try:
-                async with asyncio.timeout(COMMAND_TIMEOUT_S), self._redis.pipeline() as pipe:
+                # Not a transaction: under OOM, Redis refuses the XADDs but still takes the
+                # PUBLISHes, so live positions keep flowing while durable messages wait.
+                async with (
+                    asyncio.timeout(COMMAND_TIMEOUT_S),
+                    self._redis.pipeline(transaction=False) as pipe,
+                ):
                     for channel, data in batch:
                         pipe.publish(channel, data)
                     for key, data in durable:
                         pipe.xadd(key, {"m": data}, maxlen=self.DURABLE_MAXLEN, approximate=True)
-                    await pipe.execute()
-                backoff = self.BACKOFF_MIN_S
+                    results = await pipe.execute(raise_on_error=False)
             except (*_CONNECTION_ERRORS, TimeoutError) as exc:
                 # Live messages at most once: the batch may be partly sent, it is not resent.
                 # Durable ones are resent (at least once), ahead of newer ones.
@@ -1171,8 +1189,39 @@ class RedisBus:
                 backoff = min(backoff * 2, self.BACKOFF_MAX_S)
                 if self._pending or self._durable_pending:
                     self._pending_event.set()
+                continue
+            except BaseException:
+                # Anything else (a cancellation mid-send, a bug): the durable batch is kept.
+                self._durable_pending.extendleft(reversed(durable))
+                raise
             finally:
                 self._sending = False
+            refused = _refused_durable(results[len(batch) :], durable)
+            if refused:
+                # Kept, ahead of newer ones, for the restarted writer; the error ends this
+                # run, so that the hub reports not ready until a send works again.
+                self._durable_pending.extendleft(reversed(refused))
+                error = next(r for r in results if isinstance(r, Exception))
+                raise DurableSendRefused(len(refused), error)
+            backoff = self.BACKOFF_MIN_S
+
+
+class DurableSendRefused(Exception):
+    """Redis answered durable publishes with an error (OOM, READONLY): they are kept."""
+
+    def __init__(self, count: int, error: Exception) -> None:
+        super().__init__(f"Redis refused {count} durable messages: {error}")
+        self.count = count
+        self.error = error
+
+
+def _refused_durable(
+    results: list[Any], durable: list[tuple[str, bytes]]
+) -> list[tuple[str, bytes]]:
+    """The durable messages whose XADD got an error reply, in order."""
+    return [
+        item for item, result in zip(durable, results, strict=True) if isinstance(result, Exception)
+    ]
 
 
 def _jitter() -> float:
