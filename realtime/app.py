@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 
 from realtime import http_api, pages, ws
 from realtime.backends import create_backends, create_roster
@@ -42,7 +43,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         finally:
             await hub.stop()
 
-    app = Starlette(routes=[*http_api.routes, *ws.routes, *pages.routes], lifespan=lifespan)
+    app = Starlette(
+        routes=[*http_api.routes, *ws.routes, *pages.routes],
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPException: http_api.http_exception_handler,
+            Exception: http_api.server_error_handler,
+        },
+    )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.hub = hub

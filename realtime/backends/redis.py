@@ -85,8 +85,14 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    BusyLoadingError,
+    LockError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from alerts.incident import AuditEntry, Incident, IncidentStatus
@@ -100,6 +106,7 @@ from realtime.backends.base import (
     Subscriber,
     Unsubscribe,
     WorkItem,
+    register_store_errors,
 )
 from realtime.booking import AuditEvent, Booking
 from realtime.tasks import Supervisor, stop_tasks
@@ -125,6 +132,12 @@ CONNECT_TIMEOUT_S = 2.0
 _NO_RETRY = Retry(NoBackoff(), 0)
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# What the HTTP layer answers 503 for: Redis away, loading, read-only (a failover), or out of
+# memory under ``maxmemory`` + ``noeviction`` (``store_full``).
+register_store_errors(
+    unavailable=(*_CONNECTION_ERRORS, BusyLoadingError, ReadOnlyError),
+    full=(OutOfMemoryError,),
+)
 
 _booking_decoder = msgspec.json.Decoder(Booking)
 _event_decoder = msgspec.json.Decoder(AuditEvent)
