@@ -718,6 +718,8 @@ async def readyz(request: Request) -> Response:
     }
     ok = all(checks.values())
     body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    if hub.backend.store_error:
+        body["store_error"] = hub.backend.store_error  # store_full or store_unavailable
     down = hub.tasks.down()
     if down:
         body["tasks_down"] = down  # which background tasks are restarting

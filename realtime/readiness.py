@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from realtime.backends.base import Bus, Store
+from realtime.backends.base import Bus, Store, store_error_kind
 from realtime.tasks import Supervisor, stop_tasks
 
 log = logging.getLogger("doorstep.readiness")
@@ -33,6 +33,8 @@ class BackendHealth:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.store_ok = True
+        # Why the store is not ok: "store_full" or "store_unavailable" (None while ok).
+        self.store_error: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -59,13 +61,17 @@ class BackendHealth:
             async with asyncio.timeout(self.timeout_s):
                 await self.store.ping()
         except Exception as exc:
+            full = store_error_kind(exc) == "full"
             if self.store_ok:
-                log.warning("store unreachable (%s): reporting not ready", exc)
+                what = "full" if full else "unreachable"
+                log.warning("store %s (%s): reporting not ready", what, exc)
             self.store_ok = False
+            self.store_error = "store_full" if full else "store_unavailable"
         else:
             if not self.store_ok:
                 log.warning("store reachable again")
             self.store_ok = True
+            self.store_error = None
         return self.ok
 
     async def _probe_forever(self) -> None:
