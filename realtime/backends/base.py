@@ -254,6 +254,13 @@ class Store(Protocol):
         but has not acknowledged for ``reclaim_idle_s`` (it died mid-work)."""
         ...
 
+    async def keep_work(self, queue: str, consumer: str, item_id: str, now: float) -> bool:
+        """``consumer`` is still working on the item: reset its idle time, so that no other
+        consumer reclaims it while its work (a step's deliveries) takes longer than
+        ``reclaim_idle_s``. False, and nothing changed, when it is no longer this consumer's
+        (reclaimed by another, or acknowledged)."""
+        ...
+
     async def ack_work(self, queue: str, item_id: str) -> None:
         """The item is done: never hand it out again."""
         ...

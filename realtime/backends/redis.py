@@ -370,6 +370,18 @@ end
 return 0
 """
 
+# KEYS stream; ARGV group, consumer, entry id. Reset the idle time of an entry this consumer
+# holds (XCLAIM to itself, JUSTID: no delivery count change, no payload), never taking one
+# another consumer holds now: check and claim atomically.
+_KEEP_WORK = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #pending == 0 then
+  return 0
+end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+"""
+
 # KEYS lease; ARGV holder, ttl_ms. Take a free lease or renew our own, atomically.
 _HOLD_LEASE = """
 local holder = redis.call('GET', KEYS[1])
@@ -484,6 +496,7 @@ class RedisStore(ScriptedClient):
         "save_incident": _SAVE_INCIDENT,
         "save_alert": _SAVE_ALERT,
         "enqueue_work": _ENQUEUE_WORK,
+        "keep_work": _KEEP_WORK,
         "hold_lease": _HOLD_LEASE,
     }
 
@@ -776,6 +789,14 @@ class RedisStore(ScriptedClient):
             for entry_id, fields in entries
             if fields  # a reclaimed entry deleted meanwhile comes back without fields
         ]
+
+    @_bounded
+    async def keep_work(self, queue: str, consumer: str, item_id: str, now: float) -> bool:
+        """``now`` is unused: Redis resets the idle time on its own clock."""
+        kept = await self._scripts["keep_work"](
+            keys=[self.keys.work(queue)], args=[WORK_GROUP, consumer, item_id]
+        )
+        return bool(kept)
 
     @_bounded
     async def ack_work(self, queue: str, item_id: str) -> None:

@@ -546,6 +546,17 @@ class SQLiteStore:
 
         return await self._run(claim)
 
+    async def keep_work(self, queue: str, consumer: str, item_id: str, now: float) -> bool:
+        def keep() -> bool:
+            cursor = self.db.execute(
+                "UPDATE work SET claimed_t = ? WHERE queue = ? AND id = ? AND claimed_by = ?"
+                " AND done = 0",
+                (now, queue, int(item_id), consumer),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(keep)
+
     async def ack_work(self, queue: str, item_id: str) -> None:
         await self._run(
             lambda: self.db.execute(
