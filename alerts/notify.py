@@ -249,6 +249,27 @@ def push_for_incident(
     return PushMessage(title=title, body=body, data=data)
 
 
+def push_idempotency_key(message: PushMessage, token: str) -> str:
+    """A stable key for one push of one escalation step to one device: the same on every
+    retry and on a hub that takes the step over, so the device (and FCM's collapsing) shows
+    it once. Derived from incident + step + target; 32 hex characters, within APNs's 64-byte
+    ``apns-collapse-id`` limit, and revealing neither the token nor the incident."""
+    parts = (message.data.get("incident_id", ""), message.data.get("step", ""), token)
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def push_configs(key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """FCM v1 ``android`` and ``apns`` blocks carrying the idempotency key: Android's
+    ``collapse_key`` and APNs's ``apns-collapse-id`` replace an undelivered or shown copy of
+    the same push instead of adding a second one."""
+    android = {**_ANDROID_CONFIG, "collapse_key": key}
+    apns = {
+        **_APNS_CONFIG,
+        "headers": {**_APNS_CONFIG["headers"], "apns-collapse-id": key},
+    }
+    return android, apns
+
+
 def _incident_point(incident: Mapping[str, Any]) -> tuple[float, float] | None:
     """The incident's position: top-level ``lat``/``lon`` or a nested ``location`` object."""
     source: Any = incident
@@ -538,14 +559,18 @@ def _push_once(
     expired token), which would pin a thread and hide attempts. Here one call is one HTTP
     request; the caller's loop does the retrying, counting and recording.
     """
+    key = push_idempotency_key(message, token)
+    android, apns = push_configs(key)
     try:
         payload = fcm.parse_payload(
             fcm_token=token,
             notification_title=message.title,
             notification_body=message.body,
-            data_payload=dict(message.data),
-            android_config=_ANDROID_CONFIG,
-            apns_config=_APNS_CONFIG,
+            # The app drops a push whose key it has shown (FCM itself has no message id to
+            # deduplicate on: a retried send is a new message).
+            data_payload={**message.data, "idempotency_key": key},
+            android_config=android,
+            apns_config=apns,
         )
         response = fcm.requests_session.post(fcm.fcm_end_point, data=payload, timeout=timeout_s)
     except requests.Timeout:

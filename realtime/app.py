@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 
 from realtime import http_api, http_people, pages, ws
 from realtime.auth import Keyring
@@ -15,6 +16,7 @@ from realtime.metrics import Metrics
 from realtime.retention import RetentionJob
 from realtime.revocation import TokenGuard
 from realtime.settings import Settings, SettingsError
+from realtime.tasks import Supervisor
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
@@ -30,13 +32,17 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     except ValueError as exc:  # a secret that bypassed validation (secrets.json edited)
         raise SettingsError(f"invalid setting DOORSTEP_SECRET: {exc}") from None
     metrics = Metrics()
-    store, bus = create_backends(settings)
+    # One supervisor for every background task of this hub, the backends' included: a task
+    # that raises is restarted and counted, and /readyz answers 503 while it is down.
+    tasks = Supervisor(on_restart=lambda name: metrics.task_restarts.labels(task=name).inc())
+    store, bus = create_backends(settings, tasks)
     hub = Hub(
         settings,
         store,
         bus,
         metrics,
         roster=create_roster(settings),
+        tasks=tasks,
         **({"clock": clock} if clock else {}),
     )
 
@@ -60,6 +66,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     app = Starlette(
         routes=[*http_api.routes, *http_people.routes, *ws.routes, *pages.routes],
         lifespan=lifespan,
+        exception_handlers={
+            HTTPException: http_api.http_exception_handler,
+            Exception: http_api.server_error_handler,
+        },
     )
     app.state.settings = settings
     app.state.metrics = metrics

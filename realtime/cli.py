@@ -66,6 +66,14 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
         app = create_app(settings)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    if settings.backend != "redis":
+        from realtime.backends.sqlite import data_dir_holder
+
+        # One process per data dir: refused here in one line (the store's lock at start
+        # refuses too, but inside the server's startup, with a traceback).
+        in_use = data_dir_holder(settings.data_dir)
+        if in_use is not None:
+            raise click.ClickException(in_use)
     if secrets_path is not None:
         click.echo(f"doorstep: secret and platform key are in {secrets_path}", err=True)
     click.echo(

@@ -21,7 +21,7 @@ from enum import StrEnum
 import msgspec
 
 from realtime.backends.base import Bus, BusMessage, Unsubscribe
-from realtime.tasks import stop_tasks
+from realtime.tasks import Supervisor, stop_tasks
 
 log = logging.getLogger("doorstep.cluster")
 
@@ -53,8 +53,15 @@ Handler = Callable[[str], Awaitable[None]]
 class Cluster:
     """Sends this hub's notices and applies the other hubs', one at a time, in order."""
 
-    def __init__(self, hub_id: str, bus: Bus, handlers: dict[Entity, Handler]) -> None:
+    def __init__(
+        self,
+        hub_id: str,
+        bus: Bus,
+        handlers: dict[Entity, Handler],
+        tasks: Supervisor | None = None,
+    ) -> None:
         self.hub_id = hub_id
+        self.tasks = tasks if tasks is not None else Supervisor()
         self.bus = bus
         self.handlers = handlers
         self._queue: asyncio.Queue[Notice] = asyncio.Queue()
@@ -63,7 +70,7 @@ class Cluster:
 
     def start(self) -> None:
         self._unsubscribe = self.bus.subscribe(CLUSTER_CHANNEL, self._received)
-        self._task = asyncio.create_task(self._apply_forever(), name="doorstep-cluster")
+        self._task = self.tasks.spawn("doorstep-cluster", self._apply_forever)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:

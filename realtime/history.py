@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from realtime.backends.base import Store, StoredFix
 from realtime.metrics import Metrics
+from realtime.tasks import Supervisor
 
 log = logging.getLogger("doorstep.history")
 
@@ -33,8 +34,10 @@ class HistoryWriter:
         pending_limit: int,
         on_durable: DurableHook,
         metrics: Metrics,
+        tasks: Supervisor | None = None,
     ) -> None:
         self.store = store
+        self.tasks = tasks if tasks is not None else Supervisor()
         self.interval = interval
         self.max_batch = max_batch
         self.pending_limit = pending_limit
@@ -60,7 +63,7 @@ class HistoryWriter:
             self._wakeup.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="doorstep-history-writer")
+        self._task = self.tasks.spawn("doorstep-history-writer", self._run)
 
     async def stop(self) -> None:
         """Write what is pending, then stop."""

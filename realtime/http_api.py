@@ -26,6 +26,7 @@ from realtime import auth
 from realtime import protocol as wire
 from realtime.alerting import AlertNotFound
 from realtime.auth import AuthError, Principal, Role
+from realtime.backends.base import LockUnavailable, store_error_kind
 from realtime.booking import BookingEvent, Destination, IllegalTransition
 from realtime.dispatch import Ranked
 from realtime.hub import (
@@ -97,8 +98,43 @@ class ApiError(Exception):
         self.message = message
 
 
-def error_response(status: int, code: ErrorCode | str, message: str) -> JSONResponse:
-    return JSONResponse({"code": str(code), "message": message}, status_code=status)
+# Retry-After on a 503 from the store: a Redis reconnect or failover takes seconds; a full
+# disk takes an operator, so clients come back later.
+STORE_RETRY_AFTER_S = 2
+STORE_FULL_RETRY_AFTER_S = 30
+
+
+def error_response(
+    status: int, code: ErrorCode | str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"code": str(code), "message": message}, status_code=status, headers=headers
+    )
+
+
+def unexpected_error_response(exc: BaseException) -> JSONResponse:
+    """The answer to an exception no handler names: 503 when the store is away or full
+    (retryable), else 500 ``internal_error``. Never the exception's text: it may hold
+    internals (a query, a path, a key); the log has the traceback."""
+    kind = store_error_kind(exc)
+    if kind == "full":
+        log.error("store is full: %s", exc)
+        return error_response(
+            503,
+            ErrorCode.STORE_FULL,
+            "the store is out of space; retry later",
+            {"Retry-After": str(STORE_FULL_RETRY_AFTER_S)},
+        )
+    if kind == "unavailable" or isinstance(exc, LockUnavailable):
+        log.warning("store unavailable: %r", exc)
+        return error_response(
+            503,
+            ErrorCode.STORE_UNAVAILABLE,
+            "the store is unavailable; retry later",
+            {"Retry-After": str(STORE_RETRY_AFTER_S)},
+        )
+    log.error("unexpected error", exc_info=exc)
+    return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error")
 
 
 def hub_of(request: Request) -> Hub:
@@ -132,9 +168,7 @@ def authenticate(request: Request, roles: set[Role]) -> Principal:
 
 
 async def read_body(request: Request, kind: type[Any]) -> Any:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, ErrorCode.FRAME_TOO_LARGE, f"body is over {MAX_BODY_BYTES} bytes")
+    body = await read_limited(request, MAX_BODY_BYTES)
     if not body.strip():
         body = b"{}"
     try:
@@ -146,6 +180,28 @@ async def read_body(request: Request, kind: type[Any]) -> Any:
         raise ApiError(422, code, text) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc}") from None
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over ``limit``: from the
+    ``Content-Length`` header before reading anything, or while streaming a chunked body,
+    so a client cannot make the hub buffer (or wait for) more than the limit."""
+    too_large = ApiError(413, ErrorCode.FRAME_TOO_LARGE, f"body is over {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise too_large
+        except ValueError:
+            raise ApiError(400, ErrorCode.INVALID_FIELD, "bad Content-Length") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def handles_errors(endpoint: Any) -> Any:
@@ -174,6 +230,8 @@ def handles_errors(endpoint: Any) -> Any:
             return error_response(404, ErrorCode.NOT_FOUND, str(exc))
         except IllegalAlertTransition as exc:
             return error_response(409, ErrorCode.ILLEGAL_TRANSITION, str(exc))
+        except Exception as exc:
+            return unexpected_error_response(exc)
 
     return wrapper
 
@@ -725,6 +783,32 @@ async def technician_track(request: Request) -> Response:
 # ------------------------------------------------------------------ health
 
 
+# ------------------------------------------------------------------ app-wide error handlers
+# For what no endpoint's ``handles_errors`` sees: unknown routes, wrong methods, and an
+# exception raised outside an endpoint. Registered by ``realtime.app``.
+
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's HTTPException (404 unknown route, 405 wrong method) as ``{code, message}``."""
+    status = getattr(exc, "status_code", 500)
+    code = _HTTP_CODES.get(
+        status, ErrorCode.INVALID_FIELD if status < 500 else ErrorCode.INTERNAL_ERROR
+    )
+    detail = getattr(exc, "detail", None) or "error"
+    if status == 404:
+        detail = f"no route {request.url.path}"
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(status, code, detail, dict(getattr(exc, "headers", None) or {}))
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    """Any exception that reached the app's edge: JSON, never a traceback."""
+    return unexpected_error_response(exc)
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -736,12 +820,16 @@ async def readyz(request: Request) -> Response:
         "history_writer": hub.history.healthy,
         "store": hub.backend.store_ok,
         "bus": hub.backend.bus_ok,
+        "tasks": hub.backend.tasks_ok,
     }
     ok = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ok else "not_ready", "checks": checks},
-        status_code=200 if ok else 503,
-    )
+    body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    if hub.backend.store_error:
+        body["store_error"] = hub.backend.store_error  # store_full or store_unavailable
+    down = hub.tasks.down()
+    if down:
+        body["tasks_down"] = down  # which background tasks are restarting
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 async def metrics(request: Request) -> Response:

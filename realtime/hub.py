@@ -38,7 +38,7 @@ from realtime.metrics import Metrics
 from realtime.readiness import BackendHealth
 from realtime.safety import SafetyDesk
 from realtime.settings import Settings
-from realtime.tasks import stop_tasks
+from realtime.tasks import Supervisor, stop_tasks
 from realtime.watchdog import Watchdog
 from realtime.zoning import Zoning
 
@@ -118,8 +118,11 @@ class Hub:
         metrics: Metrics,
         clock: Clock = time.time,
         roster: Roster | None = None,
+        tasks: Supervisor | None = None,
     ) -> None:
         self.settings = settings
+        # Every background task runs under this supervisor (restarted when it raises).
+        self.tasks = tasks if tasks is not None else Supervisor()
         self.store = store
         self.bus = bus
         self.metrics = metrics
@@ -144,6 +147,7 @@ class Hub:
             pending_limit=settings.history_pending_limit,
             on_durable=self._on_durable,
             metrics=metrics,
+            tasks=self.tasks,
         )
         self._active: dict[str, Booking] = {}
         self._bookings_of: defaultdict[str, set[str]] = defaultdict(set)
@@ -166,8 +170,9 @@ class Hub:
                 Entity.ZONES: lambda _: self.zoning.load(),
                 Entity.PROFILE: self._refresh_profile,
             },
+            tasks=self.tasks,
         )
-        self.backend = BackendHealth(store, bus)
+        self.backend = BackendHealth(store, bus, self.tasks)
         self.ready = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -186,7 +191,7 @@ class Hub:
         await self.safety.start()
         await self.watchdog.load()  # after the bookings: it watches the visits among them
         self.history.start()
-        self._fleet_task = asyncio.create_task(self._fleet_loop(), name="doorstep-fleet")
+        self._fleet_task = self.tasks.spawn("doorstep-fleet", self._fleet_loop)
         self.backend.start()
         self.ready = True
 

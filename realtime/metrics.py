@@ -63,6 +63,12 @@ class Metrics:
             ["channel", "ok"],
             registry=r,
         )
+        self.task_restarts = Counter(
+            "doorstep_task_restarts_total",
+            "Background tasks restarted after they raised, by task",
+            ["task"],
+            registry=r,
+        )
         self.closes = Counter(
             "doorstep_closes_total",
             "Connections closed by the hub, by close code",

@@ -45,6 +45,10 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     ILLEGAL_TRANSITION = "illegal_transition"
     NO_TECHNICIAN_AVAILABLE = "no_technician_available"
+    # Failure paths (issue 11): every HTTP error is JSON, the store's state named.
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    STORE_UNAVAILABLE = "store_unavailable"  # 503, retryable (Retry-After)
+    STORE_FULL = "store_full"  # 503, retryable once space is freed (Retry-After)
 
 
 class CloseCode(IntEnum):

@@ -12,19 +12,29 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from realtime.backends.base import Bus, Store
-from realtime.tasks import stop_tasks
+from realtime.backends.base import Bus, Store, store_error_kind
+from realtime.tasks import Supervisor, stop_tasks
 
 log = logging.getLogger("doorstep.readiness")
 
 
 class BackendHealth:
-    def __init__(self, store: Store, bus: Bus, interval_s: float = 1.0, timeout_s: float = 1.0):
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        tasks: Supervisor | None = None,
+        interval_s: float = 1.0,
+        timeout_s: float = 1.0,
+    ):
         self.store = store
+        self.tasks = tasks if tasks is not None else Supervisor()
         self.bus = bus
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.store_ok = True
+        # Why the store is not ok: "store_full" or "store_unavailable" (None while ok).
+        self.store_error: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -32,11 +42,16 @@ class BackendHealth:
         return self.bus.connected
 
     @property
+    def tasks_ok(self) -> bool:
+        """No needed background task is down (crashed and not yet running again)."""
+        return not self.tasks.down()
+
+    @property
     def ok(self) -> bool:
-        return self.store_ok and self.bus_ok
+        return self.store_ok and self.bus_ok and self.tasks_ok
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._probe_forever(), name="doorstep-backend-probe")
+        self._task = self.tasks.spawn("doorstep-backend-probe", self._probe_forever)
 
     async def stop(self) -> None:
         await stop_tasks([self._task])
@@ -46,13 +61,17 @@ class BackendHealth:
             async with asyncio.timeout(self.timeout_s):
                 await self.store.ping()
         except Exception as exc:
+            full = store_error_kind(exc) == "full"
             if self.store_ok:
-                log.warning("store unreachable (%s): reporting not ready", exc)
+                what = "full" if full else "unreachable"
+                log.warning("store %s (%s): reporting not ready", what, exc)
             self.store_ok = False
+            self.store_error = "store_full" if full else "store_unavailable"
         else:
             if not self.store_ok:
                 log.warning("store reachable again")
             self.store_ok = True
+            self.store_error = None
         return self.ok
 
     async def _probe_forever(self) -> None:

@@ -202,7 +202,7 @@ class SafetyDesk:
             self._mirror(incident)
 
     async def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._escalation_loop(), name="doorstep-escalation")
+        self._loop_task = self.hub.tasks.spawn("doorstep-escalation", self._escalation_loop)
 
     async def refresh(self, incident_id: str) -> None:
         """Another hub changed this incident: mirror what is stored."""
@@ -531,7 +531,36 @@ class SafetyDesk:
                 self._spawn(self._work(item))
 
     async def _work(self, item: WorkItem) -> None:
-        """Do one step; acknowledge the item only when it is done (else it is reclaimed)."""
+        """Do one step; acknowledge the item only when it is done (else it is reclaimed).
+
+        The claim is kept alive while the step works: its deliveries (a webhook with its
+        retries takes up to ~33 s) may outlast ``work_reclaim_idle_s``, and another hub
+        must not take over a live step and notify the contacts a second time.
+        """
+        keeper = asyncio.create_task(self._keep_claim(item.id), name=f"keep-{item.id}")
+        try:
+            await self._do_work(item)
+        finally:
+            await stop_tasks([keeper])
+
+    async def _keep_claim(self, item_id: str) -> None:
+        interval = keepalive_interval(self.settings.work_reclaim_idle_s)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                # The step's deliveries go on meanwhile; only the claim's idle time changes.
+                kept = await self.hub.store.keep_work(
+                    SAFETY_QUEUE, self.hub.hub_id, item_id, self.hub.clock()
+                )
+            except Exception as exc:
+                # A store blink: the next keep (well before the reclaim time) tries again.
+                log.warning("keeping safety work item %s failed (%s)", item_id, exc)
+                continue
+            if not kept:
+                log.warning("safety work item %s was taken over by another hub", item_id)
+                return
+
+    async def _do_work(self, item: WorkItem) -> None:
         try:
             try:
                 work = _step_work_decoder.decode(item.payload)
@@ -717,6 +746,12 @@ class SafetyDesk:
         await self.hub.store.put_document(
             CONTACTS, contacts_key(role, sub), msgspec.json.encode(contacts)
         )
+
+
+def keepalive_interval(reclaim_idle_s: float) -> float:
+    """How often a working hub keeps its claim: three times per reclaim time, so that two
+    missed keeps (a store blink) still leave the claim alive."""
+    return reclaim_idle_s / 3
 
 
 def _delivered(incident: Incident, step: EscalationStep, channel: str, target: str) -> bool:

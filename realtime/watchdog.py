@@ -72,7 +72,7 @@ class Watchdog:
         self._task: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="doorstep-watchdog")
+        self._task = self.hub.tasks.spawn("doorstep-watchdog", self._loop)
 
     async def _watches(self) -> dict[str, Watch]:
         """Every stored watch, by booking id (one small document per visit in progress)."""

@@ -6,10 +6,13 @@ from realtime.backends.base import Bus, Store
 from realtime.backends.roster import Roster
 from realtime.channels import DURABLE_CHANNELS
 from realtime.settings import Settings
+from realtime.tasks import Supervisor
 
 
-def create_backends(settings: Settings) -> tuple[Store, Bus]:
-    """The store and bus for these settings: the only place that knows which ones exist."""
+def create_backends(settings: Settings, tasks: Supervisor | None = None) -> tuple[Store, Bus]:
+    """The store and bus for these settings: the only place that knows which ones exist.
+
+    ``tasks`` supervises the background tasks a backend runs (the Redis bus's loops)."""
     if settings.backend == "redis":
         # Imported here so the embedded default never loads the Redis client.
         from realtime.backends.redis import RedisBus, RedisStore
@@ -19,7 +22,12 @@ def create_backends(settings: Settings) -> tuple[Store, Bus]:
             settings.redis_prefix,
             history_retention_s=settings.effective_redis_history_retention_s,
         )
-        bus = RedisBus(settings.redis_url, settings.redis_prefix, durable_channels=DURABLE_CHANNELS)
+        bus = RedisBus(
+            settings.redis_url,
+            settings.redis_prefix,
+            durable_channels=DURABLE_CHANNELS,
+            tasks=tasks,
+        )
         return store, bus
     from realtime.backends.memory import MemoryBus
     from realtime.backends.sqlite import SQLiteStore

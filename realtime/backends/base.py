@@ -53,6 +53,49 @@ Unsubscribe = Callable[[], None]
 Resync = Callable[[], Awaitable[None]]
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached or cannot do the operation now; nothing was written.
+
+    Retryable: HTTP answers 503 ``store_unavailable`` with ``Retry-After``.
+    """
+
+
+class StoreFull(StoreUnavailable):
+    """The store refused a write for lack of space (SQLite's disk full, Redis's OOM under
+    ``maxmemory``). Retryable once an operator frees space: 503 ``store_full``, not ready."""
+
+
+class DataDirLocked(Exception):
+    """Another process has this data dir open: two writers would corrupt each other's view."""
+
+
+# Exception types of a backend's client library that mean "unavailable" or "full". A backend
+# module registers its own (``register_store_errors``), so this module and the HTTP layer
+# never import a client library the configured backend does not use.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (StoreUnavailable, OSError, TimeoutError)
+_FULL: tuple[type[BaseException], ...] = (StoreFull,)
+
+
+def register_store_errors(
+    *,
+    unavailable: tuple[type[BaseException], ...] = (),
+    full: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Let ``store_error_kind`` recognise a client library's exceptions."""
+    global _UNAVAILABLE, _FULL
+    _UNAVAILABLE = (*_UNAVAILABLE, *unavailable)
+    _FULL = (*_FULL, *full)
+
+
+def store_error_kind(exc: BaseException) -> str | None:
+    """``"full"``, ``"unavailable"`` (retry later) or None (a bug or a refusal)."""
+    if isinstance(exc, _FULL):
+        return "full"
+    if isinstance(exc, _UNAVAILABLE):
+        return "unavailable"
+    return None
+
+
 class LockUnavailable(Exception):
     """A named lock could not be taken in time (held elsewhere, or the backend is away).
 
@@ -260,6 +303,13 @@ class Store(Protocol):
     ) -> list[WorkItem]:
         """Up to ``count`` items for ``consumer``: new ones, and ones another consumer took
         but has not acknowledged for ``reclaim_idle_s`` (it died mid-work)."""
+        ...
+
+    async def keep_work(self, queue: str, consumer: str, item_id: str, now: float) -> bool:
+        """``consumer`` is still working on the item: reset its idle time, so that no other
+        consumer reclaims it while its work (a step's deliveries) takes longer than
+        ``reclaim_idle_s``. False, and nothing changed, when it is no longer this consumer's
+        (reclaimed by another, or acknowledged)."""
         ...
 
     async def ack_work(self, queue: str, item_id: str) -> None:

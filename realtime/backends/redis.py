@@ -87,8 +87,14 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    BusyLoadingError,
+    LockError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from alerts.incident import AuditEntry, Incident, IncidentStatus
@@ -102,10 +108,11 @@ from realtime.backends.base import (
     Subscriber,
     Unsubscribe,
     WorkItem,
+    register_store_errors,
 )
 from realtime.booking import AuditEvent, Booking
 from realtime.privacy import AccessEntry, booking_due, involves
-from realtime.tasks import stop_tasks
+from realtime.tasks import Supervisor, stop_tasks
 
 log = logging.getLogger("doorstep.redis")
 
@@ -128,6 +135,12 @@ CONNECT_TIMEOUT_S = 2.0
 _NO_RETRY = Retry(NoBackoff(), 0)
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# What the HTTP layer answers 503 for: Redis away, loading, read-only (a failover), or out of
+# memory under ``maxmemory`` + ``noeviction`` (``store_full``).
+register_store_errors(
+    unavailable=(*_CONNECTION_ERRORS, BusyLoadingError, ReadOnlyError),
+    full=(OutOfMemoryError,),
+)
 
 _booking_decoder = msgspec.json.Decoder(Booking)
 _event_decoder = msgspec.json.Decoder(AuditEvent)
@@ -376,6 +389,18 @@ end
 return 0
 """
 
+# KEYS stream; ARGV group, consumer, entry id. Reset the idle time of an entry this consumer
+# holds (XCLAIM to itself, JUSTID: no delivery count change, no payload), never taking one
+# another consumer holds now: check and claim atomically.
+_KEEP_WORK = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #pending == 0 then
+  return 0
+end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+"""
+
 # KEYS lease; ARGV holder, ttl_ms. Take a free lease or renew our own, atomically.
 _HOLD_LEASE = """
 local holder = redis.call('GET', KEYS[1])
@@ -562,6 +587,7 @@ class RedisStore(ScriptedClient):
         "save_incident": _SAVE_INCIDENT,
         "save_alert": _SAVE_ALERT,
         "enqueue_work": _ENQUEUE_WORK,
+        "keep_work": _KEEP_WORK,
         "hold_lease": _HOLD_LEASE,
         "purge_fixes": _PURGE_FIXES,
         "erase_fixes": _ERASE_FIXES,
@@ -974,6 +1000,14 @@ class RedisStore(ScriptedClient):
         ]
 
     @_bounded
+    async def keep_work(self, queue: str, consumer: str, item_id: str, now: float) -> bool:
+        """``now`` is unused: Redis resets the idle time on its own clock."""
+        kept = await self._scripts["keep_work"](
+            keys=[self.keys.work(queue)], args=[WORK_GROUP, consumer, item_id]
+        )
+        return bool(kept)
+
+    @_bounded
     async def ack_work(self, queue: str, item_id: str) -> None:
         stream = self.keys.work(queue)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -1034,8 +1068,17 @@ class RedisBus:
     # clock and the hub's may differ a little; an entry seen twice is harmless).
     DURABLE_LOOKBACK_S = 2.0
 
-    def __init__(self, url: str, prefix: str, durable_channels: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        durable_channels: Iterable[str] = (),
+        tasks: Supervisor | None = None,
+    ) -> None:
         self.url = url
+        # Runs the reader, writer and durable reader: one that raises (an OOM or READONLY
+        # reply, a bug) is restarted with backoff, and the hub is not ready meanwhile.
+        self.tasks = tasks if tasks is not None else Supervisor()
         self.keys = Keys(prefix)
         self.durable_channels = frozenset(durable_channels)
         self._durable_pending: deque[tuple[str, bytes]] = deque(maxlen=self.MAX_PENDING)
@@ -1075,9 +1118,9 @@ class RedisBus:
         self._connected_at = time.time()
         self._redis = await open_client(self.url, client_name=self.client_name)
         self._tasks = [
-            asyncio.create_task(self._read_forever(), name="doorstep-redis-bus-reader"),
-            asyncio.create_task(self._write_forever(), name="doorstep-redis-bus-writer"),
-            asyncio.create_task(self._read_durable_forever(), name="doorstep-redis-durable"),
+            self.tasks.spawn("doorstep-redis-bus-reader", self._read_forever),
+            self.tasks.spawn("doorstep-redis-bus-writer", self._write_forever),
+            self.tasks.spawn("doorstep-redis-durable", self._read_durable_forever),
         ]
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S * 2):
@@ -1342,7 +1385,12 @@ class RedisBus:
     # ------------------------------------------------------------------ writer
 
     async def _write_forever(self) -> None:
+        """Send the queued publishes in batches; a connection error is retried here, any
+        other error (OOM under ``maxmemory``, READONLY after a failover) ends the run, after
+        putting the unsent durable messages back, and the supervisor restarts it."""
         backoff = self.BACKOFF_MIN_S
+        if self._pending or self._durable_pending:
+            self._pending_event.set()  # a restarted writer resends what a failed run kept
         while not self._closing:
             await self._pending_event.wait()
             self._pending_event.clear()
@@ -1358,13 +1406,17 @@ class RedisBus:
             assert self._redis is not None
             self._sending = True
             try:
-                async with asyncio.timeout(COMMAND_TIMEOUT_S), self._redis.pipeline() as pipe:
+                # Not a transaction: under OOM, Redis refuses the XADDs but still takes the
+                # PUBLISHes, so live positions keep flowing while durable messages wait.
+                async with (
+                    asyncio.timeout(COMMAND_TIMEOUT_S),
+                    self._redis.pipeline(transaction=False) as pipe,
+                ):
                     for channel, data in batch:
                         pipe.publish(channel, data)
                     for key, data in durable:
                         pipe.xadd(key, {"m": data}, maxlen=self.DURABLE_MAXLEN, approximate=True)
-                    await pipe.execute()
-                backoff = self.BACKOFF_MIN_S
+                    results = await pipe.execute(raise_on_error=False)
             except (*_CONNECTION_ERRORS, TimeoutError) as exc:
                 # Live messages at most once: the batch may be partly sent, it is not resent.
                 # Durable ones are resent (at least once), ahead of newer ones.
@@ -1380,8 +1432,39 @@ class RedisBus:
                 backoff = min(backoff * 2, self.BACKOFF_MAX_S)
                 if self._pending or self._durable_pending:
                     self._pending_event.set()
+                continue
+            except BaseException:
+                # Anything else (a cancellation mid-send, a bug): the durable batch is kept.
+                self._durable_pending.extendleft(reversed(durable))
+                raise
             finally:
                 self._sending = False
+            refused = _refused_durable(results[len(batch) :], durable)
+            if refused:
+                # Kept, ahead of newer ones, for the restarted writer; the error ends this
+                # run, so that the hub reports not ready until a send works again.
+                self._durable_pending.extendleft(reversed(refused))
+                error = next(r for r in results if isinstance(r, Exception))
+                raise DurableSendRefused(len(refused), error)
+            backoff = self.BACKOFF_MIN_S
+
+
+class DurableSendRefused(Exception):
+    """Redis answered durable publishes with an error (OOM, READONLY): they are kept."""
+
+    def __init__(self, count: int, error: Exception) -> None:
+        super().__init__(f"Redis refused {count} durable messages: {error}")
+        self.count = count
+        self.error = error
+
+
+def _refused_durable(
+    results: list[Any], durable: list[tuple[str, bytes]]
+) -> list[tuple[str, bytes]]:
+    """The durable messages whose XADD got an error reply, in order."""
+    return [
+        item for item, result in zip(durable, results, strict=True) if isinstance(result, Exception)
+    ]
 
 
 def _jitter() -> float:

@@ -4,11 +4,22 @@ One connection, used from one dedicated thread: SQLite calls block, so they neve
 event loop, and a single writer thread means no locking surprises. Location history arrives
 in batches (see ``realtime/history.py``), so the hot path costs one thread hop per batch,
 not per fix. ``synchronous=FULL`` because an ack promises the data survives a crash.
+
+Failures name their cause: a full disk (SQLITE_FULL) raises ``StoreFull`` and the store
+reports itself full to the readiness probe until a write fits again; I/O errors, a busy or
+unopenable file raise ``StoreUnavailable``. One process owns a data dir: ``open`` takes an
+exclusive lock on ``doorstep.lock`` in it (held until ``close``) and refuses with
+``DataDirLocked`` when another process holds it. The database and its -wal/-shm files are
+created mode 0600: they hold home addresses and location history.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +31,44 @@ import msgspec
 
 from alerts.incident import AuditEntry, Incident
 from alerts.safety_alert import SafetyAlert
-from realtime.backends.base import DuplicateReporterKey, StoredFix, WorkItem
+from realtime.backends.base import (
+    DataDirLocked,
+    DuplicateReporterKey,
+    StoredFix,
+    StoreFull,
+    StoreUnavailable,
+    WorkItem,
+)
 from realtime.backends.local_locks import NamedLocks
 from realtime.booking import ACTIVE_STATUSES, FINAL_STATUSES, AuditEvent, Booking
 from realtime.privacy import AccessEntry
 
 T = TypeVar("T")
+
+log = logging.getLogger("doorstep.sqlite")
+
+LOCK_FILE = "doorstep.lock"
+FILE_MODE = 0o600
+# Primary result codes (the low byte of an extended code) that mean "the store cannot do
+# this now" rather than a bug: busy/locked, I/O error, cannot open, no lock protocol.
+_UNAVAILABLE_CODES = {5, 6, 10, 14, 15}
+_SQLITE_FULL = 13
+# The readiness probe of a full store writes this much, then deletes it: "does a write of
+# about a history batch fit again?"
+_PROBE_BYTES = 16 * 1024
+
+
+def translate(exc: sqlite3.Error) -> Exception:
+    """A sqlite3 error as the store error it means (``StoreFull``, ``StoreUnavailable``),
+    or itself when it is something else (a bug: a constraint, bad SQL)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == _SQLITE_FULL or "database or disk is full" in str(exc):
+        return StoreFull(f"SQLite: {exc}")
+    if primary in _UNAVAILABLE_CODES or isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(f"SQLite: {exc}")
+    return exc
+
 
 SCHEMA_VERSION = 2  # 2: the work table
 
@@ -118,6 +161,26 @@ _access_decoder = msgspec.json.Decoder(AccessEntry)
 _encode = msgspec.json.encode
 
 
+def data_dir_holder(data_dir: Path) -> str | None:
+    """Why ``data_dir`` cannot be opened now (another process holds its lock), or None.
+
+    For a clear one-line refusal before a server starts; the store's own lock, taken at
+    ``open``, is what really keeps a second process out."""
+    path = data_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        return f"data dir {data_dir} is in use by another process (pid {holder})"
+    finally:
+        os.close(fd)  # releases the lock if we took it
+    return None
+
+
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -125,9 +188,23 @@ class SQLiteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doorstep-sqlite")
         self._locks = NamedLocks()
         self._leases: dict[str, str] = {}
+        self._lock_file: int | None = None
+        # Set by a write refused for lack of space; the readiness probe clears it once a
+        # write fits again.
+        self.full = False
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            error = translate(exc)
+            if error is exc:
+                raise
+            if isinstance(error, StoreFull):
+                if not self.full:
+                    log.error("SQLite store %s is full: %s", self.path, exc)
+                self.full = True
+            raise error from exc
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -140,24 +217,80 @@ class SQLiteStore:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
+        self._take_lock()
+        try:
+            db = self._connect()
+        except BaseException:
+            self._release_lock()
+            raise
+        self._db = db
+
+    def _take_lock(self) -> None:
+        """Hold the data dir's lock for as long as the store is open (released by the OS if
+        the process dies), or refuse: a second hub on one data dir is a mistake."""
+        path = self.path.parent / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DataDirLocked(
+                f"data dir {self.path.parent} is in use by another process (pid {holder})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_file = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # closing the descriptor releases the flock
+            self._lock_file = None
+
+    def _connect(self) -> sqlite3.Connection:
+        # Created 0600 (the umask is process-wide, so only around the open), then chmod for
+        # files an older version created world-readable. SQLite gives -wal and -shm the
+        # database file's mode.
+        old_umask = os.umask(0o077)
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # creates -wal/-shm
+        finally:
+            os.umask(old_umask)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", FILE_MODE)
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         # One process owns the file: work claimed before this open was claimed by a process
         # that is gone, so it is free again at once.
         db.execute("UPDATE work SET claimed_by = NULL, claimed_t = NULL WHERE done = 0")
-        self._db = db
+        return db
 
     async def ping(self) -> None:
+        """Raise if the store cannot serve; while it is full, only once a write fits again."""
         await self._run(lambda: self.db.execute("SELECT 1").fetchone())
+        if self.full:
+            await self._run(self._probe_write)
+            log.warning("SQLite store %s has room again", self.path)
+            self.full = False
+
+    def _probe_write(self) -> None:
+        with _transaction(self.db) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO documents (namespace, key, data) VALUES (?, ?, ?)",
+                ("_probe", "space", b"\0" * _PROBE_BYTES),
+            )
+        self.db.execute("DELETE FROM documents WHERE namespace = '_probe'")
 
     async def close(self) -> None:
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
         self._executor.shutdown(wait=True)
+        self._release_lock()
 
     async def save_booking(self, booking: Booking, events: list[AuditEvent]) -> None:
         await self._run(self._save_booking, booking, events)
@@ -554,6 +687,17 @@ class SQLiteStore:
 
         return await self._run(claim)
 
+    async def keep_work(self, queue: str, consumer: str, item_id: str, now: float) -> bool:
+        def keep() -> bool:
+            cursor = self.db.execute(
+                "UPDATE work SET claimed_t = ? WHERE queue = ? AND id = ? AND claimed_by = ?"
+                " AND done = 0",
+                (now, queue, int(item_id), consumer),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(keep)
+
     async def ack_work(self, queue: str, item_id: str) -> None:
         await self._run(
             lambda: self.db.execute(
@@ -573,4 +717,21 @@ class _transaction:
         return self.db
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                self._rollback()  # e.g. SQLITE_FULL at commit: raise that, not a rollback's
+                raise
+            return
+        self._rollback()
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open: after SQLITE_FULL (or IOERR) SQLite may
+        have rolled it back already, and "cannot rollback - no transaction is active" would
+        then hide the real cause."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.warning("SQLite rollback failed", exc_info=True)

@@ -31,6 +31,7 @@ from alerts.notify import (
     fixed_token_credentials,
     map_link,
     push_for_incident,
+    push_idempotency_key,
     retry_after_s,
     sign,
     signature_header,
@@ -552,3 +553,31 @@ async def test_an_unreachable_fcm_endpoint_is_retried_and_dead_lettered(
     assert [(a.ok, a.status) for a in attempts] == [(False, None), (False, None)]
     assert attempts[-1].dead_letter
     assert all(FCM_TOKEN not in (a.error or "") for a in attempts)
+
+
+async def test_fcm_pushes_carry_a_stable_idempotency_key_across_retries(
+    receiver: Receiver, make_fcm: Callable[..., FcmNotifier]
+) -> None:
+    """Issue 11: a retried push (or one sent again by a hub that took the step over) must
+    show once: the same collapse key, APNs collapse id and data key on every attempt."""
+    receiver.script = [503]
+    attempts = await make_fcm(sleep=RecordingSleep()).send(FCM_TOKEN, sos_message())
+    assert [a.ok for a in attempts] == [False, True]
+    again = await make_fcm().send(FCM_TOKEN, sos_message())  # another notifier, e.g. hub
+    assert [a.ok for a in again] == [True]
+    messages = [request.json()["message"] for request in receiver.requests]
+    keys = {m["data"]["idempotency_key"] for m in messages}
+    assert len(messages) == 3 and len(keys) == 1
+    (key,) = keys
+    assert key == push_idempotency_key(sos_message(), FCM_TOKEN)
+    for message in messages:
+        assert message["android"]["collapse_key"] == key
+        assert message["apns"]["headers"]["apns-collapse-id"] == key
+        assert message["android"]["priority"] == "high"  # the rest of the config is kept
+    assert FCM_TOKEN not in key and "inc-42" not in key
+    # Another step, another device: another key.
+    other_step = push_for_incident(
+        incident_id="inc-42", kind="technician", who="Anna", lat=None, lon=None, step="t2"
+    )
+    assert push_idempotency_key(other_step, FCM_TOKEN) != key
+    assert push_idempotency_key(sos_message(), FCM_TOKEN + "x") != key

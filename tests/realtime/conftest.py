@@ -76,6 +76,7 @@ class Receiver:
     fail_next: int = 0
     fail_status: int = 503
     always_fail: bool = False
+    delay_s: float = 0.0  # answer this late: a slow endpoint (a delivery outlasting a claim)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -86,6 +87,8 @@ class Receiver:
         body = await request.body()
         self.requests.append((request.url.path, dict(request.headers), body))
         self.arrived.set()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.always_fail or self.fail_next > 0:
             self.fail_next = max(0, self.fail_next - 1)
             return Response("failing on purpose", status_code=self.fail_status)

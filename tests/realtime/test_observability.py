@@ -42,7 +42,13 @@ async def test_liveness_and_readiness(hub):
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ready",
-        "checks": {"hub": True, "history_writer": True, "store": True, "bus": True},
+        "checks": {
+            "hub": True,
+            "history_writer": True,
+            "store": True,
+            "bus": True,
+            "tasks": True,
+        },
     }
 
 

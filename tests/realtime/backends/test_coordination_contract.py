@@ -162,3 +162,24 @@ async def test_work_whose_handling_failed_is_handed_out_again_after_the_idle_tim
     await asyncio.sleep(0.3)
     [again] = await store.claim_work("safety", "hub-a", 10, T0 + 0.3, reclaim_idle_s=0.2)
     assert again.id == taken.id
+
+
+async def test_work_kept_alive_is_not_reclaimed_while_its_consumer_works(store: Store) -> None:
+    """Issue 11: a step whose deliveries outlast the idle time was taken over by another hub
+    and its contacts notified twice. The working consumer now keeps its claim alive."""
+    await store.enqueue_work("safety", "k1", b"one")
+    [taken] = await store.claim_work("safety", "hub-a", 10, T0, reclaim_idle_s=0.3)
+    for tick in range(1, 5):  # hub-a works for 0.8 s, keeping the item every 0.2 s
+        await asyncio.sleep(0.2)
+        assert await store.keep_work("safety", "hub-a", taken.id, T0 + 0.2 * tick)
+        now = T0 + 0.2 * tick
+        assert await store.claim_work("safety", "hub-b", 10, now, reclaim_idle_s=0.3) == []
+    # hub-a stops keeping it (it died): hub-b takes it over after the idle time...
+    await asyncio.sleep(0.4)
+    [again] = await store.claim_work("safety", "hub-b", 10, T0 + 1.3, reclaim_idle_s=0.3)
+    assert again.id == taken.id
+    # ...and hub-a, waking up, cannot take it back by keeping it.
+    assert not await store.keep_work("safety", "hub-a", taken.id, T0 + 1.4)
+    assert await store.keep_work("safety", "hub-b", taken.id, T0 + 1.4)
+    await store.ack_work("safety", again.id)
+    assert not await store.keep_work("safety", "hub-b", taken.id, T0 + 1.5)
