@@ -45,6 +45,9 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     ILLEGAL_TRANSITION = "illegal_transition"
     NO_TECHNICIAN_AVAILABLE = "no_technician_available"
+    # Who sees whom / SOS on the right visit (issue 11).
+    TECHNICIAN_BUSY = "technician_busy"  # a second en_route while another visit is on
+    BOOKING_CLOSED = "booking_closed"  # a customer's SOS past the grace after the booking
 
 
 class CloseCode(IntEnum):
