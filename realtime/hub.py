@@ -71,6 +71,10 @@ class TechnicianBusy(Exception):
 class _Relock(Exception):
     """The booking's technician changed before its lock was taken: take the right one."""
 
+    def __init__(self, technician_id: str) -> None:
+        super().__init__(technician_id)
+        self.technician_id = technician_id
+
 
 def _technician_decided(
     booking: Booking | None, event: BookingEvent, technician_id: str | None
@@ -369,16 +373,15 @@ class Hub:
         lock: a technician is on at most one visit (TechnicianBusy otherwise), and dispatch
         checks "free" under the same lock.
         """
+        peek = await self.get_booking(booking_id)
+        locked = _technician_decided(peek, event, technician_id)
         for _ in range(3):
-            peek = await self.get_booking(booking_id)
-            locked = _technician_decided(peek, event, technician_id)
-            if locked is None:
-                new = await self._transition_locked(
-                    booking_id, event, actor, cause=cause, technician_id=technician_id, t=t
-                )
-                break
             try:
-                async with self.store.lock(technician_lock(locked), LOCK_TTL_S):
+                async with contextlib.AsyncExitStack() as stack:
+                    if locked is not None:
+                        await stack.enter_async_context(
+                            self.store.lock(technician_lock(locked), LOCK_TTL_S)
+                        )
                     new = await self._transition_locked(
                         booking_id,
                         event,
@@ -389,9 +392,10 @@ class Hub:
                         locked_technician=locked,
                     )
                 break
-            except _Relock:
-                # Re-assigned between the peek and the lock: lock its technician instead.
-                continue
+            except _Relock as relock:
+                # The stored booking differs from the peek (re-assigned, or this hub's
+                # mirror was behind): take the lock of the technician it really concerns.
+                locked = relock.technician_id
         else:
             raise Conflict(f"booking {booking_id} keeps changing technician; retry")
         await self.cluster.announce(Entity.BOOKING, new.id)

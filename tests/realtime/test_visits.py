@@ -27,6 +27,16 @@ from websockets.exceptions import ConnectionClosed
 
 from realtime.auth import Principal, Role
 from realtime.backends.redis import delete_all
+from realtime.booking import (
+    Booking,
+    BookingEvent,
+    BookingStatus,
+    Destination,
+    current_visit,
+    other_open,
+    other_visit,
+    starts_visit,
+)
 from realtime.protocol import ErrorCode, ProtocolError, Sos
 from tests.conftest import (
     TEST_REDIS_URL,
@@ -329,3 +339,42 @@ async def test_one_visit_at_a_time_holds_across_hubs(redis_pair: list[RunningHub
     await send_fix(tech, 1)
     assert (await receive_until(winner_socket, "position"))["seq"] == 1
     assert "position" not in await kinds_within(other_socket)
+
+
+# ------------------------------------------------------------------ the pure rules
+
+
+def _booking(
+    booking_id: str, status: str, updated_t: float = 0.0, technician: str = "t"
+) -> Booking:
+    return Booking(
+        id=booking_id,
+        customer_id="c",
+        destination=Destination(0.0, 0.0),
+        status=BookingStatus(status),
+        created_t=0.0,
+        updated_t=updated_t,
+        technician_id=technician,
+    )
+
+
+def test_only_en_route_starts_a_visit():
+    assert starts_visit(_booking("a", "assigned"), BookingEvent.EN_ROUTE)
+    assert not starts_visit(_booking("a", "en_route"), BookingEvent.APPROACH)  # already on
+    assert not starts_visit(_booking("a", "requested"), BookingEvent.ASSIGN)
+    assert not starts_visit(_booking("a", "requested"), BookingEvent.EN_ROUTE)  # illegal
+
+
+def test_the_current_visit_is_the_one_furthest_along_then_the_oldest():
+    """Stored data from before the rule may hold two visits: every hub picks the same."""
+    assigned = _booking("a", "assigned")
+    on_way = _booking("b", "en_route", updated_t=5)
+    inside = _booking("c", "arrived", updated_t=9)
+    done = _booking("d", "completed")
+    assert current_visit([assigned, done]) is None
+    assert current_visit([assigned, on_way, inside]) is inside
+    assert current_visit([_booking("x", "en_route", 7), on_way]) is on_way
+    assert other_visit([on_way, assigned], "t", "b") is None
+    assert other_visit([on_way, assigned], "t", "a") is on_way
+    assert other_visit([on_way], "someone-else", "a") is None
+    assert other_open([assigned, on_way, done], "t", "a") == [on_way]
