@@ -6,12 +6,23 @@ booking's watchers, and turns its decisions into booking transitions: ``approach
 ETA drops under the threshold, ``check_in`` at the real arrival time, ``check_out`` at the
 real departure time. Completed approaches teach the circuity and travel time models and the
 ETA's error bands, which are persisted.
+
+A decision is not done until it is stored. The tracker's decisions for a booking wait in
+an ordered queue (approach, check-in, check-out) and leave it only once their transition is
+written; a failed write is retried in the background with backoff, and at once on the
+technician's next fix, until it succeeds or the booking ends another way (cancelled). So a
+store failure at check-in delays the status, never loses it: the booking still reaches
+``arrived`` and ``completed`` with the real crossing times, and the customer stops seeing
+the technician after check-out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -39,6 +50,32 @@ CIRCUITY_KEY = "circuity"
 TRAVEL_TIMES_KEY = "travel_times"
 ERROR_BANDS_KEY = "eta_error_bands"
 HUB_ACTOR = "hub:arrivals"
+# Backoff between retries of a decision whose write failed: soon after a blip, at most this
+# rarely during an outage (a technician's fix retries at once anyway).
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 5.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A booking transition the tracker decided, waiting until it is stored."""
+
+    event: BookingEvent  # APPROACH, CHECK_IN or CHECK_OUT
+    cause: str
+    t: float | None = None  # when it really happened (check-in/out); None: when written
+
+
+def decisions_of(update: ArrivalUpdate, arriving_threshold_s: float) -> list[Decision]:
+    """What one tracker update asks of the booking, in order. Pure."""
+    decisions = []
+    if update.approaching and update.eta is not None:
+        cause = f"ETA {update.eta.seconds:.0f} s, under {arriving_threshold_s:g} s"
+        decisions.append(Decision(BookingEvent.APPROACH, cause))
+    for event in update.events:
+        cause = f"{event.cause} (decided at {event.decided_t:.1f})"
+        kind = BookingEvent.CHECK_IN if event.kind == "check_in" else BookingEvent.CHECK_OUT
+        decisions.append(Decision(kind, cause, event.t))
+    return decisions
 
 
 def booking_fence(booking: Booking) -> Fence:
@@ -69,6 +106,12 @@ class Arrivals:
         # When the engine last failed per booking: no retry before osrm_refresh_s has passed,
         # so a dead engine costs one timed-out call per booking per refresh period.
         self._route_failed_t: dict[str, float] = {}
+        # Decided but not yet stored, per booking, in order (see the module docstring).
+        self._pending: dict[str, deque[Decision]] = {}
+        # One writer of a booking's decisions at a time (a fix, or the retry task).
+        self._write_locks: dict[str, asyncio.Lock] = {}
+        self._retry_tasks: dict[str, asyncio.Task[None]] = {}
+        self._retry_now: dict[str, asyncio.Event] = {}
 
     async def load(self) -> None:
         stored = await self.hub.store.get_document(MODELS, CIRCUITY_KEY)
@@ -83,7 +126,7 @@ class Arrivals:
             self.error_bands = ErrorBands.from_dict(msgspec.json.decode(stored))
 
     async def close(self) -> None:
-        await stop_tasks(self._route_tasks.values())
+        await stop_tasks([*self._route_tasks.values(), *self._retry_tasks.values()])
         if self.router is not None:
             await self.router.aclose()
 
@@ -94,6 +137,14 @@ class Arrivals:
             self._last_eta.pop(booking.id, None)
             self._routes.pop(booking.id, None)
             self._route_failed_t.pop(booking.id, None)
+            # Over (checked out, cancelled): nothing left to write. The retry task, if any,
+            # sees the queue gone and ends; not cancelled here, since this may run inside
+            # its own write (the check-out it just stored).
+            self._pending.pop(booking.id, None)
+            self._write_locks.pop(booking.id, None)
+            wake = self._retry_now.get(booking.id)
+            if wake is not None:
+                wake.set()
             task = self._route_tasks.pop(booking.id, None)
             if task is not None:
                 task.cancel()
@@ -127,8 +178,83 @@ class Arrivals:
             latest_eta = next((u.eta for u in reversed(updates) if u.eta is not None), None)
             if latest_eta is not None and not tracker.checked_in:
                 await self._publish_eta(booking_id, fixes[-1].t, latest_eta)
+            threshold = self.config.arriving_threshold_s
+            decided = [d for u in updates for d in decisions_of(u, threshold)]
+            if decided:
+                self._pending.setdefault(booking_id, deque()).extend(decided)
+                if any(d.event is BookingEvent.CHECK_IN for d in decided):
+                    self._last_eta.pop(booking_id, None)  # here: no ETA, stored or not
+            if booking_id in self._pending:
+                await self._write_or_retry(booking_id)
             for update in updates:
-                await self._apply(booking_id, update)
+                if update.trip is not None:
+                    await self._learn(booking_id, update)
+
+    def pending(self, booking_id: str) -> list[Decision]:
+        """Decisions not yet stored (a store failure), oldest first."""
+        return list(self._pending.get(booking_id, ()))
+
+    async def _write_or_retry(self, booking_id: str) -> None:
+        """Store the booking's pending decisions now; on failure hand them to a retry task.
+
+        While a retry task exists the fix only wakes it: a failing store then costs the
+        technician's ingest one attempt, not one per fix.
+        """
+        wake = self._retry_now.get(booking_id)
+        if wake is not None:
+            wake.set()
+            return
+        if await self._write_pending(booking_id):
+            return
+        # Another fix may have started a retry task while this one awaited the store.
+        if booking_id in self._pending and booking_id not in self._retry_tasks:
+            self._retry_now[booking_id] = asyncio.Event()
+            self._retry_tasks[booking_id] = asyncio.create_task(
+                self._retry(booking_id), name=f"doorstep-arrival-retry-{booking_id}"
+            )
+
+    async def _retry(self, booking_id: str) -> None:
+        """Retry with exponential backoff until stored or the booking is over; a new fix
+        of the technician cuts the wait short."""
+        delay = RETRY_FIRST_S
+        try:
+            while booking_id in self._pending:
+                wake = self._retry_now[booking_id]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay)
+                wake.clear()
+                if await self._write_pending(booking_id):
+                    return
+                delay = min(delay * 2, RETRY_MAX_S)
+        finally:
+            self._retry_tasks.pop(booking_id, None)
+            self._retry_now.pop(booking_id, None)
+
+    async def _write_pending(self, booking_id: str) -> bool:
+        """Write the pending decisions in order; True when none is left (all stored, or the
+        booking ended), False at the first that failed (it stays first in the queue)."""
+        lock = self._write_locks.setdefault(booking_id, asyncio.Lock())
+        async with lock:
+            while True:
+                # Read again each time: the awaits below may end the booking, and
+                # booking_changed then drops its queue (nothing left to write).
+                queue = self._pending.get(booking_id)
+                if not queue:
+                    self._pending.pop(booking_id, None)
+                    return True
+                decision = queue[0]
+                try:
+                    await self._write(booking_id, decision)
+                except Exception:
+                    log.warning(
+                        "arrival decision %s for booking %s not stored yet; retrying",
+                        decision.event.value,
+                        booking_id,
+                        exc_info=True,
+                    )
+                    return False
+                if queue and queue[0] is decision:
+                    queue.popleft()
 
     def _routed_distance(self, booking_id: str, fix: Fix) -> float | None:
         """The routing engine's distance, scaled to this fix; None: use the default provider.
@@ -189,39 +315,30 @@ class Arrivals:
             BusMessage(kind="eta", text=wire.encode(message), conflate_key="eta"),
         )
 
-    async def _apply(self, booking_id: str, update: ArrivalUpdate) -> None:
-        if update.approaching and update.eta is not None:
+    async def _write(self, booking_id: str, decision: Decision) -> None:
+        """Store one decision; raises when the store fails. Idempotent: each transition is
+        made only from the statuses it belongs to, so a retry after a partial write (start
+        stored, check-out not) does the rest and nothing twice."""
+        if decision.event is BookingEvent.APPROACH:
+            await self._transition(booking_id, decision.event, {S.EN_ROUTE}, decision.cause)
+        elif decision.event is BookingEvent.CHECK_IN:
             await self._transition(
-                booking_id,
-                BookingEvent.APPROACH,
-                {S.EN_ROUTE},
-                cause=(
-                    f"ETA {update.eta.seconds:.0f} s, under {self.config.arriving_threshold_s:g} s"
-                ),
+                booking_id, decision.event, {S.EN_ROUTE, S.ARRIVING}, decision.cause, decision.t
             )
-        for event in update.events:
-            cause = f"{event.cause} (decided at {event.decided_t:.1f})"
-            if event.kind == "check_in":
+        else:
+            booking = await self.hub.get_booking(booking_id)
+            if booking is not None and booking.status is S.ARRIVED:
+                # Left without anyone pressing "start": the visit still happened.
                 await self._transition(
-                    booking_id, BookingEvent.CHECK_IN, {S.EN_ROUTE, S.ARRIVING}, cause, event.t
+                    booking_id,
+                    BookingEvent.START_SERVICE,
+                    {S.ARRIVED},
+                    "implicit: checked out before an explicit start",
+                    booking.arrived_t,
                 )
-                self._last_eta.pop(booking_id, None)
-            else:
-                booking = await self.hub.get_booking(booking_id)
-                if booking is not None and booking.status is S.ARRIVED:
-                    # Left without anyone pressing "start": the visit still happened.
-                    await self._transition(
-                        booking_id,
-                        BookingEvent.START_SERVICE,
-                        {S.ARRIVED},
-                        "implicit: checked out before an explicit start",
-                        booking.arrived_t,
-                    )
-                await self._transition(
-                    booking_id, BookingEvent.CHECK_OUT, {S.IN_SERVICE}, cause, event.t
-                )
-        if update.trip is not None:
-            await self._learn(booking_id, update)
+            await self._transition(
+                booking_id, BookingEvent.CHECK_OUT, {S.IN_SERVICE}, decision.cause, decision.t
+            )
 
     async def _transition(
         self,
@@ -241,6 +358,14 @@ class Arrivals:
             log.info("arrival decision dropped: %s", exc)
 
     async def _learn(self, booking_id: str, update: ArrivalUpdate) -> None:
+        """Teach the models; a failed write is logged (the next trip teaches again), never
+        an error for the technician's fix."""
+        try:
+            await self._learn_from(booking_id, update)
+        except Exception:
+            log.warning("models not updated from booking %s", booking_id, exc_info=True)
+
+    async def _learn_from(self, booking_id: str, update: ArrivalUpdate) -> None:
         booking = await self.hub.get_booking(booking_id)
         trip = update.trip
         if booking is None or trip is None:

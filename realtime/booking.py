@@ -7,6 +7,7 @@ values, so the hub, the REST layer and the tests drive the same code (sans-I/O, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -55,9 +56,16 @@ TRANSITIONS: dict[tuple[BookingStatus, BookingEvent], BookingStatus] = {
     },
 }
 
-# Statuses during which the customer may see the technician's position.
+# Open bookings: a technician is (or may be) on them; the hub keeps them in memory.
 ACTIVE_STATUSES = frozenset({S.ASSIGNED, S.EN_ROUTE, S.ARRIVING, S.ARRIVED, S.IN_SERVICE})
 FINAL_STATUSES = frozenset({S.COMPLETED, S.CANCELLED})
+# The technician's current visit: from setting off until check-out. A technician has at
+# most one booking in these statuses, and only its customer sees the technician's position
+# and ETA: the next customer, already assigned, must not watch them inside this home.
+VISIT_STATUSES = frozenset({S.EN_ROUTE, S.ARRIVING, S.ARRIVED, S.IN_SERVICE})
+# How far along a visit is: with several visits of one technician (data from before the
+# rule), the one furthest along is the current one.
+_VISIT_ORDER = {S.EN_ROUTE: 0, S.ARRIVING: 1, S.ARRIVED: 2, S.IN_SERVICE: 3}
 
 DEFAULT_GEOFENCE_RADIUS_M = 75.0
 DEFAULT_EXPECTED_DURATION_S = 3600.0
@@ -103,8 +111,13 @@ class Booking(msgspec.Struct, frozen=True, omit_defaults=True):
 
     @property
     def active(self) -> bool:
-        """True while the technician's position may be shown to the customer."""
+        """True while the booking is open (assigned to the end of the visit)."""
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def in_visit(self) -> bool:
+        """True from ``en_route`` until check-out: the technician's current visit."""
+        return self.status in VISIT_STATUSES and self.technician_id is not None
 
     @property
     def final(self) -> bool:
@@ -202,3 +215,32 @@ def apply(
         technician_id=new.technician_id,
     )
     return new, record
+
+
+def starts_visit(booking: Booking, event: BookingEvent) -> bool:
+    """Whether ``event`` makes ``booking`` its technician's current visit (``en_route``)."""
+    target = TRANSITIONS.get((booking.status, event))
+    return target in VISIT_STATUSES and booking.status not in VISIT_STATUSES
+
+
+def current_visit(bookings: Iterable[Booking]) -> Booking | None:
+    """The visit in progress among one technician's bookings, or None.
+
+    At most one exists (the hub refuses a second ``en_route``); should stored data hold
+    several, the one furthest along, then the oldest, wins, so every hub picks the same.
+    """
+    visits = [b for b in bookings if b.in_visit]
+    return min(visits, key=lambda b: (-_VISIT_ORDER[b.status], b.updated_t, b.id), default=None)
+
+
+def other_visit(bookings: Iterable[Booking], technician_id: str, booking_id: str) -> Booking | None:
+    """The technician's current visit if it is another booking than ``booking_id``."""
+    return current_visit(
+        b for b in bookings if b.technician_id == technician_id and b.id != booking_id
+    )
+
+
+def other_open(bookings: Iterable[Booking], technician_id: str, booking_id: str) -> list[Booking]:
+    """The technician's open bookings other than ``booking_id`` (dispatch wants none)."""
+    mine = (b for b in bookings if b.technician_id == technician_id and b.id != booking_id)
+    return sorted((b for b in mine if b.active), key=lambda b: b.id)

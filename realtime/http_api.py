@@ -35,13 +35,14 @@ from realtime.hub import (
     Hub,
     NoCandidate,
     NotFound,
+    TechnicianBusy,
     TechnicianProfile,
     public_booking,
 )
 from realtime.ingest import check_coordinates
 from realtime.privacy import AccessEntry, WindowRefused, track_window
 from realtime.protocol import ErrorCode, ProtocolError
-from realtime.safety import IncidentNotFound, reporter_key
+from realtime.safety import BookingClosed, IncidentNotFound, reporter_key
 
 Identifier = Annotated[
     str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
@@ -210,6 +211,8 @@ def handles_errors(endpoint: Any) -> Any:
             return await endpoint(request)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message)
+        except BookingClosed as exc:
+            return error_response(409, exc.code, exc.message)
         except ProtocolError as exc:
             return error_response(422, exc.code, exc.message)
         except NotFound as exc:
@@ -222,6 +225,8 @@ def handles_errors(endpoint: Any) -> Any:
             return error_response(422, exc.code, exc.message)
         except NoCandidate as exc:
             return error_response(409, ErrorCode.NO_TECHNICIAN_AVAILABLE, str(exc))
+        except TechnicianBusy as exc:
+            return error_response(409, ErrorCode.TECHNICIAN_BUSY, str(exc))
         except IncidentNotFound as exc:
             return error_response(404, ErrorCode.NOT_FOUND, str(exc))
         except IllegalIncidentTransition as exc:

@@ -9,6 +9,7 @@ Endpoints (``realtime/ws.py``, ``realtime/http_api.py``) call it; it never touch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -61,6 +62,38 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     pass
+
+
+class TechnicianBusy(Exception):
+    """The technician is on another visit: a second ``en_route`` waits for its check-out."""
+
+
+class _Relock(Exception):
+    """The booking's technician changed before its lock was taken: take the right one."""
+
+    def __init__(self, technician_id: str) -> None:
+        super().__init__(technician_id)
+        self.technician_id = technician_id
+
+
+def _technician_decided(
+    booking: Booking | None, event: BookingEvent, technician_id: str | None
+) -> str | None:
+    """The technician whose lock this transition needs: the one it assigns, or the one
+    whose visit it starts; None when it decides nothing about a technician."""
+    if booking is None:
+        return None
+    if event is BookingEvent.ASSIGN:
+        return technician_id
+    if core.starts_visit(booking, event):
+        return booking.technician_id
+    return None
+
+
+def technician_lock(technician_id: str) -> str:
+    """The store lock serialising what decides a technician's bookings (assigning them,
+    starting a visit) among every hub. Taken before a booking's lock, never after."""
+    return f"technician:{technician_id}"
 
 
 @dataclass
@@ -272,14 +305,37 @@ class Hub:
         return await self.store.booking_events(booking_id)
 
     def active_bookings_of(self, technician_id: str) -> list[Booking]:
+        """Every open booking of the technician (assigned ones too), by id."""
         return [self._active[b] for b in sorted(self._bookings_of.get(technician_id, ()))]
+
+    def current_visit(self, technician_id: str) -> Booking | None:
+        """The technician's visit in progress (``en_route`` .. ``in_service``), or None.
+
+        The one booking whose customer sees the technician's position and ETA, and the one
+        a technician's SOS is about. From this hub's mirror (kept by the cluster notices).
+        """
+        return core.current_visit(self.active_bookings_of(technician_id))
+
+    def shows_technician(self, booking: Booking) -> bool:
+        """Whether the booking's watchers see its technician's position and ETA now."""
+        if not booking.in_visit or booking.technician_id is None:
+            return False
+        current = self.current_visit(booking.technician_id)
+        # None: this hub's mirror has not caught up with the booking yet (read from the store).
+        return current is None or current.id == booking.id
 
     def active_bookings(self) -> list[Booking]:
         return [self._active[b] for b in sorted(self._active)]
 
     async def create_booking(self, spec: BookingSpec, actor: str) -> Booking:
         booking_id = spec.id or uuid.uuid4().hex
-        async with self.store.lock(f"booking:{booking_id}", LOCK_TTL_S):
+        async with contextlib.AsyncExitStack() as locks:
+            if spec.technician_id:
+                # An assignment: serialised with dispatch's "is this technician free?".
+                await locks.enter_async_context(
+                    self.store.lock(technician_lock(spec.technician_id), LOCK_TTL_S)
+                )
+            await locks.enter_async_context(self.store.lock(f"booking:{booking_id}", LOCK_TTL_S))
             if booking_id in self._active or await self.store.get_booking(booking_id):
                 raise Conflict(f"booking {booking_id} already exists")
             booking, events = core.create(
@@ -317,13 +373,70 @@ class Hub:
 
         ``t`` is when it happened, if not now: check-in and check-out report the time the
         technician really arrived or left, which is earlier than when the hub became sure.
+
+        An assignment, and the start of a visit (``en_route``), also hold the technician's
+        lock: a technician is on at most one visit (TechnicianBusy otherwise), and dispatch
+        checks "free" under the same lock.
         """
+        peek = await self.get_booking(booking_id)
+        locked = _technician_decided(peek, event, technician_id)
+        for _ in range(3):
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    if locked is not None:
+                        await stack.enter_async_context(
+                            self.store.lock(technician_lock(locked), LOCK_TTL_S)
+                        )
+                    new = await self._transition_locked(
+                        booking_id,
+                        event,
+                        actor,
+                        cause=cause,
+                        technician_id=technician_id,
+                        t=t,
+                        locked_technician=locked,
+                    )
+                break
+            except _Relock as relock:
+                # The stored booking differs from the peek (re-assigned, or this hub's
+                # mirror was behind): take the lock of the technician it really concerns.
+                locked = relock.technician_id
+        else:
+            raise Conflict(f"booking {booking_id} keeps changing technician; retry")
+        await self.cluster.announce(Entity.BOOKING, new.id)
+        return new
+
+    async def _transition_locked(
+        self,
+        booking_id: str,
+        event: BookingEvent,
+        actor: str,
+        *,
+        cause: str | None,
+        technician_id: str | None,
+        t: float | None,
+        locked_technician: str | None = None,
+    ) -> Booking:
+        """``transition`` under the booking's lock (the caller holds the technician's lock
+        when ``locked_technician`` is set); the cluster notice is the caller's."""
         # Read-modify-write under the booking's lock, reading the store (another hub may have
         # changed it since this hub's mirror saw it).
         async with self.store.lock(f"booking:{booking_id}", LOCK_TTL_S):
             old = await self.store.get_booking(booking_id)
             if old is None:
                 raise NotFound(f"booking {booking_id} does not exist")
+            needed = _technician_decided(old, event, technician_id)
+            if needed is not None and needed != locked_technician:
+                raise _Relock(needed)
+            if needed is not None and core.starts_visit(old, event):
+                # The store, not this hub's mirror: another hub may have started a visit of
+                # this technician a moment ago (it held the same lock, so it is stored).
+                busy = core.other_visit(await self.store.active_bookings(), needed, old.id)
+                if busy is not None:
+                    raise TechnicianBusy(
+                        f"technician {needed} is on visit {busy.id} ({busy.status.value}):"
+                        " it must be checked out or cancelled before another starts"
+                    )
             new, record = core.apply(
                 old,
                 event,
@@ -347,7 +460,6 @@ class Hub:
             await self._publish_booking(new)
             if old.technician_id and old.technician_id != new.technician_id:
                 await self._publish_booking(new, to=old.technician_id)
-        await self.cluster.announce(Entity.BOOKING, new.id)
         return new
 
     async def _publish_booking(self, booking: Booking, to: str | None = None) -> None:
@@ -461,19 +573,23 @@ class Hub:
                 await self.zoning.on_fix(technician_id, fix.lat, fix.lon, fix.t)
         plain = [Fix(f.t, f.lat, f.lon, f.acc, f.speed, f.heading) for f in fixes]
         await self.safety.on_fixes(technician_id, plain)
-        booking_ids = sorted(self._bookings_of.get(technician_id, ()))
-        if booking_ids:
-            await self.arrivals.on_fixes(technician_id, booking_ids, plain)
+        # Only the visit in progress: the next booking's ETA and arrival wait for its
+        # en_route (its tracker starts then).
+        visit = self.current_visit(technician_id)
+        if visit is not None:
+            await self.arrivals.on_fixes(technician_id, [visit.id], plain)
 
     async def _publish_position(self, technician_id: str, fix: wire.Location) -> None:
         position = _position(technician_id, fix)
         message = BusMessage(
             kind="position", text=wire.encode(position), conflate_key=f"position:{technician_id}"
         )
-        # Only the technician's own active bookings: a customer never sees another booking's
-        # technician, nor this one before assignment or after the visit.
-        for booking_id in list(self._bookings_of.get(technician_id, ())):
-            await self.bus.publish(booking_channel(booking_id), message)
+        # Only the technician's current visit: a customer never sees another booking's
+        # technician, nor their own before en_route (the technician may be in the previous
+        # customer's home) or after check-out.
+        visit = self.current_visit(technician_id)
+        if visit is not None:
+            await self.bus.publish(booking_channel(visit.id), message)
 
     async def _on_durable(self, durable: dict[str, int]) -> None:
         for technician_id, seq in durable.items():
@@ -623,15 +739,44 @@ class Hub:
                 f"no online, free technician with skills {list(booking.skills)} "
                 "and a recent position"
             )
-        best = ranking[0]
-        booking = await self.transition(
-            booking_id,
-            BookingEvent.ASSIGN,
-            actor,
-            technician_id=best.technician_id,
-            cause=f"dispatch: ETA {best.eta_s:.0f} s, best of {len(ranking)}",
+        for place, best in enumerate(ranking, start=1):
+            assigned = await self._assign_if_free(
+                booking_id,
+                best.technician_id,
+                actor,
+                cause=f"dispatch: ETA {best.eta_s:.0f} s, #{place} of {len(ranking)}",
+            )
+            if assigned is not None:
+                await self.cluster.announce(Entity.BOOKING, assigned.id)
+                return ranking, assigned
+        raise NoCandidate(
+            f"every technician ranked for booking {booking_id} was taken by another booking"
+            " meanwhile"
         )
-        return ranking, booking
+
+    async def _assign_if_free(
+        self, booking_id: str, technician_id: str, actor: str, cause: str
+    ) -> Booking | None:
+        """Assign the technician if they still have no other open booking; else None.
+
+        The ranking was made from this hub's mirror, a moment ago: a concurrent dispatch
+        (here or on another hub) may have taken the technician since. Checked again under
+        the technician's lock, reading the store, so two dispatches never both win one.
+        """
+        async with self.store.lock(technician_lock(technician_id), LOCK_TTL_S):
+            # Under the lock: an assignment of this technician elsewhere is stored by now.
+            taken = core.other_open(await self.store.active_bookings(), technician_id, booking_id)
+            if taken:
+                return None
+            return await self._transition_locked(
+                booking_id,
+                BookingEvent.ASSIGN,
+                actor,
+                cause=cause,
+                technician_id=technician_id,
+                t=None,
+                locked_technician=technician_id,
+            )
 
     # ------------------------------------------------------------------ watchers
 
@@ -648,10 +793,12 @@ class Hub:
         return self.bus.subscribe(channel, deliver)
 
     def booking_snapshot(self, booking: Booking) -> wire.Snapshot:
-        position = None
-        if booking.active and booking.technician_id:
+        """The booking, and while it is the technician's current visit, where they are."""
+        position = eta = None
+        if self.shows_technician(booking):
+            assert booking.technician_id is not None
             position = self.last_position(booking.technician_id)
-        eta = self.arrivals.eta_of(booking.id) if booking.active else None
+            eta = self.arrivals.eta_of(booking.id)
         return wire.Snapshot(booking=public_booking(booking), position=position, eta=eta)
 
     def fleet_entry(self, technician_id: str) -> wire.FleetEntry:

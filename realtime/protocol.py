@@ -49,6 +49,9 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     STORE_UNAVAILABLE = "store_unavailable"  # 503, retryable (Retry-After)
     STORE_FULL = "store_full"  # 503, retryable once space is freed (Retry-After)
+    # Who sees whom / SOS on the right visit (issue 11).
+    TECHNICIAN_BUSY = "technician_busy"  # a second en_route while another visit is on
+    BOOKING_CLOSED = "booking_closed"  # a customer's SOS past the grace after the booking
 
 
 class CloseCode(IntEnum):

@@ -104,6 +104,13 @@ class IncidentNotFound(Exception):
     pass
 
 
+class BookingClosed(ProtocolError):
+    """A customer's SOS on a booking that ended more than the grace window ago."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.BOOKING_CLOSED, message)
+
+
 def _address(booking: Booking | None) -> IncidentLocation | None:
     """The booking's destination as an incident location (where the visit is)."""
     if booking is None:
@@ -331,9 +338,12 @@ class SafetyDesk:
         booking = None
         if principal.role is Role.CUSTOMER and principal.booking:
             booking = await hub.get_booking(principal.booking)
+            if booking is not None:
+                self._check_customer_booking(booking)
         elif principal.role is Role.TECHNICIAN:
-            bookings = hub.active_bookings_of(principal.sub)
-            booking = bookings[0] if bookings else None
+            # The visit in progress, or none: an assigned next booking is not where the
+            # technician is (its customer and address would send help to the wrong door).
+            booking = hub.current_visit(principal.sub)
         technician_id = principal.sub if principal.role is Role.TECHNICIAN else None
         if booking is not None and technician_id is None:
             technician_id = booking.technician_id
@@ -356,6 +366,19 @@ class SafetyDesk:
             "address": address,
             "location": location,
         }
+
+    def _check_customer_booking(self, booking: Booking) -> None:
+        """A customer raises SOS on their booking while it is open and for
+        ``customer_sos_grace_s`` after it ended; BookingClosed after that."""
+        if not booking.final:
+            return
+        ended_s = self.hub.clock() - booking.updated_t
+        grace_s = self.settings.customer_sos_grace_s
+        if ended_s > grace_s:
+            raise BookingClosed(
+                f"booking {booking.id} was {booking.status.value} {ended_s:.0f} s ago (SOS is"
+                f" accepted for {grace_s:g} s after a booking ends); call emergency services"
+            )
 
     def _last_fix(self, technician_id: str) -> IncidentLocation | None:
         last = self.hub.last_position(technician_id)

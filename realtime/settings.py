@@ -182,6 +182,14 @@ class Settings(BaseSettings):
             split_keys(value.get_secret_value())
         return value
 
+    # --- Visits and SOS (who sees whom, SOS on the right visit) ---
+    # A customer's SOS is accepted on their booking while it is open and this long after it
+    # ended (completed or cancelled, from its last transition): the technician may still be
+    # at the door, or the customer may only press it once the door has closed behind them.
+    # Half an hour covers that; after it the booking's token no longer raises incidents
+    # (booking_closed), so an old link cannot page the operators.
+    customer_sos_grace_s: float = Field(1800.0, ge=0, allow_inf_nan=False)
+
     @model_validator(mode="after")
     def _webhooks_need_a_secret(self) -> Settings:
         if (self.supervisor_webhook_url or self.contact_webhook_url) and not self.webhook_secret:

@@ -86,15 +86,17 @@ class Zoning:
 
     async def _maybe_alert(self, technician_id: str, event: ZoneEvent) -> None:
         bookings = self.hub.active_bookings_of(technician_id)
-        in_visit = [b for b in bookings if b.status in IN_VISIT]
+        # The visit in progress, not the next job: the alert is about where they are now.
+        current = self.hub.current_visit(technician_id)
+        in_visit = current if current is not None and current.status in IN_VISIT else None
         if event.kind == "leave" and event.zone_kind == SERVICE_AREA and in_visit:
             kind = AlertKind.LEFT_SERVICE_AREA
             message = f"technician {technician_id} left service area {event.zone_id} during a visit"
-            booking_id = in_visit[0].id
+            booking_id = in_visit.id
         elif event.kind == "enter" and event.zone_kind == RESTRICTED and bookings:
             kind = AlertKind.ENTERED_RESTRICTED_AREA
             message = f"technician {technician_id} entered restricted area {event.zone_id}"
-            booking_id = bookings[0].id
+            booking_id = (current or bookings[0]).id
         else:
             return
         alert, entry = open_alert(

@@ -589,6 +589,7 @@ async def test_customer_socket_refuses_input_and_keeps_watching(shub, request, f
     name = case_name(request)
     booking_id, technician_id = f"b-{name}", f"tech-watched-{name}"
     await create_booking(shub, id=booking_id, customer_id="cust-1", technician_id=technician_id)
+    assert (await shub.post(f"/v1/bookings/{booking_id}/en_route")).status_code == 200
     customer = await shub.connect(
         f"/v1/ws/bookings/{booking_id}", token(Role.CUSTOMER, "cust-1", booking_id)
     )

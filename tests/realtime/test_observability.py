@@ -54,6 +54,7 @@ async def test_liveness_and_readiness(hub):
 
 async def test_metrics_follow_connections_and_frames(hub):
     await hub.create_booking(id="b1", technician_id="tech-1")
+    assert (await hub.post("/v1/bookings/b1/en_route")).status_code == 200
     samples = await scrape(hub)
     assert value(samples, "doorstep_connections", role="technician") == 0
 
@@ -66,9 +67,9 @@ async def test_metrics_follow_connections_and_frames(hub):
         return {"type": "location", "seq": seq, "t": time.time(), "lat": 52.5, "lon": 13.4}
 
     await tech.send(json.dumps(fix(1)))
-    assert (await receive_json(watcher))["seq"] == 1
+    assert (await receive_until(watcher, "position"))["seq"] == 1  # an ETA follows each
     await tech.send(json.dumps({"type": "batch", "points": [fix(2), fix(3), fix(4)]}))
-    assert (await receive_json(watcher))["seq"] == 4
+    assert (await receive_until(watcher, "position"))["seq"] == 4
     await tech.send("not json")
     assert (await receive_until(tech, "error"))["code"] == "invalid_json"
     while (await receive_until(tech, "ack"))["seq"] < 4:

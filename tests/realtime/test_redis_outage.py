@@ -97,6 +97,7 @@ async def test_hubs_survive_a_redis_outage_and_refuse_sos_meanwhile(
     await hub_b.start()
     try:
         await hub_b.create_booking(id="b-out", technician_id="tech-o")
+        assert (await hub_b.post("/v1/bookings/b-out/en_route")).status_code == 200
         customer = await hub_b.connect(
             "/v1/ws/bookings/b-out", await hub_b.token("customer", "cust-1", "b-out")
         )

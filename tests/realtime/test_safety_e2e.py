@@ -42,6 +42,7 @@ async def incident_audit(hub: RunningHub, incident_id: str) -> list[dict[str, An
 
 async def test_sos_reaches_two_operators_within_a_second_and_is_one_incident(hub: RunningHub):
     await hub.create_booking(id="b-sos", technician_id="tech-1")
+    assert (await hub.post("/v1/bookings/b-sos/en_route")).status_code == 200  # the visit on
     first, _ = await operator(hub, "op-1")
     second, _ = await operator(hub, "op-2")
     tech = await technician(hub)

@@ -80,6 +80,13 @@ async def test_a_customer_on_hub_b_sees_positions_and_eta_of_a_technician_on_hub
     async with hub_b.client() as http:  # the platform says "on the way" to hub B
         assert (await http.post("/v1/bookings/b-cross/en_route", json={})).status_code == 200
     assert (await receive_until(customer, "status"))["status"] == "en_route"
+    # Positions go to the technician's current visit, as hub A knows it: wait until hub B's
+    # notice of the en_route reached it (milliseconds; a fix before that is not shown).
+    async with hub_a.client() as http:
+        for _ in range(100):
+            if (await http.get("/v1/bookings/b-cross")).json()["status"] == "en_route":
+                break
+            await asyncio.sleep(0.02)
     # Driving toward the door from ~2 km north at ~10 m/s (a fix every 2 s of the last
     # minute), on hub A.
     positions: list[dict[str, Any]] = []

@@ -7,8 +7,9 @@ contract (DESIGN.md, docs/protocol.md):
   durably; the same ack is the first message on (re)connect, so an offline buffer resumes
   without loss, and a seq is stored once however often it is resent;
 * a customer's booking socket gets a ``snapshot``, then ``position`` and ``status``
-  messages, only for that booking's technician and only while the booking is active, and
-  is closed normally (1000) when the booking is over;
+  messages, only for that booking's technician and only while the booking is the
+  technician's current visit (``en_route`` until check-out; test_visits.py has the rest),
+  and is closed normally (1000) when the booking is over;
 * the history is served as a GeoJSON Feature to operators.
 """
 
@@ -288,13 +289,14 @@ async def test_a_single_fix_is_a_point(hub):
 
 async def test_the_snapshot_has_the_booking_and_the_last_position(hub):
     await hub.create_booking(id="b1", technician_id="tech-1")
+    assert (await hub.post("/v1/bookings/b1/en_route")).status_code == 200
     tech, _ = await technician(hub)
     t0 = time.time() - 10
     await send_fixes(tech, range(1, 3), t0)
 
     _, snapshot = await customer(hub, "b1")
     assert snapshot["booking"]["id"] == "b1"
-    assert snapshot["booking"]["status"] == "assigned"
+    assert snapshot["booking"]["status"] == "en_route"
     assert snapshot["booking"]["technician_id"] == "tech-1"
     newest = location(2, t0 + 2)
     assert snapshot["position"] == {
@@ -310,6 +312,7 @@ async def test_the_snapshot_has_the_booking_and_the_last_position(hub):
 
 async def test_the_snapshot_keeps_the_last_position_across_a_hub_restart(hub):
     await hub.create_booking(id="b1", technician_id="tech-1")
+    assert (await hub.post("/v1/bookings/b1/en_route")).status_code == 200
     await hub.create_booking(id="b2")
     tech, _ = await technician(hub)
     await send_fixes(tech, range(1, 4))
@@ -320,8 +323,9 @@ async def test_the_snapshot_keeps_the_last_position_across_a_hub_restart(hub):
 
     _, snapshot = await customer(hub, "b1")
     assert (snapshot["position"]["technician_id"], snapshot["position"]["seq"]) == ("tech-1", 3)
-    # Assigned after the restart: the technician's last known position, as without one.
+    # Assigned and set off after the restart: the technician's last known position.
     assert (await hub.post("/v1/bookings/b2/assign", {"technician_id": "tech-2"})).is_success
+    assert (await hub.post("/v1/bookings/b2/en_route")).is_success
     _, snapshot = await customer(hub, "b2")
     assert (snapshot["position"]["technician_id"], snapshot["position"]["seq"]) == ("tech-2", 2)
 
@@ -336,6 +340,8 @@ async def test_the_snapshot_has_no_position_before_the_first_fix(hub):
 async def test_a_customer_only_sees_the_technician_of_their_booking(hub):
     await hub.create_booking(id="b1", technician_id="tech-1")
     await hub.create_booking(id="b2", technician_id="tech-2")
+    for booking_id in ("b1", "b2"):
+        assert (await hub.post(f"/v1/bookings/{booking_id}/en_route")).status_code == 200
     mine, _ = await customer(hub, "b1")
     theirs, _ = await customer(hub, "b2")
     tech1, _ = await technician(hub, "tech-1")
@@ -347,15 +353,21 @@ async def test_a_customer_only_sees_the_technician_of_their_booking(hub):
     position = await receive_json(mine)
     assert (position["type"], position["technician_id"]) == ("position", "tech-1")
 
-    # Reassigned: the new technician's positions come, the old one's stop.
-    assert (await hub.post("/v1/bookings/b1/assign", {"technician_id": "tech-2"})).is_success
-    status = await receive_json(mine)
-    assert (status["type"], status["status"]) == ("status", "assigned")
+    # Reassigned before setting off: the new technician's positions come, the old one's
+    # (on their own visit b1) never.
+    await hub.create_booking(id="b3", technician_id="tech-1")
+    next_one, _ = await customer(hub, "b3")
+    assert (await hub.post("/v1/bookings/b3/assign", {"technician_id": "tech-3"})).is_success
+    assert (await hub.post("/v1/bookings/b3/en_route")).is_success
+    for expected in ("assigned", "en_route"):
+        status = await receive_json(next_one)
+        assert (status["type"], status["status"]) == ("status", expected)
+    tech3, _ = await technician(hub, "tech-3")
     await tech1.send(json.dumps(location(2)))
     await acked(tech1, 2)
-    await tech2.send(json.dumps(location(2)))
-    position = await receive_json(mine)
-    assert (position["technician_id"], position["seq"]) == ("tech-2", 2)
+    await tech3.send(json.dumps(location(1)))
+    position = await receive_json(next_one)
+    assert (position["technician_id"], position["seq"]) == ("tech-3", 1)
 
 
 async def test_no_positions_before_the_booking_is_assigned(hub):
@@ -372,16 +384,23 @@ async def test_no_positions_before_the_booking_is_assigned(hub):
     assert response.json()["status"] == "assigned"
     status = await receive_json(watcher)
     assert (status["type"], status["status"]) == ("status", "assigned")
+    # Assigned, not yet on the way: not shown either.
+    await send_fixes(tech, range(2, 3), time.time() - 10)
 
-    await tech.send(json.dumps(location(2)))
-    position = await receive_json(watcher)
-    assert (position["type"], position["seq"]) == ("position", 2)  # 1 never reached them
+    assert (await hub.post("/v1/bookings/b1/en_route")).status_code == 200
+    status = await receive_json(watcher)
+    assert (status["type"], status["status"]) == ("status", "en_route")
+    await tech.send(json.dumps(location(3)))
+    position = await receive_until(watcher, "position")  # with an ETA now it is on its way
+    assert position["seq"] == 3  # 1 and 2 never reached them
 
 
 async def test_cancelling_sends_the_status_then_closes_the_socket_normally(hub):
     await hub.create_booking(id="b1", technician_id="tech-1")
     tech, _ = await technician(hub)
     assert (await receive_json(tech))["booking"]["status"] == "assigned"
+    assert (await hub.post("/v1/bookings/b1/en_route")).status_code == 200
+    assert (await receive_json(tech))["booking"]["status"] == "en_route"
     watcher, _ = await customer(hub, "b1")
     await tech.send(json.dumps(location(1)))
     assert (await receive_json(watcher))["type"] == "position"
@@ -389,8 +408,7 @@ async def test_cancelling_sends_the_status_then_closes_the_socket_normally(hub):
     response = await hub.post("/v1/bookings/b1/cancel", {"cause": "customer changed plans"})
     assert response.status_code == 200
 
-    status = await receive_json(watcher)
-    assert status["type"] == "status"
+    status = await receive_until(watcher, "status")  # after the ETA of the fix, if any
     assert (status["booking_id"], status["status"]) == ("b1", "cancelled")
     assert status["cause"] == "customer changed plans"
     await closed_with(watcher, 1000)
