@@ -123,6 +123,17 @@ class Booking(msgspec.Struct, frozen=True, omit_defaults=True):
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    def ended_for_customer(self, now: float, grace_s: float) -> float | None:
+        """Seconds since the booking ended when that is more than ``grace_s`` ago, else None.
+
+        The customer's hold on a booking (raising SOS on it, refreshing its token) outlives
+        the visit by a grace window: the technician may still be at the door.
+        """
+        if not self.final:
+            return None
+        ended_s = now - self.updated_t
+        return ended_s if ended_s > grace_s else None
+
 
 class AuditEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     """One transition, as kept in the audit trail."""

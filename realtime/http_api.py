@@ -301,7 +301,20 @@ async def refresh_token(request: Request) -> Response:
     default ttl, a new jti. Revoked tokens (by jti, or issued before their subject's
     revocation) are refused by ``authenticate``, so a revocation also ends refreshing."""
     principal = authenticate(request, TOKEN_HOLDERS)
-    ttl_s = request.app.state.settings.token_ttl_s
+    settings = request.app.state.settings
+    if principal.role is Role.CUSTOMER and principal.booking is not None:
+        # A customer's token lives as long as their hold on the booking: not past the grace
+        # after it ended (an old tracking link must not be kept alive for ever).
+        booking = await hub_of(request).get_booking(principal.booking)
+        grace_s = settings.customer_sos_grace_s
+        ended_s = booking.ended_for_customer(hub_of(request).clock(), grace_s) if booking else None
+        if ended_s is not None:
+            raise ApiError(
+                403,
+                ErrorCode.BOOKING_CLOSED,
+                f"booking {principal.booking} ended {ended_s:.0f} s ago; no new token for it",
+            )
+    ttl_s = settings.token_ttl_s
     return _minted(request, principal.role, principal.sub, principal.booking, ttl_s)
 
 

@@ -370,11 +370,9 @@ class SafetyDesk:
     def _check_customer_booking(self, booking: Booking) -> None:
         """A customer raises SOS on their booking while it is open and for
         ``customer_sos_grace_s`` after it ended; BookingClosed after that."""
-        if not booking.final:
-            return
-        ended_s = self.hub.clock() - booking.updated_t
         grace_s = self.settings.customer_sos_grace_s
-        if ended_s > grace_s:
+        ended_s = booking.ended_for_customer(self.hub.clock(), grace_s)
+        if ended_s is not None:
             raise BookingClosed(
                 f"booking {booking.id} was {booking.status.value} {ended_s:.0f} s ago (SOS is"
                 f" accepted for {grace_s:g} s after a booking ends); call emergency services"

@@ -378,3 +378,25 @@ def test_the_current_visit_is_the_one_furthest_along_then_the_oldest():
     assert other_visit([on_way, assigned], "t", "a") is on_way
     assert other_visit([on_way], "someone-else", "a") is None
     assert other_open([assigned, on_way, done], "t", "a") == [on_way]
+
+
+async def test_a_customers_token_is_not_refreshed_past_the_grace(hub_factory: Callable[..., Any]):
+    """The tracking page refreshes its token before expiry; once the booking is over and the
+    grace has passed, an old link is not kept alive (403 booking_closed)."""
+    clock = ShiftedClock()
+    hub = await hub_factory(clock=clock, customer_sos_grace_s=600)
+    await hub.create_booking(id="old-link", customer_id="cust-o", technician_id="tech-1")
+    token = await hub.token("customer", "cust-o", "old-link", ttl=7200)
+
+    async def refresh() -> Any:
+        async with hub.client(token) as http:
+            return await http.post("/v1/tokens/refresh")
+
+    assert (await refresh()).status_code == 201  # open booking
+    assert (await hub.post("/v1/bookings/old-link/cancel")).status_code == 200
+    clock.advance(590)
+    assert (await refresh()).status_code == 201  # within the grace
+    clock.advance(20)
+    late = await refresh()
+    assert late.status_code == 403
+    assert late.json()["code"] == "booking_closed"
