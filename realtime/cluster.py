@@ -37,6 +37,9 @@ class Entity(StrEnum):
     ALERT = "alert"
     ZONES = "zones"
     PROFILE = "profile"
+    # A technician's remembered last position was erased (DELETE /v1/people/.../data): every
+    # hub forgets its copy, not only the one that served the request.
+    POSITION_ERASED = "position_erased"
 
 
 class Notice(msgspec.Struct, frozen=True):

@@ -39,8 +39,9 @@ async def erase_person(hub: Hub, role: str, person_id: str, actor: str) -> Erasu
     erased = result.erased
     if role == "technician":
         erased["location_fixes"] = await hub.store.erase_fixes(person_id)
-        hub.forget_position(person_id)
         erased["last_position"] = int(await hub.roster.forget(person_id))
+        # After the roster: another hub told to forget must not read the position back.
+        await hub.erase_position(person_id)
         profile = hub.profile(person_id)
         erased["profile_name"] = 0
         if profile is not None and profile.name is not None:

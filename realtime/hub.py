@@ -202,6 +202,7 @@ class Hub:
                 Entity.ALERT: self.alerts.refresh,
                 Entity.ZONES: lambda _: self.zoning.load(),
                 Entity.PROFILE: self._refresh_profile,
+                Entity.POSITION_ERASED: self._forget_erased_position,
             },
             tasks=self.tasks,
         )
@@ -640,6 +641,14 @@ class Hub:
         state = self._technicians.get(technician_id)
         if state is not None:
             state.last = None
+
+    async def erase_position(self, technician_id: str) -> None:
+        """Erasure: forget the technician's last position here and on every other hub."""
+        self.forget_position(technician_id)
+        await self.cluster.announce(Entity.POSITION_ERASED, technician_id)
+
+    async def _forget_erased_position(self, technician_id: str) -> None:
+        self.forget_position(technician_id)
 
     # ------------------------------------------------------------------ profiles, dispatch
 

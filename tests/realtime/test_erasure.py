@@ -4,12 +4,15 @@ incidents stay, with the reason; the erasure is audited without the erased data.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
 
 import pytest
 
-from tests.conftest import PLATFORM_KEY
+from realtime.backends.redis import delete_all
+from tests.conftest import PLATFORM_KEY, TEST_REDIS_URL
 from tests.realtime.privacy_helpers import (
     backend_hub,  # noqa: F401 (a fixture)
     closed_booking,
@@ -138,3 +141,36 @@ async def test_only_the_platform_may_erase_or_read_the_audit(hub, role, sub, boo
 async def test_an_unknown_kind_of_person_is_not_found(hub):
     response = await erase(hub, "operator", "op-1")
     assert (response.status_code, response.json()["code"]) == (404, "not_found")
+
+
+async def test_an_erased_position_is_forgotten_by_every_hub(hub_factory, tmp_path):
+    """Two hubs on one Redis: hub B learned the technician's last position (from the
+    roster, as it does for its consoles); an erasure through hub A makes B forget it too."""
+    prefix = f"doorstep-test-erase2-{uuid.uuid4().hex[:10]}"
+    shared = {"backend": "redis", "redis_url": TEST_REDIS_URL, "redis_prefix": prefix}
+    try:
+        hub_a = await hub_factory(data_dir=tmp_path / "a", hub_id="hub-a", **shared)
+        hub_b = await hub_factory(data_dir=tmp_path / "b", hub_id="hub-b", **shared)
+        operator = await hub_b.token("operator", "op-1")
+        tech = await technician(hub_a, "tech-e")
+        await send_fixes(tech, range(1, 3), lambda seq: time.time() - 5 + seq)
+
+        async def position_on_b():
+            async with hub_b.client(operator) as http:
+                response = await http.get("/v1/technicians/tech-e")
+            return response.json().get("position") if response.status_code == 200 else None
+
+        deadline = time.monotonic() + 5
+        while await position_on_b() is None:
+            assert time.monotonic() < deadline, "hub B never learned the position"
+            await asyncio.sleep(0.1)
+        await tech.close()
+
+        assert (await erase(hub_a, "technician", "tech-e")).status_code == 200
+
+        deadline = time.monotonic() + 2
+        while (left := await position_on_b()) is not None:
+            assert time.monotonic() < deadline, f"hub B still shows {left}"
+            await asyncio.sleep(0.1)
+    finally:
+        await delete_all(TEST_REDIS_URL, prefix)
