@@ -41,6 +41,7 @@ class PurgeReport:
     positions: int = 0  # roster last positions with their GEO entries
     memory_positions: int = 0
     incidents: int = 0
+    alerts: int = 0  # acknowledged safety alerts, after the incident retention
     bookings_redacted: int = 0
     access_entries: int = 0
     store_purged: bool = False  # False when another hub was purging (held the lock)
@@ -51,6 +52,7 @@ class PurgeReport:
             self.fixes
             + self.positions
             + self.incidents
+            + self.alerts
             + self.bookings_redacted
             + self.access_entries
         )
@@ -111,6 +113,7 @@ class RetentionJob:
         report.fixes = await hub.store.purge_fixes_before(due.history)
         report.positions = await hub.roster.forget_positions_before(due.history)
         report.incidents = await hub.store.purge_closed_incidents_before(due.incidents)
+        report.alerts = await hub.store.purge_closed_alerts_before(due.incidents)
         report.access_entries = await hub.store.purge_access_before(due.incidents)
         while True:
             batch = await hub.store.closed_bookings_before(due.bookings, REDACT_BATCH)

@@ -253,6 +253,11 @@ class Store(Protocol):
         their trails and audit entries; open ones are never touched. Returns how many."""
         ...
 
+    async def purge_closed_alerts_before(self, cutoff: float) -> int:
+        """Delete acknowledged safety alerts closed (``acked_t``, else ``t``) before
+        ``cutoff``, with their audit entries; open ones are never touched. Returns how many."""
+        ...
+
     async def closed_bookings_before(self, cutoff: float, limit: int) -> list[Booking]:
         """Up to ``limit`` closed bookings last updated before ``cutoff`` that are not
         redacted yet (``redacted_t`` unset), oldest first."""

@@ -483,6 +483,25 @@ end
 return 1
 """
 
+# KEYS alerts, alerts_t, open, audit; ARGV id, cutoff. Re-checked in the script: an alert
+# is deleted only if it is still closed, and closed before the cutoff, when the script runs.
+_PURGE_ALERT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return 0
+end
+local alert = cjson.decode(raw)
+local closed_t = alert.acked_t or alert.t
+if alert.status == 'open' or closed_t >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[4])
+return 1
+"""
+
 WORK_GROUP = "hubs"
 # How long "this work was enqueued" is remembered: far longer than any incident stays open.
 WORK_SEEN_TTL_S = 7 * 24 * 3600
@@ -592,6 +611,7 @@ class RedisStore(ScriptedClient):
         "purge_fixes": _PURGE_FIXES,
         "erase_fixes": _ERASE_FIXES,
         "purge_incident": _PURGE_INCIDENT,
+        "purge_alert": _PURGE_ALERT,
     }
 
     # Entries trimmed per append at most, so a script never blocks Redis for long (e.g. right
@@ -871,6 +891,23 @@ class RedisStore(ScriptedClient):
                         keys.incident_audit(incident_id),
                     ],
                     args=[incident_id, _score(cutoff), *reporter_keys[incident_id]],
+                )
+        return purged
+
+    async def purge_closed_alerts_before(self, cutoff: float) -> int:
+        due = []
+        async for field, raw in self._hash_values(self.keys.alerts):
+            alert = _alert_decoder.decode(raw)
+            closed_t = alert.acked_t if alert.acked_t is not None else alert.t
+            if not alert.is_open and closed_t < cutoff:
+                due.append(field.decode())
+        purged = 0
+        keys = self.keys
+        for alert_id in due:
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                purged += await self._scripts["purge_alert"](
+                    keys=[keys.alerts, keys.alerts_t, keys.alerts_open, keys.alert_audit(alert_id)],
+                    args=[alert_id, _score(cutoff)],
                 )
         return purged
 

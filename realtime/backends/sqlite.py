@@ -579,6 +579,23 @@ class SQLiteStore:
 
         return await self._run(purge)
 
+    async def purge_closed_alerts_before(self, cutoff: float) -> int:
+        def purge() -> int:
+            with _transaction(self.db) as db:
+                # Raised before the cutoff is necessary, not sufficient: closed is acked_t.
+                rows = db.execute(
+                    "SELECT id, data FROM alerts WHERE status != 'open' AND t < ?", (cutoff,)
+                ).fetchall()
+                ids = [row[0] for row in rows if _alert_closed_before(row[1], cutoff)]
+                db.executemany(
+                    "DELETE FROM audit WHERE entity = 'alert' AND entity_id = ?",
+                    [(i,) for i in ids],
+                )
+                db.executemany("DELETE FROM alerts WHERE id = ?", [(i,) for i in ids])
+                return len(ids)
+
+        return await self._run(purge)
+
     async def closed_bookings_before(self, cutoff: float, limit: int) -> list[Booking]:
         statuses = [s.value for s in FINAL_STATUSES]
         marks = ",".join("?" * len(statuses))
@@ -735,3 +752,9 @@ class _transaction:
                 self.db.execute("ROLLBACK")
             except sqlite3.Error:
                 log.warning("SQLite rollback failed", exc_info=True)
+
+
+def _alert_closed_before(data: bytes, cutoff: float) -> bool:
+    alert = _alert_decoder.decode(data)
+    closed_t = alert.acked_t if alert.acked_t is not None else alert.t
+    return not alert.is_open and closed_t < cutoff

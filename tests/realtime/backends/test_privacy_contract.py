@@ -6,7 +6,9 @@ from __future__ import annotations
 import msgspec
 
 from alerts import incident as incident_core
+from alerts import safety_alert
 from alerts.incident import IncidentAction, Outcome, Reporter
+from alerts.safety_alert import AlertKind
 from realtime import booking as booking_core
 from realtime.backends.base import Store
 from realtime.booking import BookingEvent, BookingStatus
@@ -179,3 +181,39 @@ async def test_the_access_log_is_per_subject_newest_limited_and_purged_by_time(
     assert await store.purge_access_before(T0 + 2) == 3  # two of tech-1, the one of cust-1
     assert await store.access_log("tech-1", 100) == entries[2:]
     assert await store.access_log("cust-1", 100) == []
+
+
+async def test_acknowledged_alerts_past_the_cutoff_go_with_their_audit_open_ones_stay(
+    store: Store,
+) -> None:
+    def raised(alert_id: str, t: float):
+        return safety_alert.open_alert(
+            alert_id=alert_id,
+            kind=AlertKind.SIGNAL_LOST,
+            t=t,
+            technician_id="tech-1",
+            booking_id="b-1",
+            message="no fix for 10 minutes during the visit",
+            actor="system:watchdog",
+        )
+
+    old_open, raise_open = raised("al-open", T0)
+    old, raise_old = raised("al-old", T0)
+    acked_old, ack_old = safety_alert.acknowledge(old, t=T0 + 60, actor="operator:op-1")
+    # Raised long ago but acknowledged recently: closed after the cutoff, so it stays.
+    late, raise_late = raised("al-late", T0)
+    acked_late, ack_late = safety_alert.acknowledge(late, t=T0 + 2 * DAY, actor="operator:op-1")
+    await store.save_alert(old_open, [raise_open])
+    await store.save_alert(old, [raise_old])
+    await store.save_alert(acked_old, [ack_old])
+    await store.save_alert(late, [raise_late])
+    await store.save_alert(acked_late, [ack_late])
+
+    assert await store.purge_closed_alerts_before(T0 + DAY) == 1
+    assert await store.get_alert("al-old") is None
+    assert await store.alert_audit("al-old") == []
+    assert await store.get_alert("al-open") == old_open  # open: kept whatever its age
+    assert [a.id for a in await store.open_alerts()] == ["al-open"]
+    assert await store.get_alert("al-late") == acked_late
+    assert len(await store.alert_audit("al-late")) == 2
+    assert await store.purge_closed_alerts_before(T0 + DAY) == 0
