@@ -12,7 +12,6 @@ hub start costs more than a case; tests that need other limits start their own.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
