@@ -170,19 +170,71 @@ async def test_frames_over_the_rate_are_delayed_in_order_with_bad_ones_among_the
 # ------------------------------------------------------------------ (b) the SDK
 
 
+class SlowRepliesProxy:
+    """A TCP proxy that delivers the hub's bytes ``delay_s`` late (in order): a phone
+    network's round trip, so a client has sent more frames before it reads an answer."""
+
+    def __init__(self, upstream_port: int, delay_s: float) -> None:
+        self.upstream_port = upstream_port
+        self.delay_s = delay_s
+        self.port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> SlowRepliesProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        assert self._server is not None
+        self._server.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._spawn(self._pump(reader, up_writer, 0.0))
+        self._spawn(self._pump(up_reader, writer, self.delay_s))
+
+    async def _pump(self, source: Any, sink: Any, delay_s: float) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                sink.write(data)
+                await sink.drain()
+
+        self._spawn(deliver())
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await source.read(65536):
+                queue.put_nowait((time.monotonic() + delay_s, data))
+
+
 async def test_the_sdk_sending_300_fixes_fast_to_a_strict_hub_loses_none(hub_factory):
-    hub = await hub_factory(rate_per_s=2, rate_burst=2)
+    """Over a 150 ms reply delay the SDK has sent more frames before it hears of a refusal:
+    a refused frame followed by an accepted one lost the refused fixes under the ack."""
+    hub = await hub_factory(rate_per_s=5, rate_burst=5)
     token = await hub.token("technician", "t-sdk")
     t0 = time.time() - 600
     backoff = Backoff(base_s=0.05, cap_s=0.2, flood_delay_s=0.2)
-    async with TechnicianClient(hub.http, token, backoff=backoff) as tech:
-        await tech.wait_connected(5)
-        for i in range(300):  # 300 fixes in ~3 s: dozens of frames over 2 frames/s
-            tech.send_fix(t0 + i, 52.5, 13.4 + i * 1e-5)
-            await asyncio.sleep(0.01)
-        assert await tech.flush(timeout=30), tech.stats
-        assert tech.stats.dropped == 0 and tech.stats.rejected == 0
-        assert tech.socket.connections == 1, "closed as a flood: the SDK ignored the pace"
+    async with SlowRepliesProxy(hub.port, delay_s=0.15) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        async with TechnicianClient(url, token, backoff=backoff) as tech:
+            await tech.wait_connected(5)
+            for i in range(300):  # 300 fixes in ~3 s: dozens of frames over 5 frames/s
+                tech.send_fix(t0 + i, 52.5, 13.4 + i * 1e-5)
+                await asyncio.sleep(0.01)
+            assert await tech.flush(timeout=40), tech.stats
+            assert tech.stats.dropped == 0 and tech.stats.rejected == 0
+            assert tech.socket.connections == 1, "closed as a flood: the SDK ignored the pace"
     assert await stored_seqs(hub, "t-sdk") == list(range(300))
 
 
