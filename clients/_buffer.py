@@ -14,6 +14,12 @@ are tested with plain synchronous tests:
 - After a rewind, frames are ``batch`` frames until the whole buffer has gone out again:
   a single ``location`` at or below the hub's highest seq is refused as ``stale_seq``,
   while an overlapping ``batch`` is fine.
+- The buffer also counts the frames in flight (sent, not yet covered by an ack): the client
+  keeps that number small, so a hub that paces frames over its rate (back-pressure) slows
+  the client down instead of collecting a backlog until it closes the socket as a flood.
+  Fixes that wait meanwhile go out together in the next, bigger batch.
+- The hub never acks past a fix it did not store (it refuses later seqs until that one is
+  resent), so trimming by the ack is safe.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class OfflineBuffer:
         self.acked = -1  # highest seq the hub said is stored
         self._fixes: deque[Location] = deque()
         self._sent = 0  # how many fixes at the front went out on the current connection
+        self._frames: deque[int] = deque()  # last seq of each frame in flight, oldest first
         self._needs_batch = True  # until everything buffered at the last rewind is resent
 
     def __len__(self) -> int:
@@ -74,6 +81,11 @@ class OfflineBuffer:
     def in_flight(self) -> int:
         """Fixes sent on the current connection and not acknowledged yet."""
         return self._sent
+
+    @property
+    def frames_in_flight(self) -> int:
+        """Frames sent since the last rewind whose fixes no ack has covered yet."""
+        return len(self._frames)
 
     @property
     def last_seq(self) -> int | None:
@@ -96,6 +108,8 @@ class OfflineBuffer:
         """The hub stored everything up to ``seq``: drop those fixes; returns how many."""
         if seq > self.acked:
             self.acked = seq
+        while self._frames and self._frames[0] <= seq:
+            self._frames.popleft()
         removed = 0
         while self._fixes and self._fixes[0].seq <= seq:
             self._pop_front()
@@ -106,6 +120,11 @@ class OfflineBuffer:
         """Mark every buffered fix unsent: resend from the last ack, as batches."""
         self._sent = 0
         self._needs_batch = True
+        self._frames.clear()  # what was in flight is sent again; refused frames get no ack
+
+    def holds(self, seq: int) -> bool:
+        """Whether the fix ``seq`` is still buffered (not acked, dropped or rejected)."""
+        return any(fix.seq == seq for fix in self._fixes)
 
     def reject(self, seq: int) -> bool:
         """The hub refused the fix ``seq`` as invalid: remove it for good, then rewind.
@@ -126,6 +145,7 @@ class OfflineBuffer:
             return None
         points = list(itertools.islice(self._fixes, self._sent, self._sent + self.max_batch))
         self._sent += len(points)
+        self._frames.append(points[-1].seq)
         batch = self._needs_batch or len(points) > 1
         if self.unsent == 0:
             # Everything buffered at the rewind is out again: the hub's highest seq is now

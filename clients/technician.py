@@ -105,6 +105,7 @@ class TechnicianClient(BaseClient[TechnicianEvent]):
         buffer_limit: int = 10_000,
         seq_store: SeqStore | None = None,
         max_frames_per_s: float = 10.0,
+        max_frames_in_flight: int = 4,
         ack_timeout_s: float = 10.0,
         sos_ack_timeout_s: float = 2.0,
         sos_deadline_s: float = 60.0,
@@ -135,6 +136,11 @@ class TechnicianClient(BaseClient[TechnicianEvent]):
         # doubles (up to MAX_FRAME_INTERVAL_S) and creeps back as acks flow, so the client
         # settles under the hub's limit instead of collecting refusals until a 1008.
         self._frame_interval_s = self._base_interval_s
+        # The hub delays frames over its rate instead of refusing them (back-pressure) and
+        # closes a client whose backlog grows too long: with at most this many frames
+        # unacknowledged the client follows the hub's pace, fixes coalescing meanwhile.
+        self.max_frames_in_flight = max(1, max_frames_in_flight)
+        self._leave_hole = False  # the hub waits for a fix this client no longer has
         # Acks follow the hub's batched write (50 ms); none for this long means the frames
         # in flight were lost somewhere: resend them (overlap is harmless).
         self.ack_timeout_s = ack_timeout_s
@@ -244,6 +250,7 @@ class TechnicianClient(BaseClient[TechnicianEvent]):
     async def _opened(self, ws: ClientConnection) -> Any:
         # Nothing is sent before the hub's first ack: it says where to resume.
         self._resumed = False
+        self._leave_hole = False
         return self._stream(ws)
 
     def _closed(self) -> None:
@@ -302,6 +309,14 @@ class TechnicianClient(BaseClient[TechnicianEvent]):
             if self.buffer.reject(error.seq):
                 log.error("the hub refused fix %d for good: %s", error.seq, error.message)
         elif code in _TRY_AGAIN:
+            # The hub acks nothing past a seq it refused for now (error.seq): the buffer
+            # still holds it and everything after it; resend from the oldest after a pause.
+            seq = error.seq
+            if seq is not None and seq > self.buffer.acked and not self.buffer.holds(seq):
+                # ...unless this client dropped that fix (a full buffer): the hub keeps
+                # waiting for it on this connection, so reconnect and resume from its ack.
+                log.warning("the hub waits for fix %d, no longer buffered; reconnecting", seq)
+                self._leave_hole = True
             if code == ErrorCode.RATE_LIMITED:
                 self._frame_interval_s = min(self._frame_interval_s * 2, MAX_FRAME_INTERVAL_S)
             self._retry_later(1.0)
@@ -341,7 +356,14 @@ class TechnicianClient(BaseClient[TechnicianEvent]):
             now = time.monotonic()
             frame = None
             was_idle = False
-            if self._resumed and now >= self._pause_until:
+            if self._leave_hole:
+                await ws.close()
+                return
+            if (
+                self._resumed
+                and now >= self._pause_until
+                and self.buffer.frames_in_flight < self.max_frames_in_flight
+            ):
                 was_idle = self.buffer.in_flight == 0
                 frame = self.buffer.next_frame()
             if frame is None:

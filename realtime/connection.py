@@ -4,6 +4,14 @@ The receive loop enforces the frame-size and rate limits and hands each text fra
 endpoint's handler; the sender task drains the connection's ``Outbox``. Errors in a frame
 become ``error`` frames and the connection stays up; only floods, slow consumers and the end
 of a watched booking close it.
+
+Two rate-limit modes. Technician sockets carry fixes the hub acknowledges, so a frame over
+the rate is never dropped: it waits in a bounded backlog and is processed when the token
+bucket allows (back-pressure, ``Pacer``); only a backlog longer than ``rate_max_delay_s`` (or
+bigger than ``rate_backlog_max_bytes``) is a flood. Customer and operator sockets have no
+acks: a frame over the rate is refused ``rate_limited`` (``FloodGuard``). On both, an SOS (its
+decoded type, not a substring) is handled at once, ahead of any backlog, and never refused
+for the rate.
 """
 
 from __future__ import annotations
@@ -12,15 +20,18 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import protocol as wire
 from realtime.fanout import Close, Outbox
 from realtime.metrics import Metrics
 from realtime.protocol import CloseCode, ErrorCode, ProtocolError
-from realtime.ratelimit import FloodGuard, Verdict
+from realtime.ratelimit import FloodGuard, Pacer, Verdict
 from realtime.settings import Settings
 
 log = logging.getLogger("doorstep.connection")
@@ -29,6 +40,32 @@ FrameHandler = Callable[[str, float], Awaitable[None]]
 
 # How long a polite close may take before we give up on a client that does not read.
 CLOSE_TIMEOUT_S = 1.0
+
+# Roles whose frames are paced instead of refused: their fixes are acknowledged.
+PACED_ROLES = frozenset({"technician"})
+# Roles that may raise an SOS, and the decoder that says whether a frame is one.
+SOS_DECODERS = {"technician": wire.TECHNICIAN_FRAMES, "customer": wire.CUSTOMER_FRAMES}
+SOS_TYPES = frozenset({"sos", "sos_cancel"})
+
+
+class _Kind(msgspec.Struct):
+    """Only a frame's ``type`` (the other fields are skipped, not decoded)."""
+
+    type: str | None = None
+
+
+_kind_decoder = msgspec.json.Decoder(_Kind)
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A frame in the backlog: processed at ``due`` (monotonic), or its error sent then."""
+
+    due: float
+    received: float
+    text: str | None
+    error: ProtocolError | None
+    size: int
 
 
 class Connection:
@@ -47,6 +84,12 @@ class Connection:
             settings.flood_max_refused,
             settings.flood_window_s,
         )
+        self.paced = role in PACED_ROLES
+        self.pacer = Pacer(settings.rate_per_s, settings.rate_burst, settings.rate_max_delay_s)
+        self._sos_decoder = SOS_DECODERS.get(role)
+        self._backlog: deque[_Waiting] = deque()
+        self._backlog_bytes = 0
+        self._backlog_ready = asyncio.Event()
 
     def send(self, message: wire.msgspec.Struct, kind: str, **options: object) -> None:
         """Queue an outbound message (see ``Outbox.put`` for ``conflate_key`` and ``urgent``)."""
@@ -62,6 +105,8 @@ class Connection:
         sender = asyncio.create_task(self._send_loop())
         receiver = asyncio.create_task(self._receive_loop(handle))
         abandoned = asyncio.create_task(self.outbox.abandoned.wait())
+        # The backlog's worker (technician sockets); it never ends by itself.
+        worker = asyncio.create_task(self._backlog_loop(handle))
         try:
             await asyncio.wait({sender, receiver, abandoned}, return_when=asyncio.FIRST_COMPLETED)
             if receiver.done() and self.outbox.closing and not sender.done():
@@ -69,9 +114,10 @@ class Connection:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(sender), CLOSE_TIMEOUT_S)
         finally:
-            for task in (sender, receiver, abandoned):
+            # Frames still in the backlog are not processed: nothing after them is acked.
+            for task in (sender, receiver, abandoned, worker):
                 task.cancel()
-            await asyncio.gather(sender, receiver, abandoned, return_exceptions=True)
+            await asyncio.gather(sender, receiver, abandoned, worker, return_exceptions=True)
             self.metrics.connections.labels(role=self.role).dec()
             if abandoned.done() and not abandoned.cancelled():
                 self.metrics.closes.labels(code=str(CloseCode.SLOW_CONSUMER.value)).inc()
@@ -92,7 +138,6 @@ class Connection:
             self.metrics.frames_out.labels(type=kind).inc()
 
     async def _receive_loop(self, handle: FrameHandler) -> None:
-        max_bytes = self.settings.max_frame_bytes
         while not self.outbox.closing:
             try:
                 message = await self.websocket.receive()
@@ -101,9 +146,29 @@ class Connection:
             if message["type"] == "websocket.disconnect":
                 return
             received = time.perf_counter()
-            verdict = self.guard.check(time.monotonic())
+            now = time.monotonic()
             text = message.get("text")
-            if verdict is not Verdict.ACCEPT and _may_be_sos(text):
+            problem = self._frame_problem(text)
+            sos = problem is None and self._is_sos(text)  # type: ignore[arg-type]
+            if self.paced:
+                due = self.pacer.admit(now)
+                size = len(text) if text is not None else len(message.get("bytes") or b"")
+                flood = due is None or (
+                    not sos
+                    and bool(self._backlog)
+                    and self._backlog_bytes + size > self.settings.rate_backlog_max_bytes
+                )
+                if sos:
+                    # Ahead of the backlog and never refused; a flood still closes after it.
+                    await self._handle(handle, text, received)  # type: ignore[arg-type]
+                if flood:
+                    self._close_flood("backlog over the rate limit")
+                    return
+                if not sos:
+                    self._enqueue(_Waiting(due, received, text, problem, size))  # type: ignore[arg-type]
+                continue
+            verdict = self.guard.check(now)
+            if verdict is not Verdict.ACCEPT and sos:
                 # An SOS is never dropped for the rate limit, not even in a flood: handle it
                 # (it is validated like any frame) before refusing or closing anything.
                 await self._handle(handle, text, received)  # type: ignore[arg-type]
@@ -111,8 +176,7 @@ class Connection:
                     continue
                 # A flood still closes the connection; the sos_ack (urgent) goes out first.
             if verdict is Verdict.DISCONNECT:
-                self.metrics.frames_rejected.labels(code=ErrorCode.RATE_LIMITED.value).inc()
-                self.outbox.close(CloseCode.POLICY_FLOOD, "flood: too many frames over the limit")
+                self._close_flood("too many frames over the limit")
                 return
             if verdict is Verdict.REFUSE:
                 self.send_error(
@@ -122,25 +186,74 @@ class Connection:
                     )
                 )
                 continue
-            if text is None:
-                self.send_error(
-                    ProtocolError(
-                        ErrorCode.BINARY_FRAME, "binary frames are not accepted; send JSON text"
-                    )
-                )
+            if problem is not None:
+                self.send_error(problem)
                 continue
-            # len() counts characters, a lower bound of the UTF-8 size: encode only when close.
-            if len(text) > max_bytes or (
-                len(text) * 4 > max_bytes and len(text.encode()) > max_bytes
-            ):
-                self.send_error(
-                    ProtocolError(
-                        ErrorCode.FRAME_TOO_LARGE,
-                        f"frame is over {max_bytes} bytes; split batches into smaller ones",
-                    )
-                )
+            await self._handle(handle, text, received)  # type: ignore[arg-type]
+
+    def _close_flood(self, why: str) -> None:
+        self.metrics.frames_rejected.labels(code=ErrorCode.RATE_LIMITED.value).inc()
+        self.outbox.close(CloseCode.POLICY_FLOOD, f"flood: {why}")
+
+    def _enqueue(self, waiting: _Waiting) -> None:
+        self._backlog.append(waiting)
+        self._backlog_bytes += waiting.size
+        self._backlog_ready.set()
+
+    async def _backlog_loop(self, handle: FrameHandler) -> None:
+        """Process the paced frames in arrival order, each when the token bucket allows."""
+        while True:
+            if not self._backlog:
+                self._backlog_ready.clear()
+                await self._backlog_ready.wait()
                 continue
-            await self._handle(handle, text, received)
+            waiting = self._backlog[0]
+            delay = waiting.due - time.monotonic()
+            if delay > 0:
+                # The back-pressure itself; the receive loop keeps reading meanwhile (an
+                # SOS behind these frames is handled at once).
+                await asyncio.sleep(delay)
+            if self.outbox.closing:
+                return  # a flood or the end of the booking: nothing more is processed
+            self._backlog.popleft()
+            self._backlog_bytes -= waiting.size
+            if waiting.error is not None:
+                self.send_error(waiting.error)
+            else:
+                # Frames are handled one at a time: the next waits for this one's awaits.
+                await self._handle(handle, waiting.text, waiting.received)  # type: ignore[arg-type]
+
+    def _frame_problem(self, text: str | None) -> ProtocolError | None:
+        """Why a frame cannot be handled at all (binary, too large), or None."""
+        if text is None:
+            return ProtocolError(
+                ErrorCode.BINARY_FRAME, "binary frames are not accepted; send JSON text"
+            )
+        max_bytes = self.settings.max_frame_bytes
+        # len() counts characters, a lower bound of the UTF-8 size: encode only when close.
+        if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode()) > max_bytes):
+            return ProtocolError(
+                ErrorCode.FRAME_TOO_LARGE,
+                f"frame is over {max_bytes} bytes; split batches into smaller ones",
+            )
+        return None
+
+    def _is_sos(self, text: str) -> bool:
+        """Whether the frame decodes as an ``sos``/``sos_cancel`` of this socket (exempt from
+        the rate limit). By decoded type only: a location carrying "sos" in a field or a
+        note, or a malformed frame typed "sos", is limited like any other frame."""
+        if self._sos_decoder is None:
+            return False
+        try:
+            kind = _kind_decoder.decode(text).type
+        except msgspec.DecodeError:  # not JSON, or a non-string type
+            return False
+        if kind not in SOS_TYPES:
+            return False
+        try:
+            return isinstance(self._sos_decoder.decode(text), wire.Sos | wire.SosCancel)
+        except ProtocolError:
+            return False
 
     async def _handle(self, handle: FrameHandler, text: str, received: float) -> None:
         try:
@@ -154,8 +267,3 @@ class Connection:
             self.send_error(
                 ProtocolError(ErrorCode.INTERNAL_ERROR, "the hub failed on this frame; retry")
             )
-
-
-def _may_be_sos(text: str | None) -> bool:
-    """Cheap pre-check (the handler validates for real) for the frames exempt from limits."""
-    return text is not None and len(text) < 8192 and '"sos' in text

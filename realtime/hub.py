@@ -524,6 +524,8 @@ class Hub:
             state.connections -= 1
             self._fleet_dirty.add(technician_id)
             if state.connections == 0:
+                # A reconnecting client resends from its first ack: the hole is not needed.
+                state.seq.forget_hole()
                 # Only if this hub still holds the lease: they may be on another hub already.
                 task = asyncio.create_task(
                     self._safely(self.roster.set_offline(self.hub_id, technician_id))
@@ -539,15 +541,12 @@ class Hub:
         ``received`` is ``time.perf_counter()`` when the frame arrived (latency metric).
         """
         state = self._technicians[technician_id]
-        count = len(message.points) if isinstance(message, wire.Batch) else 1
-        if not self.history.has_room(count):
-            raise wire.ProtocolError(
-                wire.ErrorCode.SERVER_BUSY,
-                "the hub cannot store fixes right now; keep them buffered and retry",
-                getattr(message, "seq", None),
-            )
         now = self.clock()
-        fixes = state.seq.accept(message, now, self.limits)
+        # A full history queue refuses the frame ``server_busy`` naming its first fresh seq,
+        # and the tracker then holds every later seq back until that one is resent: no ack
+        # can cover a fix that was refused for now (docs/protocol.md, "Acks").
+        room = self.history.pending_limit - self.history.pending
+        fixes = state.seq.accept(message, now, self.limits, room=room)
         if not fixes:
             # A batch made only of already-stored points: re-ack so the client trims its buffer.
             await self._send_ack(technician_id, state.durable_seq)

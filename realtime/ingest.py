@@ -67,43 +67,93 @@ def check_fix(fix: Location, now: float, limits: FixLimits) -> None:
 
 
 class SeqTracker:
-    """Highest seq accepted for one technician; everything at or below it is a duplicate."""
+    """Highest seq accepted for one technician, and the oldest fix refused for now.
+
+    Everything at or below ``highest`` is a duplicate. ``hole`` is the lowest seq the hub
+    refused for a reason that may pass (``server_busy``, ``batch_too_large``, a batch refused
+    because of another point): while it is set, frames carrying seqs above it are refused
+    ``server_busy`` naming it, until the client resends from it. So ``highest``, and with it
+    every ack, never passes a fix the hub did not store, unless that fix itself was refused
+    for good (an error naming its seq). The hub forgets the hole when the technician's last
+    connection ends: a client that reconnects resends from the hub's first ack.
+    """
 
     def __init__(self, highest: int = -1) -> None:
         self.highest = highest
+        self.hole: int | None = None
 
-    def accept(self, message: Location | Batch, now: float, limits: FixLimits) -> list[Location]:
+    def forget_hole(self) -> None:
+        self.hole = None
+
+    def accept(
+        self,
+        message: Location | Batch,
+        now: float,
+        limits: FixLimits,
+        room: int | None = None,
+    ) -> list[Location]:
         """The new fixes of a frame, oldest first, or ProtocolError if the frame is refused.
+
+        ``room`` is how many more fixes the hub can queue for the history (None: no bound);
+        a frame with more fresh fixes than that is refused ``server_busy`` naming its first.
 
         A single ``location`` at or below the highest seq is refused as ``stale_seq`` (the
         client drops it from its buffer). In a ``batch`` such points are skipped silently:
         an offline flush after a lost ack legitimately overlaps what was already stored. A
         batch is all or nothing, so a bad point never half-applies it.
         """
+        self._settle()  # the highest may have moved (another hub's fixes, read at connect)
         if isinstance(message, Location):
-            check_fix(message, now, limits)
-            if message.seq <= self.highest:
-                raise ProtocolError(
-                    ErrorCode.STALE_SEQ,
-                    f"seq {message.seq} is not above the highest accepted seq {self.highest}; "
-                    "it is already stored or superseded",
-                    message.seq,
-                )
-            self.highest = message.seq
-            return [message]
-        points = message.points
+            return self._accept_location(message, now, limits, room)
+        return self._accept_batch(message.points, now, limits, room)
+
+    def _accept_location(
+        self, fix: Location, now: float, limits: FixLimits, room: int | None
+    ) -> list[Location]:
+        try:
+            check_fix(fix, now, limits)
+        except ProtocolError as exc:
+            if exc.seq is not None and exc.seq == self.hole:
+                self.hole = None  # the fix the hub waited for is refused for good, named
+            raise
+        if fix.seq <= self.highest:
+            raise ProtocolError(
+                ErrorCode.STALE_SEQ,
+                f"seq {fix.seq} is not above the highest accepted seq {self.highest}; "
+                "it is already stored or superseded",
+                fix.seq,
+            )
+        self._check_hole(fix.seq)
+        if room is not None and room < 1:
+            raise self._busy(fix.seq)
+        self.highest = fix.seq
+        self._settle()
+        return [fix]
+
+    def _accept_batch(
+        self, points: list[Location], now: float, limits: FixLimits, room: int | None
+    ) -> list[Location]:
         if len(points) > limits.max_batch_points:
+            first = self._first_fresh(points)
+            self._latch(first)
             raise ProtocolError(
                 ErrorCode.BATCH_TOO_LARGE,
-                f"batch has {len(points)} points; the limit is {limits.max_batch_points}",
+                f"batch has {len(points)} points; the limit is {limits.max_batch_points}; "
+                "resend in smaller batches",
+                first,
             )
         previous = -1
         for index, point in enumerate(points):
             try:
                 check_fix(point, now, limits)
             except ProtocolError as exc:
+                # This point is refused for good (the error names it); the others are not.
+                if exc.seq is not None and exc.seq == self.hole:
+                    self.hole = None
+                self._latch(self._first_fresh(points, but=index))
                 raise ProtocolError(exc.code, f"points[{index}]: {exc.message}", exc.seq) from None
             if point.seq <= previous:
+                self._latch(self._first_fresh(points))
                 raise ProtocolError(
                     ErrorCode.SEQ_NOT_INCREASING,
                     f"points[{index}]: seq {point.seq} does not increase (previous {previous})",
@@ -111,6 +161,45 @@ class SeqTracker:
                 )
             previous = point.seq
         fresh = [p for p in points if p.seq > self.highest]
-        if fresh:
-            self.highest = fresh[-1].seq
+        if not fresh:
+            return fresh
+        self._check_hole(fresh[0].seq)
+        if room is not None and len(fresh) > room:
+            raise self._busy(fresh[0].seq)
+        self.highest = fresh[-1].seq
+        self._settle()
         return fresh
+
+    def _first_fresh(self, points: list[Location], but: int | None = None) -> int | None:
+        """The lowest seq of the frame the hub has not stored (skipping index ``but``)."""
+        for index, point in enumerate(points):
+            if index != but and 0 <= point.seq <= MAX_SEQ and point.seq > self.highest:
+                return point.seq
+        return None
+
+    def _latch(self, seq: int | None) -> None:
+        if seq is not None and seq > self.highest:
+            self.hole = seq if self.hole is None else min(self.hole, seq)
+
+    def _settle(self) -> None:
+        if self.hole is not None and self.hole <= self.highest:
+            self.hole = None
+
+    def _check_hole(self, first_fresh: int) -> None:
+        """Refuse a frame that would jump over the fix the hub is waiting for."""
+        if self.hole is not None and first_fresh > self.hole:
+            raise ProtocolError(
+                ErrorCode.SERVER_BUSY,
+                f"fix {self.hole} was refused earlier and is not stored; resend from seq "
+                f"{self.hole} (nothing after it is accepted before it)",
+                self.hole,
+            )
+
+    def _busy(self, seq: int) -> ProtocolError:
+        self._latch(seq)
+        return ProtocolError(
+            ErrorCode.SERVER_BUSY,
+            f"the hub cannot store fixes right now; keep fix {seq} and everything after it "
+            "buffered and resend from it",
+            seq,
+        )

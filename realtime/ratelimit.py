@@ -42,3 +42,33 @@ class FloodGuard:
         if len(self._refused) >= self.max_refused:
             return Verdict.DISCONNECT
         return Verdict.REFUSE
+
+
+class Pacer:
+    """Back-pressure for streams whose frames must not be dropped (technician fixes).
+
+    The same token bucket (``rate`` frames/s, ``burst`` deep), but a frame over the rate is
+    *delayed* instead of refused: ``admit`` says when it may be processed. The tokens may go
+    negative; the deficit over the rate is the delay, so frames come out at ``rate`` in the
+    order they came in. Only a client whose backlog would wait longer than ``max_delay_s``
+    is a flood (``admit`` returns None): nothing it sent after the frames already processed
+    is acknowledged, so closing it loses nothing it was told was stored.
+    """
+
+    def __init__(self, rate: float, burst: int, max_delay_s: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_delay_s = max_delay_s
+        self._tokens = float(burst)
+        self._last: float | None = None
+
+    def admit(self, now: float) -> float | None:
+        """The time (same clock as ``now``) the frame may be processed; None for a flood."""
+        if self._last is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        delay = max(0.0, (1.0 - self._tokens) / self.rate)
+        if delay > self.max_delay_s:
+            return None  # not charged: the connection is closed
+        self._tokens -= 1.0
+        return now + delay

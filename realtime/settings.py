@@ -190,6 +190,15 @@ class Settings(BaseSettings):
     # (booking_closed), so an old link cannot page the operators.
     customer_sos_grace_s: float = Field(1800.0, ge=0, allow_inf_nan=False)
 
+    # --- Honest acks (issue 11, item 3): back-pressure on technician sockets.
+    # A technician frame over rate_per_s is delayed, not dropped (a dropped fix under a later
+    # ack would be lost). A client whose backlog would wait longer than this is a flood
+    # (1008): at the default rate that is 200 frames ahead of the hub.
+    rate_max_delay_s: float = Field(10.0, gt=0, allow_inf_nan=False)
+    # ... or whose backlog holds more than this many bytes (memory per connection: the
+    # SDK's batches stay far below it, since it never sends faster than the rate).
+    rate_backlog_max_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+
     @model_validator(mode="after")
     def _webhooks_need_a_secret(self) -> Settings:
         if (self.supervisor_webhook_url or self.contact_webhook_url) and not self.webhook_secret:

@@ -147,3 +147,27 @@ def test_file_seq_store_reserves_blocks_and_never_reuses_a_seq(tmp_path):
     assert int(path.read_text()) == 200
     again = FileSeqStore(path, reserve=100)
     assert again.load() == 200
+
+
+def test_frames_in_flight_are_counted_until_an_ack_covers_them():
+    buffer = OfflineBuffer(100, max_batch=2)
+    for seq in range(6):
+        buffer.append(Location(seq=seq, t=1.0, lat=0.0, lon=0.0))
+    frames = [buffer.next_frame() for _ in range(3)]
+    assert [f.points[-1].seq for f in frames] == [1, 3, 5]
+    assert buffer.frames_in_flight == 3
+    buffer.ack(2)  # covers the first frame, half of the second
+    assert buffer.frames_in_flight == 2
+    buffer.ack(3)
+    assert buffer.frames_in_flight == 1
+    buffer.rewind()  # a refused frame gets no ack: the count starts again
+    assert buffer.frames_in_flight == 0
+
+
+def test_holds_says_whether_a_fix_is_still_buffered():
+    buffer = OfflineBuffer(2)
+    for seq in range(3):  # 0 is pushed out by the limit
+        buffer.append(Location(seq=seq, t=1.0, lat=0.0, lon=0.0))
+    assert not buffer.holds(0) and buffer.holds(1) and buffer.holds(2)
+    buffer.ack(1)
+    assert not buffer.holds(1)

@@ -168,7 +168,7 @@ async def test_a_hub_with_a_smaller_batch_limit_still_gets_every_fix(hub_factory
     assert await track_seqs(hub, "t-small-batches") == list(range(300))
 
 
-async def test_a_hub_that_refuses_frames_over_its_rate_limit_still_gets_every_fix(hub_factory):
+async def test_a_hub_that_paces_frames_over_its_rate_limit_still_gets_every_fix(hub_factory):
     hub = await hub_factory(rate_per_s=2, rate_burst=2)
     token = await hub.token("technician", "t-throttled")
     t0 = time.time() - 600
@@ -177,8 +177,8 @@ async def test_a_hub_that_refuses_frames_over_its_rate_limit_still_gets_every_fi
             tech.send_fix(t0 + i, HOME[0], HOME[1] + i * 1e-5)
             await asyncio.sleep(0.01)
         assert await tech.flush(timeout=15), tech.stats
-        assert tech.errors["rate_limited"] >= 1  # refused frames were resent, not lost
-        assert tech.socket.connections == 1  # and it slowed down before a flood close
+        assert not tech.errors, tech.errors  # delayed by the hub, never refused
+        assert tech.socket.connections == 1  # and it kept to the hub's pace: no flood close
     assert await track_seqs(hub, "t-throttled") == list(range(40))
 
 

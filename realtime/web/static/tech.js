@@ -33,8 +33,11 @@ const MAX_FIX_AGE_S = 12 * 3600 - 600;
 // Acks follow the hub's batched write (~50 ms). Fixes unacked this long after being sent
 // were lost on the way (a refused frame, a dropped connection): send them again.
 const RESEND_AFTER_S = 10;
-// Errors after which the same frame may succeed later: keep the fixes and resend.
-const RETRYABLE = new Set(["rate_limited", "server_busy", "internal_error"]);
+// Errors after which the same frame may succeed later: keep the fixes and resend. The hub
+// never acks past a fix it refused for now (server_busy names it and refuses every later
+// seq until it is resent), so the queue still holds it: resend from the start after a pause.
+const RETRYABLE = new Set(["rate_limited", "server_busy", "internal_error", "batch_too_large"]);
+const RETRY_FIRST_S = 1;
 // watchPosition reports only when the position changes; a technician standing still in a
 // customer's home would go silent and trip the hub's signal-lost alert. Past this long
 // without a report, the page asks for a fresh fix itself.
@@ -123,6 +126,9 @@ let lastProgress = 0; // when the queue last shrank or was (re)sent, in seconds
 let lastFix = null; // {t, lat, lon, acc, at (performance.now())}
 let geoProblem = null;
 let lastQueuedT = -Infinity;
+let ackedSeq = -1; // the highest seq the hub said is stored
+let retryTimer = null;
+let retryDelayS = RETRY_FIRST_S;
 
 function takeSeq(atLeastAbove = -1) {
   nextSeq = Math.max(nextSeq, atLeastAbove + 1);
@@ -364,6 +370,10 @@ function onMessage(message) {
         localStorage.setItem(key("seq"), String(nextSeq));
         queue.save();
       }
+      if (message.seq > ackedSeq) {
+        ackedSeq = message.seq;
+        retryDelayS = RETRY_FIRST_S;
+      }
       queue.trimTo(message.seq);
       lastProgress = nowS();
       if (!synced) {
@@ -401,11 +411,30 @@ function onMessage(message) {
 
 function onError(message) {
   sos.onError(message);
-  if (Number.isInteger(message.seq) && !RETRYABLE.has(message.code)) {
+  if (RETRYABLE.has(message.code)) {
+    const seq = message.seq;
+    if (Number.isInteger(seq) && seq > ackedSeq && !queue.points.some((p) => p.seq === seq)) {
+      // The hub waits for a fix this page no longer has (the queue overflowed): reconnect,
+      // the hub then resumes from its ack instead of waiting for it.
+      socket.ws?.close(1000, "resume");
+      return;
+    }
+    retrySoon();
+  } else if (Number.isInteger(message.seq)) {
     // Stored already (stale_seq) or never storable (out of range): resending cannot help.
     queue.drop(message.seq);
     renderGps();
   }
+}
+
+/** Resend the queue from its oldest fix after a pause that doubles while refusals last. */
+function retrySoon() {
+  if (retryTimer !== null) return; // the answers to frames already in flight: one retry
+  retryTimer = setTimeout(() => {
+    retryTimer = null;
+    if (synced) flush();
+  }, retryDelayS * 1000);
+  retryDelayS = Math.min(retryDelayS * 2, RESEND_AFTER_S);
 }
 
 const CLOSE_TEXT = {
