@@ -132,6 +132,8 @@ class HubTarget(Target):
                     "destination": {"lat": 52.52, "lon": 13.405},
                 }
                 (await http.post("/v1/bookings", json=booking)).raise_for_status()
+                # Customers see positions only while the booking is the current visit.
+                (await http.post(f"/v1/bookings/bench-{n}/en_route")).raise_for_status()
                 for role, sub, extra in (
                     ("technician", f"t{n}", {}),
                     ("customer", f"c{n}", {"booking": f"bench-{n}"}),
