@@ -270,14 +270,20 @@ def _minted(request: Request, role: Role, sub: str, booking: str | None, ttl_s: 
     return JSONResponse(body, status_code=201)
 
 
-@handles_errors
-async def create_token(request: Request) -> Response:
+def require_platform_key(request: Request) -> None:
+    """Minting and revoking take the platform API key itself (a JWT is 401 here)."""
     settings = request.app.state.settings
     presented = auth.bearer_token(request.headers.get("authorization"), None)
     try:
         auth.check_platform_key(settings.platform_key.get_secret_value(), presented)
     except AuthError as exc:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.reason) from None
+
+
+@handles_errors
+async def create_token(request: Request) -> Response:
+    settings = request.app.state.settings
+    require_platform_key(request)
     body: TokenIn = await read_body(request, TokenIn)
     if body.role is Role.PLATFORM:
         # The platform is whoever holds the API key; a platform JWT would be a second,
@@ -327,12 +333,7 @@ class RevokeIn(msgspec.Struct, forbid_unknown_fields=True):
 async def revoke_token(request: Request) -> Response:
     """Revoke one token (``jti``) or every token of a subject issued until now (``sub``);
     matching open sockets are closed 4401 "token revoked" on every hub."""
-    settings = request.app.state.settings
-    presented = auth.bearer_token(request.headers.get("authorization"), None)
-    try:
-        auth.check_platform_key(settings.platform_key.get_secret_value(), presented)
-    except AuthError as exc:
-        raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.reason) from None
+    require_platform_key(request)
     body: RevokeIn = await read_body(request, RevokeIn)
     if (body.jti is None) == (body.sub is None):
         raise ApiError(422, ErrorCode.INVALID_FIELD, 'give exactly one of "jti" and "sub"')
