@@ -90,6 +90,7 @@ class Connection:
         self._backlog: deque[_Waiting] = deque()
         self._backlog_bytes = 0
         self._backlog_ready = asyncio.Event()
+        self._backlog_busy = False  # the worker is handling a frame it took off the backlog
 
     def send(self, message: wire.msgspec.Struct, kind: str, **options: object) -> None:
         """Queue an outbound message (see ``Outbox.put`` for ``conflate_key`` and ``urgent``)."""
@@ -164,8 +165,17 @@ class Connection:
                 if flood:
                     self._close_flood("backlog over the rate limit")
                     return
-                if not sos:
-                    self._enqueue(_Waiting(due, received, text, problem, size))  # type: ignore[arg-type]
+                if sos:
+                    continue
+                if due <= now and not self._backlog and not self._backlog_busy:
+                    # Within the rate and nothing ahead of it: handle it here, as an
+                    # unpaced socket does (no hand-off to the worker on the hot path).
+                    if problem is not None:
+                        self.send_error(problem)
+                    else:
+                        await self._handle(handle, text, received)  # type: ignore[arg-type]
+                    continue
+                self._enqueue(_Waiting(due, received, text, problem, size))  # type: ignore[arg-type]
                 continue
             verdict = self.guard.check(now)
             if verdict is not Verdict.ACCEPT and sos:
@@ -219,9 +229,14 @@ class Connection:
             self._backlog_bytes -= waiting.size
             if waiting.error is not None:
                 self.send_error(waiting.error)
-            else:
-                # Frames are handled one at a time: the next waits for this one's awaits.
+                continue
+            # Frames are handled one at a time: the next waits for this one's awaits, and
+            # the receive loop does not take the fast path while this one is in hand.
+            self._backlog_busy = True
+            try:
                 await self._handle(handle, waiting.text, waiting.received)  # type: ignore[arg-type]
+            finally:
+                self._backlog_busy = False
 
     def _frame_problem(self, text: str | None) -> ProtocolError | None:
         """Why a frame cannot be handled at all (binary, too large), or None."""
