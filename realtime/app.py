@@ -11,9 +11,9 @@ from starlette.exceptions import HTTPException
 from realtime import http_api, http_people, pages, ws
 from realtime.auth import Keyring
 from realtime.backends import create_backends, create_roster
-from realtime.hub import Clock, Hub
+from realtime.hub import Hub
 from realtime.metrics import Metrics
-from realtime.retention import RetentionJob
+from realtime.ports import Clock
 from realtime.revocation import TokenGuard
 from realtime.settings import Settings, SettingsError
 from realtime.tasks import Supervisor
@@ -46,7 +46,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         **({"clock": clock} if clock else {}),
     )
 
-    retention = RetentionJob(hub)
+    retention = hub.retention
     tokens = TokenGuard(store, bus, hub.clock)
 
     @contextlib.asynccontextmanager

@@ -23,7 +23,6 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -33,13 +32,14 @@ from geofence.eta_band import ErrorBands
 from geofence.fences import CircleFence, Fence, fence_from_geojson
 from geofence.model import Fix
 from realtime import protocol as wire
-from realtime.backends.base import BusMessage
+from realtime.backends.base import Store
 from realtime.booking import Booking, BookingEvent, BookingStatus, IllegalTransition
+from realtime.metrics import Metrics
+from realtime.ports import AcceptedFixes, BookingCommands
+from realtime.positions import plain_fix
+from realtime.publish import Publisher
 from realtime.routing import CachedRoute, OsrmRouter
 from realtime.tasks import stop_tasks
-
-if TYPE_CHECKING:
-    from realtime.hub import Hub
 
 log = logging.getLogger("doorstep.arrivals")
 
@@ -85,21 +85,40 @@ def booking_fence(booking: Booking) -> Fence:
     return CircleFence(booking.destination.lat, booking.destination.lon, booking.geofence_radius_m)
 
 
+@dataclass(frozen=True)
+class RoutingEngine:
+    """Where an optional OSRM-compatible routing engine is, and how it is used."""
+
+    url: str
+    timeout_s: float
+    refresh_s: float
+
+
 class Arrivals:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.config = ArrivalConfig(arriving_threshold_s=hub.settings.arriving_threshold_s)
+    def __init__(
+        self,
+        *,
+        store: Store,
+        publisher: Publisher,
+        bookings: BookingCommands,
+        metrics: Metrics,
+        arriving_threshold_s: float,
+        routing: RoutingEngine | None = None,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.bookings = bookings
+        self.metrics = metrics
+        self.config = ArrivalConfig(arriving_threshold_s=arriving_threshold_s)
         self.circuity = CircuityModel()
         self.provider = StraightLineProvider(self.circuity)
         self.travel_times = TravelTimeModel(self.config.eta.prior_speed_mps)
         self.error_bands = ErrorBands()
         self._trackers: dict[str, ArrivalTracker] = {}
         self._last_eta: dict[str, wire.EtaMessage] = {}
-        settings = hub.settings
+        self.routing = routing
         self.router = (
-            OsrmRouter(settings.osrm_url, timeout_s=settings.osrm_timeout_s)
-            if settings.osrm_url
-            else None
+            OsrmRouter(routing.url, timeout_s=routing.timeout_s) if routing is not None else None
         )
         self._routes: dict[str, CachedRoute] = {}
         self._route_tasks: dict[str, asyncio.Task[None]] = {}
@@ -114,14 +133,14 @@ class Arrivals:
         self._retry_now: dict[str, asyncio.Event] = {}
 
     async def load(self) -> None:
-        stored = await self.hub.store.get_document(MODELS, CIRCUITY_KEY)
+        stored = await self.store.get_document(MODELS, CIRCUITY_KEY)
         if stored is not None:
             self.circuity = CircuityModel.from_dict(msgspec.json.decode(stored))
             self.provider = StraightLineProvider(self.circuity)
-        stored = await self.hub.store.get_document(MODELS, TRAVEL_TIMES_KEY)
+        stored = await self.store.get_document(MODELS, TRAVEL_TIMES_KEY)
         if stored is not None:
             self.travel_times = TravelTimeModel.from_dict(msgspec.json.decode(stored))
-        stored = await self.hub.store.get_document(MODELS, ERROR_BANDS_KEY)
+        stored = await self.store.get_document(MODELS, ERROR_BANDS_KEY)
         if stored is not None:
             self.error_bands = ErrorBands.from_dict(msgspec.json.decode(stored))
 
@@ -168,7 +187,14 @@ class Arrivals:
     def eta_of(self, booking_id: str) -> wire.EtaMessage | None:
         return self._last_eta.get(booking_id)
 
-    async def on_fixes(self, technician_id: str, booking_ids: list[str], fixes: list[Fix]) -> None:
+    async def on_fixes(self, accepted: AcceptedFixes) -> None:
+        """Only the visit in progress: the next booking's ETA and arrival wait for its
+        en_route (its tracker starts then)."""
+        if accepted.visit is not None and accepted.visit.id in self._trackers:
+            fixes = [plain_fix(fix) for fix in accepted.fixes]
+            await self.feed(accepted.technician_id, [accepted.visit.id], fixes)
+
+    async def feed(self, technician_id: str, booking_ids: list[str], fixes: list[Fix]) -> None:
         """Feed a technician's new fixes (time order) to the trackers of their bookings."""
         for booking_id in booking_ids:
             tracker = self._trackers.get(booking_id)
@@ -262,13 +288,13 @@ class Arrivals:
         The engine is never awaited here: a refresh runs in the background (one at a time
         per booking) and later fixes use it once it is in.
         """
-        if self.router is None:
+        if self.router is None or self.routing is None:
             return None
         tracker = self._trackers[booking_id]
         route = self._routes.get(booking_id)
         if route is None:
             route = self._routes[booking_id] = CachedRoute(
-                tracker.dest_lat, tracker.dest_lon, refresh_s=self.hub.settings.osrm_refresh_s
+                tracker.dest_lat, tracker.dest_lon, refresh_s=self.routing.refresh_s
             )
         busy = booking_id in self._route_tasks
         failed_t = self._route_failed_t.get(booking_id)
@@ -295,7 +321,7 @@ class Arrivals:
                 self._route_failed_t.pop(booking_id, None)
             else:
                 self._route_failed_t[booking_id] = fix.t
-                self.hub.metrics.routing_fallbacks.inc()
+                self.metrics.routing_fallbacks.inc()
         finally:
             self._route_tasks.pop(booking_id, None)
 
@@ -310,10 +336,7 @@ class Arrivals:
             high_s=round(eta.high_s, 1),
         )
         self._last_eta[booking_id] = message
-        await self.hub.bus.publish(
-            f"booking:{booking_id}",
-            BusMessage(kind="eta", text=wire.encode(message), conflate_key="eta"),
-        )
+        await self.publisher.eta(message)
 
     async def _write(self, booking_id: str, decision: Decision) -> None:
         """Store one decision; raises when the store fails. Idempotent: each transition is
@@ -326,7 +349,7 @@ class Arrivals:
                 booking_id, decision.event, {S.EN_ROUTE, S.ARRIVING}, decision.cause, decision.t
             )
         else:
-            booking = await self.hub.get_booking(booking_id)
+            booking = await self.bookings.get_booking(booking_id)
             if booking is not None and booking.status is S.ARRIVED:
                 # Left without anyone pressing "start": the visit still happened.
                 await self._transition(
@@ -348,11 +371,11 @@ class Arrivals:
         cause: str,
         t: float | None = None,
     ) -> None:
-        booking = await self.hub.get_booking(booking_id)
+        booking = await self.bookings.get_booking(booking_id)
         if booking is None or booking.status not in allowed:
             return
         try:
-            await self.hub.transition(booking_id, event, HUB_ACTOR, cause=cause, t=t)
+            await self.bookings.transition(booking_id, event, HUB_ACTOR, cause=cause, t=t)
         except IllegalTransition as exc:
             # A platform call changed the booking between our check and the transition.
             log.info("arrival decision dropped: %s", exc)
@@ -366,7 +389,7 @@ class Arrivals:
             log.warning("models not updated from booking %s", booking_id, exc_info=True)
 
     async def _learn_from(self, booking_id: str, update: ArrivalUpdate) -> None:
-        booking = await self.hub.get_booking(booking_id)
+        booking = await self.bookings.get_booking(booking_id)
         trip = update.trip
         if booking is None or trip is None:
             return
@@ -377,16 +400,16 @@ class Arrivals:
             booking.destination.lon,
             trip.driven_m,
         )
-        await self.hub.store.put_document(
+        await self.store.put_document(
             MODELS, CIRCUITY_KEY, msgspec.json.encode(self.circuity.to_dict())
         )
         if trip.arrived_t is None:
             return
         if self.travel_times.observe(trip.samples, trip.arrived_t):
-            await self.hub.store.put_document(
+            await self.store.put_document(
                 MODELS, TRAVEL_TIMES_KEY, msgspec.json.encode(self.travel_times.to_dict())
             )
         if self.error_bands.observe(trip.eta_samples, trip.arrived_t):
-            await self.hub.store.put_document(
+            await self.store.put_document(
                 MODELS, ERROR_BANDS_KEY, msgspec.json.encode(self.error_bands.to_dict())
             )

@@ -13,15 +13,18 @@ with the erased data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from realtime.backends.base import Store
+from realtime.backends.roster import Roster
+from realtime.cluster import Entity
+from realtime.fleet import Fleet
+from realtime.ports import Announce, Clock
 from realtime.privacy import AccessEntry, involves, redact_booking
+from realtime.profiles import Profiles
 from realtime.safety import CONTACTS, contacts_key
-
-if TYPE_CHECKING:
-    from realtime.hub import Hub
 
 
 @dataclass
@@ -32,26 +35,55 @@ class Erasure:
     kept: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def erase_person(hub: Hub, role: str, person_id: str, actor: str) -> Erasure:
-    """Erase what may go of one person now; audit it. ``role`` is technician or customer."""
-    now = hub.clock()
+class Eraser:
+    """``DELETE /v1/people/{role}/{id}/data``: the store, the roster, every hub's memory."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        roster: Roster,
+        fleet: Fleet,
+        profiles: Profiles,
+        announce: Announce,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.roster = roster
+        self.fleet = fleet
+        self.profiles = profiles
+        self.announce = announce
+        self.clock = clock
+
+    async def erase(self, role: str, person_id: str, actor: str) -> Erasure:
+        """Erase what may go of one person now; audit it. ``role`` is technician or customer."""
+        return await _erase_person(self, role, person_id, actor)
+
+    async def erase_position(self, technician_id: str) -> None:
+        """Forget the technician's last position here and on every other hub."""
+        self.fleet.forget_position(technician_id)
+        await self.announce(Entity.POSITION_ERASED, technician_id)
+
+
+async def _erase_person(desk: Eraser, role: str, person_id: str, actor: str) -> Erasure:
+    now = desk.clock()
     result = Erasure()
     erased = result.erased
     if role == "technician":
-        erased["location_fixes"] = await hub.store.erase_fixes(person_id)
-        erased["last_position"] = int(await hub.roster.forget(person_id))
+        erased["location_fixes"] = await desk.store.erase_fixes(person_id)
+        erased["last_position"] = int(await desk.roster.forget(person_id))
         # After the roster: another hub told to forget must not read the position back.
-        await hub.erase_position(person_id)
-        profile = hub.profile(person_id)
+        await desk.erase_position(person_id)
+        profile = desk.profiles.get(person_id)
         erased["profile_name"] = 0
         if profile is not None and profile.name is not None:
-            await hub.put_profile(person_id, msgspec.structs.replace(profile, name=None))
+            await desk.profiles.put(person_id, msgspec.structs.replace(profile, name=None))
             erased["profile_name"] = 1
     erased["emergency_contacts"] = int(
-        await hub.store.delete_document(CONTACTS, contacts_key(role, person_id))
+        await desk.store.delete_document(CONTACTS, contacts_key(role, person_id))
     )
     redacted = 0
-    for booking in await hub.store.bookings_of(role, person_id):
+    for booking in await desk.store.bookings_of(role, person_id):
         if not booking.final:
             result.kept.append(
                 {
@@ -64,10 +96,10 @@ async def erase_person(hub: Hub, role: str, person_id: str, actor: str) -> Erasu
             )
         elif booking.redacted_t is None:
             # A closed booking takes no further transition: nothing changes it meanwhile.
-            await hub.store.save_booking(redact_booking(booking, now), [])
+            await desk.store.save_booking(redact_booking(booking, now), [])
             redacted += 1
     erased["bookings_redacted"] = redacted
-    for incident in await hub.store.incidents_about(person_id):
+    for incident in await desk.store.incidents_about(person_id):
         if not involves(incident, person_id):
             continue
         reason = (
@@ -83,7 +115,7 @@ async def erase_person(hub: Hub, role: str, person_id: str, actor: str) -> Erasu
                 "reason": reason,
             }
         )
-    await hub.store.append_access(
+    await desk.store.append_access(
         AccessEntry(
             t=now,
             actor=actor,

@@ -28,20 +28,15 @@ from realtime.alerting import AlertNotFound
 from realtime.auth import AuthError, Principal, Role
 from realtime.backends.base import LockUnavailable, store_error_kind
 from realtime.booking import BookingEvent, Destination, IllegalTransition
+from realtime.bookings_desk import BookingSpec, Conflict, NotFound, TechnicianBusy
 from realtime.dispatch import Ranked
-from realtime.hub import (
-    BookingSpec,
-    Conflict,
-    Hub,
-    NoCandidate,
-    NotFound,
-    TechnicianBusy,
-    TechnicianProfile,
-    public_booking,
-)
+from realtime.dispatcher import NoCandidate
+from realtime.hub import Hub
 from realtime.ingest import check_coordinates
 from realtime.privacy import AccessEntry, WindowRefused, track_window
+from realtime.profiles import TechnicianProfile
 from realtime.protocol import ErrorCode, ProtocolError
+from realtime.publish import public_booking
 from realtime.safety import BookingClosed, IncidentNotFound, reporter_key
 
 Identifier = Annotated[
@@ -311,7 +306,7 @@ async def refresh_token(request: Request) -> Response:
     if principal.role is Role.CUSTOMER and principal.booking is not None:
         # A customer's token lives as long as their hold on the booking: not past the grace
         # after it ended (an old tracking link must not be kept alive for ever).
-        booking = await hub_of(request).get_booking(principal.booking)
+        booking = await hub_of(request).bookings.get_booking(principal.booking)
         grace_s = settings.customer_sos_grace_s
         ended_s = booking.ended_for_customer(hub_of(request).clock(), grace_s) if booking else None
         if ended_s is not None:
@@ -370,7 +365,7 @@ async def create_booking(request: Request) -> Response:
         spec.expected_duration_s = body.expected_duration_s
     if body.geofence_radius_m is not None:
         spec.geofence_radius_m = body.geofence_radius_m
-    booking = await hub_of(request).create_booking(spec, principal.actor)
+    booking = await hub_of(request).bookings.create_booking(spec, principal.actor)
     return JSONResponse(public_booking(booking), status_code=201)
 
 
@@ -381,7 +376,7 @@ async def read_booking(request: Request) -> Response:
     )
     booking_id = request.path_params["booking_id"]
     hub = hub_of(request)
-    booking = await hub.get_booking(booking_id)
+    booking = await hub.bookings.get_booking(booking_id)
     visible = booking is not None and (
         principal.role in BOOKING_ADMINS
         or (principal.role is Role.CUSTOMER and principal.booking == booking_id)
@@ -392,7 +387,7 @@ async def read_booking(request: Request) -> Response:
         raise NotFound(f"booking {booking_id} does not exist")
     body = public_booking(booking)
     if principal.role in BOOKING_ADMINS:
-        body["events"] = msgspec.to_builtins(await hub.booking_events(booking_id))
+        body["events"] = msgspec.to_builtins(await hub.bookings.booking_events(booking_id))
     return JSONResponse(body)
 
 
@@ -407,7 +402,7 @@ def transition_endpoint(event: BookingEvent) -> Any:
             technician_id = (await read_body(request, AssignIn)).technician_id
         else:
             cause = (await read_body(request, TransitionIn)).cause
-        booking = await hub_of(request).transition(
+        booking = await hub_of(request).bookings.transition(
             booking_id, event, principal.actor, cause=cause, technician_id=technician_id
         )
         return JSONResponse(public_booking(booking))
@@ -419,7 +414,7 @@ def transition_endpoint(event: BookingEvent) -> Any:
 async def dispatch_booking(request: Request) -> Response:
     principal = authenticate(request, BOOKING_ADMINS)
     dry_run = request.query_params.get("dry_run", "0").lower() in ("1", "true", "yes")
-    ranking, booking = await hub_of(request).dispatch(
+    ranking, booking = await hub_of(request).dispatcher.dispatch(
         request.path_params["booking_id"], principal.actor, dry_run=dry_run
     )
     return JSONResponse(
@@ -449,7 +444,7 @@ async def put_technician(request: Request) -> Response:
     body: ProfileIn = await read_body(request, ProfileIn)
     technician_id = _identifier(request.path_params["technician_id"])
     profile = TechnicianProfile(skills=tuple(sorted(set(body.skills))), name=body.name)
-    await hub_of(request).put_profile(technician_id, profile)
+    await hub_of(request).profiles.put(technician_id, profile)
     return JSONResponse({"id": technician_id, **msgspec.to_builtins(profile)})
 
 
@@ -458,18 +453,18 @@ async def get_technician(request: Request) -> Response:
     authenticate(request, BOOKING_ADMINS)
     hub = hub_of(request)
     technician_id = request.path_params["technician_id"]
-    await hub.look_around([technician_id])
-    profile = hub.profile(technician_id)
-    position = hub.last_position(technician_id)
+    await hub.fleet.look_around([technician_id])
+    profile = hub.profiles.get(technician_id)
+    position = hub.fleet.last_position(technician_id)
     if profile is None and position is None:
         raise NotFound(f"technician {technician_id} is unknown")
     return JSONResponse(
         {
             "id": technician_id,
             **msgspec.to_builtins(profile or TechnicianProfile()),
-            "online": hub.is_online(technician_id),
+            "online": hub.fleet.is_online(technician_id),
             "position": msgspec.to_builtins(position),
-            "bookings": [b.id for b in hub.active_bookings_of(technician_id)],
+            "bookings": [b.id for b in hub.bookings.active_bookings_of(technician_id)],
         }
     )
 

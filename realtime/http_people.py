@@ -14,7 +14,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from realtime.auth import Role
-from realtime.erasure import erase_person
 from realtime.http_api import ApiError, _identifier, _person, authenticate, handles_errors, hub_of
 from realtime.protocol import ErrorCode
 
@@ -26,7 +25,7 @@ MAX_AUDIT_ENTRIES = 1000
 async def erase_data(request: Request) -> Response:
     principal = authenticate(request, {Role.PLATFORM})
     role, person_id = _person(request)
-    result = await erase_person(hub_of(request), role, person_id, principal.actor)
+    result = await hub_of(request).eraser.erase(role, person_id, principal.actor)
     return JSONResponse(
         {"role": role, "id": person_id, "erased": result.erased, "kept": result.kept}
     )

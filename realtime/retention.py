@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from realtime.backends.base import LockUnavailable
+from realtime.backends.base import LockUnavailable, Store
+from realtime.backends.roster import Roster
+from realtime.ports import Clock
 from realtime.privacy import Cutoffs, Retention, cutoffs, redact_booking
 from realtime.tasks import stop_tasks
-
-if TYPE_CHECKING:
-    from realtime.hub import Hub
 
 log = logging.getLogger("doorstep.retention")
 
@@ -58,20 +57,29 @@ class PurgeReport:
         )
 
 
-def retention_of(hub: Hub) -> Retention:
-    settings = hub.settings
-    return Retention(
-        history_s=settings.retention_history_s,
-        incidents_s=settings.retention_incidents_s,
-        booking_personal_s=settings.retention_booking_personal_s,
-    )
+class Forgets(Protocol):
+    """What remembers positions in memory (the fleet)."""
+
+    def forget_positions_before(self, cutoff: float) -> int: ...
 
 
 class RetentionJob:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.retention = retention_of(hub)
-        self.interval_s = hub.settings.retention_interval_s
+    def __init__(
+        self,
+        *,
+        retention: Retention,
+        interval_s: float,
+        store: Store,
+        roster: Roster,
+        memory: Forgets,
+        clock: Clock,
+    ) -> None:
+        self.retention = retention
+        self.interval_s = interval_s
+        self.store = store
+        self.roster = roster
+        self.memory = memory
+        self.clock = clock
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -93,34 +101,32 @@ class RetentionJob:
 
     async def run_once(self, now: float | None = None) -> PurgeReport:
         """Delete everything due at ``now`` (the hub's clock by default)."""
-        hub = self.hub
-        now = hub.clock() if now is None else now
+        now = self.clock() if now is None else now
         due = cutoffs(self.retention, now)
         report = PurgeReport()
         # Memory first: it needs no lock, and no await can interleave with it.
-        report.memory_positions = hub.forget_positions_before(due.history)
+        report.memory_positions = self.memory.forget_positions_before(due.history)
         try:
-            async with hub.store.lock(LOCK, LOCK_TTL_S):
+            async with self.store.lock(LOCK, LOCK_TTL_S):
                 await self._purge_store(now, due, report)
         except LockUnavailable:
             pass  # another hub is purging right now: the same work, done once
         return report
 
     async def _purge_store(self, now: float, due: Cutoffs, report: PurgeReport) -> None:
-        hub = self.hub
         report.store_purged = True
         # Each step awaits the store: fixes may arrive meanwhile, but they are new, never due.
-        report.fixes = await hub.store.purge_fixes_before(due.history)
-        report.positions = await hub.roster.forget_positions_before(due.history)
-        report.incidents = await hub.store.purge_closed_incidents_before(due.incidents)
-        report.alerts = await hub.store.purge_closed_alerts_before(due.incidents)
-        report.access_entries = await hub.store.purge_access_before(due.incidents)
+        report.fixes = await self.store.purge_fixes_before(due.history)
+        report.positions = await self.roster.forget_positions_before(due.history)
+        report.incidents = await self.store.purge_closed_incidents_before(due.incidents)
+        report.alerts = await self.store.purge_closed_alerts_before(due.incidents)
+        report.access_entries = await self.store.purge_access_before(due.incidents)
         while True:
-            batch = await hub.store.closed_bookings_before(due.bookings, REDACT_BATCH)
+            batch = await self.store.closed_bookings_before(due.bookings, REDACT_BATCH)
             for booking in batch:
                 # A closed booking takes no further transition, so nothing can change it
                 # between the read and this write.
-                await hub.store.save_booking(redact_booking(booking, now), [])
+                await self.store.save_booking(redact_booking(booking, now), [])
             report.bookings_redacted += len(batch)
             if len(batch) < REDACT_BATCH:
                 break

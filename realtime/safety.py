@@ -35,7 +35,8 @@ import logging
 import math
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -52,28 +53,27 @@ from alerts.incident import (
     Reporter,
     TrailPoint,
 )
-from alerts.notify import (
-    DeliveryAttempt,
-    FcmNotifier,
-    WebhookNotifier,
-    contact_payload,
-    fixed_token_credentials,
-    push_for_incident,
-    webhook_payload,
-)
-from geofence.model import Fix
+from alerts.notify import DeliveryAttempt, contact_payload, push_for_incident, webhook_payload
 from realtime import protocol as wire
 from realtime.auth import Principal, Role
-from realtime.backends.base import BusMessage, DuplicateReporterKey, WorkItem
+from realtime.backends.base import Bus, BusMessage, DuplicateReporterKey, Store, WorkItem
 from realtime.booking import Booking
 from realtime.channels import OPS_CHANNEL
 from realtime.cluster import LOCK_TTL_S, Entity
 from realtime.ingest import check_coordinates
+from realtime.metrics import Metrics
+from realtime.notifiers import Notifiers
+from realtime.ports import (
+    AcceptedFixes,
+    Announce,
+    BookingView,
+    Clock,
+    FleetView,
+    ProfileView,
+    Spawn,
+)
 from realtime.protocol import ErrorCode, ProtocolError
 from realtime.tasks import stop_tasks
-
-if TYPE_CHECKING:
-    from realtime.hub import Hub
 
 log = logging.getLogger("doorstep.safety")
 
@@ -144,13 +144,49 @@ def _person_of(incident: Incident) -> tuple[str, str]:
     return incident.reporter.role, incident.reporter.sub
 
 
+@dataclass(frozen=True)
+class SafetyConfig:
+    """The safety settings the desk works by (``realtime/settings.py`` has their meaning)."""
+
+    escalation_t1_s: float
+    escalation_t2_s: float
+    max_future_skew_s: float
+    customer_sos_grace_s: float
+    sos_cancel_grace_s: float
+    work_reclaim_idle_s: float
+
+
 class SafetyDesk:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        settings = hub.settings
-        self.settings = settings
+    def __init__(
+        self,
+        *,
+        config: SafetyConfig,
+        notifiers: Notifiers,
+        hub_id: str,
+        store: Store,
+        bus: Bus,
+        announce: Announce,
+        bookings: BookingView,
+        fleet: FleetView,
+        profiles: ProfileView,
+        metrics: Metrics,
+        spawn: Spawn,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.notifiers = notifiers
+        self.hub_id = hub_id
+        self.store = store
+        self.bus = bus
+        self.announce = announce
+        self.bookings = bookings
+        self.fleet = fleet
+        self.profiles = profiles
+        self.metrics = metrics
+        self.spawn = spawn
+        self.clock = clock
         self.policy = EscalationPolicy.from_timers(
-            t1_s=settings.escalation_t1_s, t2_s=settings.escalation_t2_s
+            t1_s=config.escalation_t1_s, t2_s=config.escalation_t2_s
         )
         self._open: dict[str, Incident] = {}  # mirror of the stored open incidents
         self._keys: dict[str, str] = {}  # incident id -> reporter key
@@ -164,56 +200,24 @@ class SafetyDesk:
         self._working: set[str] = set()  # work item ids this hub is doing now
         self._flushed_t = 0.0
         self.steps = {step.name: step for step in self.policy.steps}
-        secret = (
-            settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else b""
-        )
-        self.supervisor = (
-            WebhookNotifier(settings.supervisor_webhook_url, secret)
-            if settings.supervisor_webhook_url
-            else None
-        )
-        self.contact_bridge = (
-            WebhookNotifier(settings.contact_webhook_url, secret)
-            if settings.contact_webhook_url
-            else None
-        )
-        self.fcm = (
-            FcmNotifier(
-                project_id=settings.fcm_project_id,
-                service_account_file=(
-                    str(settings.fcm_service_account_file)
-                    if settings.fcm_service_account_file
-                    else None
-                ),
-                credentials=(
-                    fixed_token_credentials(settings.fcm_access_token.get_secret_value())
-                    if settings.fcm_access_token
-                    else None
-                ),
-                endpoint_base=(
-                    f"{settings.fcm_endpoint.rstrip('/')}/v1/projects"
-                    if settings.fcm_endpoint
-                    else None
-                ),
-            )
-            if settings.fcm_project_id
-            else None
-        )
+        self.supervisor = notifiers.supervisor
+        self.contact_bridge = notifiers.contact_bridge
+        self.fcm = notifiers.fcm
 
     # ------------------------------------------------------------------ lifecycle
 
     async def load(self) -> None:
         """Mirror the stored open incidents (at start, and after a reconnect)."""
         self._open, self._keys = {}, {}
-        for incident in await self.hub.store.open_incidents():
+        for incident in await self.store.open_incidents():
             self._mirror(incident)
 
     async def start(self) -> None:
-        self._loop_task = self.hub.tasks.spawn("doorstep-escalation", self._escalation_loop)
+        self._loop_task = self.spawn("doorstep-escalation", self._escalation_loop)
 
     async def refresh(self, incident_id: str) -> None:
         """Another hub changed this incident: mirror what is stored."""
-        incident = await self.hub.store.get_incident(incident_id)
+        incident = await self.store.get_incident(incident_id)
         if incident is not None:
             self._mirror(incident)
             self._wakeup.set()
@@ -233,16 +237,14 @@ class SafetyDesk:
         await stop_tasks([self._loop_task, *self._deliveries])
         with contextlib.suppress(Exception):
             await self._flush_trails()
-        for notifier in (self.supervisor, self.contact_bridge, self.fcm):
-            if notifier is not None and hasattr(notifier, "aclose"):
-                await notifier.aclose()
+        await self.notifiers.aclose()
 
     def open_incidents(self) -> list[Incident]:
         return sorted(self._open.values(), key=lambda i: (i.created_t, i.id))
 
     async def get(self, incident_id: str) -> Incident | None:
         """The stored incident: the truth, which another hub may have changed a moment ago."""
-        return await self.hub.store.get_incident(incident_id)
+        return await self.store.get_incident(incident_id)
 
     # ------------------------------------------------------------------ raising
 
@@ -260,7 +262,7 @@ class SafetyDesk:
             client_id=sos.id,
             kind="sos",
             reporter=Reporter(sub=principal.sub, role=principal.role.value),
-            t=self.hub.clock(),
+            t=self.clock(),
             note=sos.note,
             **await self._context(principal, sos),
         )
@@ -271,7 +273,7 @@ class SafetyDesk:
             raise ProtocolError(ErrorCode.INVALID_FIELD, "sos needs both lat and lon, or neither")
         if sos.lat is not None and sos.lon is not None:
             check_coordinates(sos.lat, sos.lon)
-        if sos.t > self.hub.clock() + self.settings.max_future_skew_s:
+        if sos.t > self.clock() + self.config.max_future_skew_s:
             raise ProtocolError(ErrorCode.TIMESTAMP_IN_FUTURE, f"sos t {sos.t} is in the future")
 
     async def raise_system(
@@ -287,14 +289,14 @@ class SafetyDesk:
         stored = await self._raised_before(key)
         if stored is not None:
             return stored, False
-        booking = await self.hub.get_booking(booking_id)
+        booking = await self.bookings.get_booking(booking_id)
         address = _address(booking)
         incident = core.raise_incident(
             incident_id=f"inc-{uuid.uuid4().hex[:16]}",
             client_id=client_id,
             kind=kind,
             reporter=Reporter(sub=technician_id, role=SYSTEM_ROLE),
-            t=self.hub.clock(),
+            t=self.clock(),
             note=note,
             booking_id=booking_id,
             technician_id=technician_id,
@@ -309,7 +311,7 @@ class SafetyDesk:
         open_id = next((i for i, k in self._keys.items() if k == key), None)
         if open_id is not None:
             return self._open[open_id]
-        return await self.hub.store.incident_by_reporter_key(key)
+        return await self.store.incident_by_reporter_key(key)
 
     async def _store_new(self, incident: Incident, key: str) -> tuple[Incident, bool]:
         """Write a new incident durably, then tell everyone; returns (incident, is new).
@@ -319,31 +321,30 @@ class SafetyDesk:
         winner's incident, so a retried SOS is one incident whatever hub it reaches.
         """
         try:
-            await self.hub.store.save_incident(incident, key, list(incident.audit))
+            await self.store.save_incident(incident, key, list(incident.audit))
         except DuplicateReporterKey:
-            stored = await self.hub.store.incident_by_reporter_key(key)
+            stored = await self.store.incident_by_reporter_key(key)
             if stored is None:
                 raise
             return stored, False
         self._mirror(incident)
-        self.hub.metrics.incidents.labels(kind=incident.kind).inc()
+        self.metrics.incidents.labels(kind=incident.kind).inc()
         await self._broadcast(incident, "raised")
-        await self.hub.cluster.announce(Entity.INCIDENT, incident.id)
+        await self.announce(Entity.INCIDENT, incident.id)
         self._wakeup.set()
         return incident, True
 
     async def _context(self, principal: Principal, sos: wire.Sos) -> dict[str, Any]:
         """Booking, people, address and best location for a new incident."""
-        hub = self.hub
         booking = None
         if principal.role is Role.CUSTOMER and principal.booking:
-            booking = await hub.get_booking(principal.booking)
+            booking = await self.bookings.get_booking(principal.booking)
             if booking is not None:
                 self._check_customer_booking(booking)
         elif principal.role is Role.TECHNICIAN:
             # The visit in progress, or none: an assigned next booking is not where the
             # technician is (its customer and address would send help to the wrong door).
-            booking = hub.current_visit(principal.sub)
+            booking = self.bookings.current_visit(principal.sub)
         technician_id = principal.sub if principal.role is Role.TECHNICIAN else None
         if booking is not None and technician_id is None:
             technician_id = booking.technician_id
@@ -370,8 +371,8 @@ class SafetyDesk:
     def _check_customer_booking(self, booking: Booking) -> None:
         """A customer raises SOS on their booking while it is open and for
         ``customer_sos_grace_s`` after it ended; BookingClosed after that."""
-        grace_s = self.settings.customer_sos_grace_s
-        ended_s = booking.ended_for_customer(self.hub.clock(), grace_s)
+        grace_s = self.config.customer_sos_grace_s
+        ended_s = booking.ended_for_customer(self.clock(), grace_s)
         if ended_s is not None:
             raise BookingClosed(
                 f"booking {booking.id} was {booking.status.value} {ended_s:.0f} s ago (SOS is"
@@ -379,7 +380,7 @@ class SafetyDesk:
             )
 
     def _last_fix(self, technician_id: str) -> IncidentLocation | None:
-        last = self.hub.last_position(technician_id)
+        last = self.fleet.last_position(technician_id)
         if last is None:
             return None
         return IncidentLocation(
@@ -403,11 +404,11 @@ class SafetyDesk:
             return core.apply(
                 incident,
                 action,
-                t=self.hub.clock(),
+                t=self.clock(),
                 actor=principal.actor,
                 note=note,
                 outcome=outcome,
-                cancel_grace_s=self.settings.sos_cancel_grace_s,
+                cancel_grace_s=self.config.sos_cancel_grace_s,
             )
 
         updated = await self._update(incident_id, change)
@@ -420,7 +421,7 @@ class SafetyDesk:
         key = reporter_key(principal.role.value, principal.sub, client_id)
         incident_id = next((i for i, k in self._keys.items() if k == key), None)
         if incident_id is None:
-            stored = await self.hub.store.incident_by_reporter_key(key)
+            stored = await self.store.incident_by_reporter_key(key)
             if stored is None:
                 raise IncidentNotFound(f"no SOS with id {client_id} from you")
             incident_id = stored.id
@@ -434,24 +435,25 @@ class SafetyDesk:
         ``change`` may raise (an illegal transition): nothing is written then. None when the
         incident does not exist.
         """
-        async with self.hub.store.lock(f"incident:{incident_id}", LOCK_TTL_S):
-            before = await self.hub.store.get_incident(incident_id)
+        async with self.store.lock(f"incident:{incident_id}", LOCK_TTL_S):
+            before = await self.store.get_incident(incident_id)
             if before is None:
                 return None
             after = change(before)
             if after is not before:
                 key = reporter_key(before.reporter.role, before.reporter.sub, before.client_id)
                 audit = list(after.audit[len(before.audit) :])
-                await self.hub.store.save_incident(after, key, audit)
+                await self.store.save_incident(after, key, audit)
             self._mirror(after)
         if after is not before:
-            await self.hub.cluster.announce(Entity.INCIDENT, incident_id)
+            await self.announce(Entity.INCIDENT, incident_id)
         return after
 
     # ------------------------------------------------------------------ live location
 
-    async def on_fixes(self, technician_id: str, fixes: list[Fix]) -> None:
+    async def on_fixes(self, accepted: AcceptedFixes) -> None:
         """Stream the technician's fixes to operators for every open incident about them."""
+        technician_id, fixes = accepted.technician_id, accepted.fixes
         for incident_id, incident in list(self._open.items()):
             if incident.technician_id != technician_id:
                 continue
@@ -461,7 +463,7 @@ class SafetyDesk:
                 message = wire.IncidentLocationMessage(
                     incident=incident_id, t=fix.t, lat=fix.lat, lon=fix.lon, acc=fix.acc
                 )
-                await self.hub.bus.publish(
+                await self.bus.publish(
                     OPS_CHANNEL,
                     BusMessage(kind="incident_location", text=wire.encode(message), urgent=True),
                 )
@@ -489,7 +491,7 @@ class SafetyDesk:
 
     async def _broadcast(self, incident: Incident, reason: str) -> None:
         message = wire.IncidentMessage(incident=msgspec.to_builtins(incident), reason=reason)
-        await self.hub.bus.publish(
+        await self.bus.publish(
             OPS_CHANNEL, BusMessage(kind="incident", text=wire.encode(message), urgent=True)
         )
         status = wire.SosStatus(
@@ -499,7 +501,7 @@ class SafetyDesk:
             t=incident.updated_t,
             outcome=incident.outcome.value if incident.outcome else None,
         )
-        await self.hub.bus.publish(
+        await self.bus.publish(
             reporter_channel(incident.reporter.role, incident.reporter.sub),
             BusMessage(kind="sos_status", text=wire.encode(status), urgent=True),
         )
@@ -511,7 +513,7 @@ class SafetyDesk:
             try:
                 await self._enqueue_due()
                 await self._take_work()
-                now = self.hub.clock()
+                now = self.clock()
                 if self._trail and now - self._flushed_t >= TRAIL_FLUSH_S:
                     self._flushed_t = now
                     await self._flush_trails()
@@ -525,13 +527,13 @@ class SafetyDesk:
 
     async def _enqueue_due(self) -> None:
         """Put every due step of the mirrored open incidents on the work queue, once."""
-        now = self.hub.clock()
+        now = self.clock()
         for incident in list(self._open.values()):
             for step in due_steps(incident, self.policy, now):
                 if (incident.id, step.name) in self._enqueued:
                     continue
                 work = StepWork(incident_id=incident.id, step=step.name)
-                await self.hub.store.enqueue_work(
+                await self.store.enqueue_work(
                     SAFETY_QUEUE, f"{incident.id}:{step.name}", msgspec.json.encode(work)
                 )
                 self._enqueued.add((incident.id, step.name))
@@ -539,12 +541,12 @@ class SafetyDesk:
         self._enqueued = {entry for entry in self._enqueued if entry[0] in self._open}
 
     async def _take_work(self) -> None:
-        items = await self.hub.store.claim_work(
+        items = await self.store.claim_work(
             SAFETY_QUEUE,
-            self.hub.hub_id,
+            self.hub_id,
             count=16,
-            now=self.hub.clock(),
-            reclaim_idle_s=self.settings.work_reclaim_idle_s,
+            now=self.clock(),
+            reclaim_idle_s=self.config.work_reclaim_idle_s,
         )
         for item in items:
             if item.id not in self._working:
@@ -565,14 +567,12 @@ class SafetyDesk:
             await stop_tasks([keeper])
 
     async def _keep_claim(self, item_id: str) -> None:
-        interval = keepalive_interval(self.settings.work_reclaim_idle_s)
+        interval = keepalive_interval(self.config.work_reclaim_idle_s)
         while True:
             await asyncio.sleep(interval)
             try:
                 # The step's deliveries go on meanwhile; only the claim's idle time changes.
-                kept = await self.hub.store.keep_work(
-                    SAFETY_QUEUE, self.hub.hub_id, item_id, self.hub.clock()
-                )
+                kept = await self.store.keep_work(SAFETY_QUEUE, self.hub_id, item_id, self.clock())
             except Exception as exc:
                 # A store blink: the next keep (well before the reclaim time) tries again.
                 log.warning("keeping safety work item %s failed (%s)", item_id, exc)
@@ -593,7 +593,7 @@ class SafetyDesk:
                     log.error("work item %s: no escalation step %r", item.id, work.step)
                 else:
                     await self._escalate(work.incident_id, step)
-            await self.hub.store.ack_work(SAFETY_QUEUE, item.id)
+            await self.store.ack_work(SAFETY_QUEUE, item.id)
         except Exception:
             log.exception("safety work item %s failed; it will be retried", item.id)
         finally:
@@ -610,13 +610,13 @@ class SafetyDesk:
             if step not in due_steps(incident, self.policy, math.inf):
                 return incident
             fired.append(True)
-            return mark_escalated(incident, step, self.hub.clock(), by=self.hub.hub_id)
+            return mark_escalated(incident, step, self.clock(), by=self.hub_id)
 
         updated = await self._update(incident_id, mark)
         if updated is None or step.name not in updated.escalations:
             return  # acknowledged (or closed) before the step was due: nothing to send
         if fired:
-            self.hub.metrics.escalations.labels(step=step.name).inc()
+            self.metrics.escalations.labels(step=step.name).inc()
         reason = f"escalation {step.name}: not acknowledged within {step.after_s:g} s"
         if step.action == "realert_operators":
             await self._broadcast(updated, reason)
@@ -643,7 +643,7 @@ class SafetyDesk:
             step=step.name,
             reason=reason,
             delivery_id=f"{incident.id}:{step.name}",
-            t=self.hub.clock(),
+            t=self.clock(),
         )
         attempts = await self.supervisor.deliver(payload)
         await self._record(incident.id, step, "webhook", "supervisor", attempts)
@@ -657,8 +657,8 @@ class SafetyDesk:
             )
             return
         location = incident.location
-        profile = self.hub.profile(sub) if role == "technician" else None
-        who = f"{profile.name if profile and profile.name else sub} ({role})"
+        name = self.profiles.name_of(sub) if role == "technician" else None
+        who = f"{name or sub} ({role})"
         message = push_for_incident(
             incident_id=incident.id,
             kind=incident.kind,
@@ -691,7 +691,7 @@ class SafetyDesk:
                     step=step.name,
                     reason=reason,
                     delivery_id=f"{incident.id}:{step.name}:{index}",
-                    t=self.hub.clock(),
+                    t=self.clock(),
                     contact={"name": contact.name, "phone": contact.phone},
                     text=message.body,
                 )
@@ -712,7 +712,7 @@ class SafetyDesk:
         if missing is not None:
             deliveries = [
                 Delivery(
-                    t=self.hub.clock(),
+                    t=self.clock(),
                     channel=channel,
                     target=target,
                     step=step.name,
@@ -747,7 +747,7 @@ class SafetyDesk:
         if incident is None:
             return
         for delivery in deliveries:
-            self.hub.metrics.deliveries.labels(
+            self.metrics.deliveries.labels(
                 channel=delivery.channel, ok=str(delivery.ok).lower()
             ).inc()
         failed = [d for d in deliveries if d.dead_letter]
@@ -758,13 +758,13 @@ class SafetyDesk:
     # ------------------------------------------------------------------ contacts
 
     async def contacts_of(self, role: str, sub: str) -> list[EmergencyContact]:
-        raw = await self.hub.store.get_document(CONTACTS, contacts_key(role, sub))
+        raw = await self.store.get_document(CONTACTS, contacts_key(role, sub))
         if raw is None:
             return []
         return msgspec.json.decode(raw, type=list[EmergencyContact])
 
     async def put_contacts(self, role: str, sub: str, contacts: list[EmergencyContact]) -> None:
-        await self.hub.store.put_document(
+        await self.store.put_document(
             CONTACTS, contacts_key(role, sub), msgspec.json.encode(contacts)
         )
 

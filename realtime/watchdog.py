@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -38,15 +37,13 @@ from alerts import watchdog as core
 from alerts.safety_alert import AlertKind, open_alert
 from alerts.watchdog import Decision, DecisionKind, UnknownCheck, Visit, Watch, WatchdogConfig
 from realtime import protocol as wire
-from realtime.backends.base import BusMessage
+from realtime.backends.base import Bus, BusMessage, Store
 from realtime.booking import Booking
 from realtime.channels import technician_channel
 from realtime.cluster import LOCK_TTL_S
+from realtime.ports import AlertRaiser, BookingView, Clock, FleetView, Spawn, SystemIncidents
 from realtime.tasks import stop_tasks
 from realtime.zoning import IN_VISIT
-
-if TYPE_CHECKING:
-    from realtime.hub import Hub
 
 log = logging.getLogger("doorstep.watchdog")
 
@@ -59,25 +56,42 @@ _watch_decoder = msgspec.json.Decoder(Watch)
 
 
 class Watchdog:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        settings = hub.settings
-        self.config = WatchdogConfig(
-            overdue_margin_s=settings.overdue_margin_s,
-            check_timeout_s=settings.check_timeout_s,
-            recheck_after_ok_s=settings.recheck_after_ok_s,
-            signal_lost_s=settings.signal_lost_s,
-        )
-        self.lease_ttl_s = max(3 * settings.watchdog_interval_s, 10.0)
+    def __init__(
+        self,
+        *,
+        config: WatchdogConfig,
+        interval_s: float,
+        hub_id: str,
+        store: Store,
+        bus: Bus,
+        bookings: BookingView,
+        fleet: FleetView,
+        alerts: AlertRaiser,
+        incidents: SystemIncidents,
+        spawn: Spawn,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.interval_s = interval_s
+        self.hub_id = hub_id
+        self.store = store
+        self.bus = bus
+        self.bookings = bookings
+        self.fleet = fleet
+        self.alerts = alerts
+        self.incidents = incidents
+        self.spawn = spawn
+        self.clock = clock
+        self.lease_ttl_s = max(3 * interval_s, 10.0)
         self._task: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
-        self._task = self.hub.tasks.spawn("doorstep-watchdog", self._loop)
+        self._task = self.spawn("doorstep-watchdog", self._loop)  # type: ignore[assignment]
 
     async def _watches(self) -> dict[str, Watch]:
         """Every stored watch, by booking id (one small document per visit in progress)."""
         watches = {}
-        for booking_id, raw in (await self.hub.store.list_documents(WATCHES)).items():
+        for booking_id, raw in (await self.store.list_documents(WATCHES)).items():
             try:
                 watches[booking_id] = _watch_decoder.decode(raw)
             except msgspec.DecodeError:
@@ -87,7 +101,7 @@ class Watchdog:
         return watches
 
     async def _watch(self, booking_id: str) -> Watch | None:
-        raw = await self.hub.store.get_document(WATCHES, booking_id)
+        raw = await self.store.get_document(WATCHES, booking_id)
         try:
             return _watch_decoder.decode(raw) if raw is not None else None
         except msgspec.DecodeError:
@@ -98,7 +112,7 @@ class Watchdog:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.hub.settings.watchdog_interval_s)
+            await asyncio.sleep(self.interval_s)
             try:
                 await self.tick()
             except Exception:
@@ -109,12 +123,12 @@ class Watchdog:
 
     async def tick(self) -> None:
         """Evaluate every visit once at the hub's current time, if this hub is the watcher."""
-        if not await self.hub.store.hold_lease(WATCHES, self.hub.hub_id, self.lease_ttl_s):
+        if not await self.store.hold_lease(WATCHES, self.hub_id, self.lease_ttl_s):
             return  # another hub watches
-        bookings = [b for b in self.hub.active_bookings() if _in_visit(b)]
+        bookings = [b for b in self.bookings.active_bookings() if _in_visit(b)]
         for booking_id in sorted(set(await self._watches()) - {b.id for b in bookings}):
             # The visit is over (checked out, cancelled): nothing left to watch.
-            await self.hub.store.delete_document(WATCHES, booking_id)
+            await self.store.delete_document(WATCHES, booking_id)
         for booking in bookings:
             try:
                 await self._evaluate(booking)
@@ -131,18 +145,18 @@ class Watchdog:
             technician_id=booking.technician_id,
             arrived_t=booking.arrived_t,
             expected_duration_s=booking.expected_duration_s,
-            last_fix_t=await self.hub.heard_t(booking.technician_id),
+            last_fix_t=await self.fleet.heard_t(booking.technician_id),
         )
-        async with self.hub.store.lock(f"watch:{booking.id}", LOCK_TTL_S):
+        async with self.store.lock(f"watch:{booking.id}", LOCK_TTL_S):
             watch = await self._watch(booking.id) or core.new_watch(visit)
-            updated, decisions = core.evaluate(watch, visit, self.config, self.hub.clock())
+            updated, decisions = core.evaluate(watch, visit, self.config, self.clock())
             for decision in decisions:
                 await self._act(decision)
             if updated != watch:
                 await self._save(updated)
 
     async def _save(self, watch: Watch) -> None:
-        await self.hub.store.put_document(WATCHES, watch.booking_id, msgspec.json.encode(watch))
+        await self.store.put_document(WATCHES, watch.booking_id, msgspec.json.encode(watch))
 
     # ------------------------------------------------------------------ acting
 
@@ -174,7 +188,7 @@ class Watchdog:
             f"visit {decision.booking_id} is overdue and technician {decision.technician_id}"
             f" did not answer {QUESTION!r} within {timeout:g} s"
         )
-        incident, _ = await self.hub.safety.raise_system(
+        incident, _ = await self.incidents.raise_system(
             kind=OVERDUE_INCIDENT,
             technician_id=decision.technician_id,
             booking_id=decision.booking_id,
@@ -196,11 +210,11 @@ class Watchdog:
             actor=ACTOR,
             incident_id=incident_id,
         )
-        await self.hub.alerts.raise_alert(alert, entry)
+        await self.alerts.raise_alert(alert, entry)
 
     async def _tell_technician(self, technician_id: str, message: wire.CheckPrompt) -> None:
         text = wire.encode(message)
-        await self.hub.bus.publish(
+        await self.bus.publish(
             technician_channel(technician_id), BusMessage(kind="check", text=text, urgent=True)
         )
 
@@ -208,7 +222,7 @@ class Watchdog:
 
     async def open_checks(self, technician_id: str) -> list[wire.CheckPrompt]:
         """The technician's unanswered checks, to send again when they (re)connect."""
-        watches = [await self._watch(b.id) for b in self.hub.active_bookings_of(technician_id)]
+        watches = [await self._watch(b.id) for b in self.bookings.active_bookings_of(technician_id)]
         return [
             wire.CheckPrompt(
                 id=watch.check.id,
@@ -223,12 +237,12 @@ class Watchdog:
 
     async def answer(self, technician_id: str, check_id: str) -> None:
         """Record the technician's "ok" durably; UnknownCheck when it is not theirs to answer."""
-        for booking in self.hub.active_bookings_of(technician_id):
-            async with self.hub.store.lock(f"watch:{booking.id}", LOCK_TTL_S):
+        for booking in self.bookings.active_bookings_of(technician_id):
+            async with self.store.lock(f"watch:{booking.id}", LOCK_TTL_S):
                 watch = await self._watch(booking.id)
                 if watch is None or not core.knows(watch, check_id):
                     continue
-                updated = core.answer_ok(watch, check_id, self.hub.clock())
+                updated = core.answer_ok(watch, check_id, self.clock())
                 if updated is not watch:
                     await self._save(updated)
                 return

@@ -16,10 +16,11 @@ from realtime import protocol as wire
 from realtime.alerting import AlertNotFound
 from realtime.auth import AuthError, Principal, Role
 from realtime.backends.base import Unsubscribe
-from realtime.channels import OPS_CHANNEL
+from realtime.channels import FLEET_CHANNEL, OPS_CHANNEL, booking_channel, technician_channel
 from realtime.connection import Connection
-from realtime.hub import FLEET_CHANNEL, Hub, booking_channel, public_booking, technician_channel
+from realtime.hub import Hub
 from realtime.protocol import CloseCode
+from realtime.publish import public_booking
 from realtime.safety import IncidentNotFound, reporter_channel
 
 log = logging.getLogger("doorstep.ws")
@@ -77,7 +78,7 @@ async def technician_socket(websocket: WebSocket) -> None:
     technician_id = principal.sub
     await websocket.accept()
     conn = _connection(websocket, Role.TECHNICIAN)
-    state = await hub.technician_connected(technician_id)
+    state = await hub.fleet.connected(technician_id)
     unsubscribers = [
         _track_token(websocket, principal, conn),
         hub.watch(technician_channel(technician_id), conn.outbox),
@@ -86,7 +87,7 @@ async def technician_socket(websocket: WebSocket) -> None:
     try:
         # Tell the client where to resume: everything up to this seq is stored.
         conn.send(wire.Ack(seq=state.durable_seq), "ack", conflate_key="ack")
-        for booking in hub.active_bookings_of(technician_id):
+        for booking in hub.bookings.active_bookings_of(technician_id):
             conn.send(wire.BookingMessage(booking=public_booking(booking)), "booking")
         # An "are you OK?" asked while the phone was offline is asked again now, after the
         # booking it is about (not urgent: nothing is queued ahead of it yet).
@@ -105,13 +106,13 @@ async def technician_socket(websocket: WebSocket) -> None:
             elif isinstance(message, wire.CheckOk):
                 await handle_check_ok(hub, technician_id, conn, message)
             else:
-                await hub.ingest(technician_id, message, received)
+                await hub.pipeline.ingest(technician_id, message, received)
 
         await conn.run(handle)
     finally:
         for unsubscribe in unsubscribers:
             unsubscribe()
-        hub.technician_disconnected(technician_id)
+        hub.fleet.disconnected(technician_id)
 
 
 def message_type(message: object) -> str:
@@ -163,7 +164,7 @@ async def booking_socket(websocket: WebSocket) -> None:
         await _refuse(websocket, CloseCode.FORBIDDEN, "this token is for another booking")
         return
     hub: Hub = websocket.app.state.hub
-    booking = await hub.get_booking(booking_id)
+    booking = await hub.bookings.get_booking(booking_id)
     if booking is None:
         await _refuse(
             websocket, CloseCode.NOT_FOUND, f"booking {wire.clip(booking_id, 64)} does not exist"
@@ -173,10 +174,10 @@ async def booking_socket(websocket: WebSocket) -> None:
     conn = _connection(websocket, principal.role)
     # Re-read after the awaits above, then snapshot and subscribe with no await in between:
     # no status or position can slip between the snapshot and the live stream.
-    booking = await hub.get_booking(booking_id) or booking
+    booking = await hub.bookings.get_booking(booking_id) or booking
     if booking.active and booking.technician_id:
-        await hub.look_around([booking.technician_id])  # their position, if on another hub
-        booking = await hub.get_booking(booking_id) or booking
+        await hub.fleet.look_around([booking.technician_id])  # their position, if on another hub
+        booking = await hub.bookings.get_booking(booking_id) or booking
     conn.send(hub.booking_snapshot(booking), "snapshot")
     unsubscribers = [
         _track_token(websocket, principal, conn),
@@ -220,11 +221,11 @@ async def operator_socket(websocket: WebSocket) -> None:
     metrics = websocket.app.state.metrics
     await websocket.accept()
     conn = _connection(websocket, Role.OPERATOR)
-    await hub.look_around()  # technicians online on other hubs
+    await hub.fleet.look_around()  # technicians online on other hubs
     # Snapshot and subscription with no await in between: no incident can slip past both.
     incidents = [msgspec.to_builtins(i) for i in hub.safety.open_incidents()]
     alerts = [msgspec.to_builtins(a) for a in hub.alerts.open_alerts()]
-    snapshot = wire.Snapshot(fleet=hub.fleet_snapshot(), incidents=incidents, alerts=alerts)
+    snapshot = wire.Snapshot(fleet=hub.fleet.snapshot(), incidents=incidents, alerts=alerts)
     conn.send(snapshot, "snapshot")
     unsubscribers = [
         _track_token(websocket, principal, conn),

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from alerts.safety_alert import AlertKind, open_alert
 from geofence.zones import ZoneEvent, ZoneIndex, ZoneTracker, zones_from_geojson
+from realtime.backends.base import Store
 from realtime.booking import BookingStatus
 from realtime.cluster import Entity
-
-if TYPE_CHECKING:
-    from realtime.hub import Hub
+from realtime.ports import AcceptedFixes, AlertRaiser, Announce, BookingView
 
 log = logging.getLogger("doorstep.zones")
 
@@ -32,8 +31,13 @@ IN_VISIT = frozenset({BookingStatus.ARRIVED, BookingStatus.IN_SERVICE})
 
 
 class Zoning:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self, *, store: Store, announce: Announce, bookings: BookingView, alerts: AlertRaiser
+    ) -> None:
+        self.store = store
+        self.announce = announce
+        self.bookings = bookings
+        self.alerts = alerts
         self.index = ZoneIndex([])
         self._documents: dict[str, Any] = {}
         self._trackers: dict[str, ZoneTracker] = {}
@@ -41,7 +45,7 @@ class Zoning:
     async def load(self) -> None:
         """Read every zone from the store (at start, and when another hub changed one)."""
         self._documents = {}
-        for zone_id, raw in (await self.hub.store.list_documents(ZONES)).items():
+        for zone_id, raw in (await self.store.list_documents(ZONES)).items():
             try:
                 self._documents[zone_id] = msgspec.json.decode(raw)
             except msgspec.DecodeError:
@@ -63,18 +67,27 @@ class Zoning:
     async def put(self, zone_id: str, document: Any) -> list[Any]:
         """Validate (GeoJSONError on bad input), store, and index a zone document."""
         zones = zones_from_geojson(document, zone_id)
-        await self.hub.store.put_document(ZONES, zone_id, msgspec.json.encode(document))
+        await self.store.put_document(ZONES, zone_id, msgspec.json.encode(document))
         self._documents[zone_id] = document
         self._rebuild()
-        await self.hub.cluster.announce(Entity.ZONES)
+        await self.announce(Entity.ZONES)
         return zones
 
     async def delete(self, zone_id: str) -> bool:
-        deleted = await self.hub.store.delete_document(ZONES, zone_id)
+        deleted = await self.store.delete_document(ZONES, zone_id)
         if self._documents.pop(zone_id, None) is not None:
             self._rebuild()
-        await self.hub.cluster.announce(Entity.ZONES)
+        await self.announce(Entity.ZONES)
         return deleted
+
+    async def on_fixes(self, accepted: AcceptedFixes) -> None:
+        """Zone membership follows every fix (an offline batch may cross a boundary and
+        back), but never goes back in time."""
+        if len(self.index) == 0:
+            return
+        for fix in accepted.fixes:
+            if fix.t >= accepted.previous_t:
+                await self.on_fix(accepted.technician_id, fix.lat, fix.lon, fix.t)
 
     async def on_fix(self, technician_id: str, lat: float, lon: float, t: float) -> None:
         """Track zone membership; alert operators on what matters during bookings."""
@@ -85,9 +98,9 @@ class Zoning:
             await self._maybe_alert(technician_id, event)
 
     async def _maybe_alert(self, technician_id: str, event: ZoneEvent) -> None:
-        bookings = self.hub.active_bookings_of(technician_id)
+        bookings = self.bookings.active_bookings_of(technician_id)
         # The visit in progress, not the next job: the alert is about where they are now.
-        current = self.hub.current_visit(technician_id)
+        current = self.bookings.current_visit(technician_id)
         in_visit = current if current is not None and current.status in IN_VISIT else None
         if event.kind == "leave" and event.zone_kind == SERVICE_AREA and in_visit:
             kind = AlertKind.LEFT_SERVICE_AREA
@@ -111,7 +124,7 @@ class Zoning:
             actor="system:zoning",
         )
         try:
-            await self.hub.alerts.raise_alert(alert, entry)
+            await self.alerts.raise_alert(alert, entry)
         except Exception:
             # This runs inside a technician's fix ingest: the fix is queued for the history
             # already, so a failing alert write must not turn into an error for the phone.

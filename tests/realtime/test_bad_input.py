@@ -856,7 +856,7 @@ async def test_a_hub_bug_on_one_frame_answers_internal_error_and_keeps_the_strea
     token = await running.token("technician", "tech-bug")
     tech = await running.connect("/v1/ws/technician", token)
     await receive_until(tech, "ack")
-    real_ingest = running.hub.ingest
+    real_ingest = running.hub.pipeline.ingest
     calls = 0
 
     async def broken_once(technician_id, message, received):
@@ -866,7 +866,7 @@ async def test_a_hub_bug_on_one_frame_answers_internal_error_and_keeps_the_strea
             raise RuntimeError("simulated bug")
         await real_ingest(technician_id, message, received)
 
-    monkeypatch.setattr(running.hub, "ingest", broken_once)
+    monkeypatch.setattr(running.hub.pipeline, "ingest", broken_once)
     fix = {"type": "location", "seq": 1, "t": time.time(), "lat": 52.5, "lon": 13.4}
     await tech.send(json.dumps(fix))
     error = await receive_until(tech, "error")

@@ -165,7 +165,7 @@ async def test_failed_writes_at_approach_check_in_and_check_out_are_retried(
     assert events == ["create", "assign", "en_route", "approach", "check_in", "start_service",
                       "check_out"]  # fmt: skip
     assert flaky.failed == Counter(arriving=2, arrived=3, in_service=2, completed=3)
-    assert hub.hub.current_visit("tech-a") is None
+    assert hub.hub.bookings.current_visit("tech-a") is None
     assert hub.hub.arrivals.pending("visit-1") == []
 
     # The technician drives on: nobody watches them any more.

@@ -79,7 +79,7 @@ async def test_data_past_its_retention_goes_when_the_job_runs_and_newer_data_sta
     # The last position of the technician who left is gone from the roster and memory.
     assert await hub.hub.roster.positions(["tech-2"]) == {}
     assert (await hub.hub.roster.positions(["tech-1"]))["tech-1"].seq == 5
-    assert hub.hub.last_position("tech-2") is None
+    assert hub.hub.fleet.last_position("tech-2") is None
     if hub.settings.backend == "redis":
         fixes, seqs, times, head = Keys(hub.settings.redis_prefix).technician("tech-2")
         redis = hub.hub.store.redis

@@ -1,0 +1,331 @@
+"""The one place that owns booking state: the active-booking mirror and every transition.
+
+Thin I/O around the pure core ``realtime/booking.py``. Creating a booking, each lifecycle
+event (platform calls, check-in and check-out from arrivals, dispatch's assignment) goes
+through ``BookingDesk``: under the store's locks, read from the store, applied by the core,
+written with its audit entry, then told to the watchers, the technician and the other hubs.
+The rest of the hub reads bookings through it (``BookingView``, ``realtime/ports.py``) and
+hears of changes through ``on_change`` listeners (arrivals starts and stops its trackers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from realtime import booking as core
+from realtime.backends.base import Store
+from realtime.booking import Booking, BookingEvent
+from realtime.cluster import LOCK_TTL_S, Entity
+from realtime.fleet import Fleet
+from realtime.ports import Announce, Clock
+from realtime.publish import Publisher
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+class TechnicianBusy(Exception):
+    """The technician is on another visit: a second ``en_route`` waits for its check-out."""
+
+
+class _Relock(Exception):
+    """The booking's technician changed before its lock was taken: take the right one."""
+
+    def __init__(self, technician_id: str) -> None:
+        super().__init__(technician_id)
+        self.technician_id = technician_id
+
+
+def _technician_decided(
+    booking: Booking | None, event: BookingEvent, technician_id: str | None
+) -> str | None:
+    """The technician whose lock this transition needs: the one it assigns, or the one
+    whose visit it starts; None when it decides nothing about a technician."""
+    if booking is None:
+        return None
+    if event is BookingEvent.ASSIGN:
+        return technician_id
+    if core.starts_visit(booking, event):
+        return booking.technician_id
+    return None
+
+
+def technician_lock(technician_id: str) -> str:
+    """The store lock serialising what decides a technician's bookings (assigning them,
+    starting a visit) among every hub. Taken before a booking's lock, never after."""
+    return f"technician:{technician_id}"
+
+
+@dataclass
+class BookingSpec:
+    """A validated ``POST /v1/bookings`` body."""
+
+    customer_id: str
+    destination: core.Destination
+    id: str | None = None
+    technician_id: str | None = None
+    expected_duration_s: float = core.DEFAULT_EXPECTED_DURATION_S
+    geofence_radius_m: float = core.DEFAULT_GEOFENCE_RADIUS_M
+    skills: tuple[str, ...] = field(default_factory=tuple)
+    fence: dict[str, object] | None = None
+
+
+class BookingDesk:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        publisher: Publisher,
+        announce: Announce,
+        clock: Clock,
+        fleet: Fleet,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.announce = announce
+        self.clock = clock
+        # Assigning loads the technician: their last position is in the booking's snapshot.
+        self.fleet = fleet
+        self._active: dict[str, Booking] = {}
+        self._bookings_of: defaultdict[str, set[str]] = defaultdict(set)
+        self._listeners: list[Callable[[Booking], None]] = []
+
+    def on_change(self, listener: Callable[[Booking], None]) -> None:
+        """Call ``listener`` with every booking this hub learns a new version of."""
+        self._listeners.append(listener)
+
+    # ------------------------------------------------------------------ the mirror
+
+    async def load(self) -> None:
+        """Read the active bookings from the store (at start, and after a reconnect)."""
+        active = await self.store.active_bookings()
+        for stale in set(self._active) - {booking.id for booking in active}:
+            booking = await self.store.get_booking(stale)
+            if booking is not None:
+                self._index(booking)
+        for booking in active:
+            self._index(booking)
+            if booking.technician_id:
+                await self.fleet.load(booking.technician_id)
+
+    async def refresh(self, booking_id: str) -> None:
+        """Another hub changed this booking: mirror what is stored."""
+        booking = await self.store.get_booking(booking_id)
+        if booking is None:
+            return
+        if booking.active and booking.technician_id:
+            await self.fleet.load(booking.technician_id)
+        self._index(booking)
+
+    def _index(self, booking: Booking) -> None:
+        old = self._active.pop(booking.id, None)
+        if old is not None and old.technician_id:
+            self._bookings_of[old.technician_id].discard(booking.id)
+        if booking.active:
+            self._active[booking.id] = booking
+            if booking.technician_id:
+                self._bookings_of[booking.technician_id].add(booking.id)
+        for listener in self._listeners:
+            listener(booking)
+
+    # ------------------------------------------------------------------ reading
+
+    async def get_booking(self, booking_id: str) -> Booking | None:
+        cached = self._active.get(booking_id)
+        return cached if cached is not None else await self.store.get_booking(booking_id)
+
+    async def booking_events(self, booking_id: str) -> list[core.AuditEvent]:
+        return await self.store.booking_events(booking_id)
+
+    def active_bookings(self) -> list[Booking]:
+        return [self._active[b] for b in sorted(self._active)]
+
+    def active_bookings_of(self, technician_id: str) -> list[Booking]:
+        """Every open booking of the technician (assigned ones too), by id."""
+        return [self._active[b] for b in sorted(self._bookings_of.get(technician_id, ()))]
+
+    def has_other_open(self, technician_id: str, booking_id: str) -> bool:
+        """Whether this hub's mirror shows the technician with another open booking."""
+        return bool(self._bookings_of.get(technician_id, set()) - {booking_id})
+
+    def current_visit(self, technician_id: str) -> Booking | None:
+        """The technician's visit in progress (``en_route`` .. ``in_service``), or None.
+
+        The one booking whose customer sees the technician's position and ETA, and the one
+        a technician's SOS is about. From this hub's mirror (kept by the cluster notices).
+        """
+        return core.current_visit(self.active_bookings_of(technician_id))
+
+    def shows_technician(self, booking: Booking) -> bool:
+        """Whether the booking's watchers see its technician's position and ETA now."""
+        if not booking.in_visit or booking.technician_id is None:
+            return False
+        current = self.current_visit(booking.technician_id)
+        # None: this hub's mirror has not caught up with the booking yet (read from the store).
+        return current is None or current.id == booking.id
+
+    # ------------------------------------------------------------------ changing
+
+    async def create_booking(self, spec: BookingSpec, actor: str) -> Booking:
+        booking_id = spec.id or uuid.uuid4().hex
+        async with contextlib.AsyncExitStack() as locks:
+            if spec.technician_id:
+                # An assignment: serialised with dispatch's "is this technician free?".
+                await locks.enter_async_context(
+                    self.store.lock(technician_lock(spec.technician_id), LOCK_TTL_S)
+                )
+            await locks.enter_async_context(self.store.lock(f"booking:{booking_id}", LOCK_TTL_S))
+            if booking_id in self._active or await self.store.get_booking(booking_id):
+                raise Conflict(f"booking {booking_id} already exists")
+            booking, events = core.create(
+                booking_id=booking_id,
+                customer_id=spec.customer_id,
+                destination=spec.destination,
+                t=self.clock(),
+                actor=actor,
+                technician_id=spec.technician_id,
+                expected_duration_s=spec.expected_duration_s,
+                geofence_radius_m=spec.geofence_radius_m,
+                skills=spec.skills,
+                fence=spec.fence,
+            )
+            if booking.technician_id:
+                await self.fleet.load(booking.technician_id)
+            await self.store.save_booking(booking, events)
+            self._index(booking)
+            if booking.technician_id:
+                await self.publisher.booking(booking)
+        await self.announce(Entity.BOOKING, booking.id)
+        return booking
+
+    async def transition(
+        self,
+        booking_id: str,
+        event: BookingEvent,
+        actor: str,
+        *,
+        cause: str | None = None,
+        technician_id: str | None = None,
+        t: float | None = None,
+    ) -> Booking:
+        """Apply one lifecycle event durably, then tell the watchers and the technician.
+
+        ``t`` is when it happened, if not now: check-in and check-out report the time the
+        technician really arrived or left, which is earlier than when the hub became sure.
+
+        An assignment, and the start of a visit (``en_route``), also hold the technician's
+        lock: a technician is on at most one visit (TechnicianBusy otherwise), and dispatch
+        checks "free" under the same lock.
+        """
+        peek = await self.get_booking(booking_id)
+        locked = _technician_decided(peek, event, technician_id)
+        for _ in range(3):
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    if locked is not None:
+                        await stack.enter_async_context(
+                            self.store.lock(technician_lock(locked), LOCK_TTL_S)
+                        )
+                    new = await self._transition_locked(
+                        booking_id,
+                        event,
+                        actor,
+                        cause=cause,
+                        technician_id=technician_id,
+                        t=t,
+                        locked_technician=locked,
+                    )
+                break
+            except _Relock as relock:
+                # The stored booking differs from the peek (re-assigned, or this hub's
+                # mirror was behind): take the lock of the technician it really concerns.
+                locked = relock.technician_id
+        else:
+            raise Conflict(f"booking {booking_id} keeps changing technician; retry")
+        await self.announce(Entity.BOOKING, new.id)
+        return new
+
+    async def assign_if_free(
+        self, booking_id: str, technician_id: str, actor: str, cause: str
+    ) -> Booking | None:
+        """Assign the technician if they still have no other open booking; else None.
+
+        A dispatch ranking is made from this hub's mirror, a moment ago: a concurrent
+        dispatch (here or on another hub) may have taken the technician since. Checked again
+        under the technician's lock, reading the store, so two dispatches never both win one.
+        """
+        async with self.store.lock(technician_lock(technician_id), LOCK_TTL_S):
+            # Under the lock: an assignment of this technician elsewhere is stored by now.
+            taken = core.other_open(await self.store.active_bookings(), technician_id, booking_id)
+            if taken:
+                return None
+            assigned = await self._transition_locked(
+                booking_id,
+                BookingEvent.ASSIGN,
+                actor,
+                cause=cause,
+                technician_id=technician_id,
+                t=None,
+                locked_technician=technician_id,
+            )
+        await self.announce(Entity.BOOKING, assigned.id)
+        return assigned
+
+    async def _transition_locked(
+        self,
+        booking_id: str,
+        event: BookingEvent,
+        actor: str,
+        *,
+        cause: str | None,
+        technician_id: str | None,
+        t: float | None,
+        locked_technician: str | None = None,
+    ) -> Booking:
+        """``transition`` under the booking's lock (the caller holds the technician's lock
+        when ``locked_technician`` is set); the cluster notice is the caller's."""
+        # Read-modify-write under the booking's lock, reading the store (another hub may have
+        # changed it since this hub's mirror saw it).
+        async with self.store.lock(f"booking:{booking_id}", LOCK_TTL_S):
+            old = await self.store.get_booking(booking_id)
+            if old is None:
+                raise NotFound(f"booking {booking_id} does not exist")
+            needed = _technician_decided(old, event, technician_id)
+            if needed is not None and needed != locked_technician:
+                raise _Relock(needed)
+            if needed is not None and core.starts_visit(old, event):
+                # The store, not this hub's mirror: another hub may have started a visit of
+                # this technician a moment ago (it held the same lock, so it is stored).
+                busy = core.other_visit(await self.store.active_bookings(), needed, old.id)
+                if busy is not None:
+                    raise TechnicianBusy(
+                        f"technician {needed} is on visit {busy.id} ({busy.status.value}):"
+                        " it must be checked out or cancelled before another starts"
+                    )
+            new, record = core.apply(
+                old,
+                event,
+                t=self.clock() if t is None else t,
+                actor=actor,
+                cause=cause,
+                technician_id=technician_id,
+            )
+            if new.active and new.technician_id:
+                # Its last known position is in the snapshot from the moment it is assigned.
+                await self.fleet.load(new.technician_id)
+            await self.store.save_booking(new, [record])
+            self._index(new)
+            await self.publisher.status(new, record.t, cause)
+            await self.publisher.booking(new)
+            if old.technician_id and old.technician_id != new.technician_id:
+                await self.publisher.booking(new, to=old.technician_id)
+        return new
