@@ -42,7 +42,7 @@ async def test_an_unexpected_exception_is_a_json_500_without_internals(
     async def broken(*_: object) -> None:
         raise RuntimeError("SELECT data FROM bookings /var/lib/doorstep secret-xyz")
 
-    monkeypatch.setattr(hub.hub, "get_booking", broken)
+    monkeypatch.setattr(hub.hub.bookings, "get_booking", broken)
     async with hub.client() as http:
         response = await http.get("/v1/bookings/b-1")
     _is_error_json(response, 500, "internal_error")

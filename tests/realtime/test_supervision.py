@@ -120,7 +120,7 @@ async def test_a_hub_task_that_raises_is_restarted_and_the_hub_not_ready_meanwhi
         async with httpx.AsyncClient(base_url=hub.http, timeout=5) as http:
             assert (await http.get("/readyz")).status_code == 200
             # The fleet loop calls look_around when a technician's socket closed.
-            monkeypatch.setattr(hub.hub, "look_around", broken_look_around)
+            monkeypatch.setattr(hub.hub.fleet, "look_around", broken_look_around)
             tech = await hub.connect("/v1/ws/technician", await hub.token("technician", "t-1"))
             await tech.close()
             for _ in range(50):
