@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import msgspec
+import tenacity
 
 from geofence.arrival import ArrivalConfig, ArrivalTracker, ArrivalUpdate
 from geofence.eta import CircuityModel, Eta, StraightLineProvider, TravelTimeModel
@@ -242,16 +243,23 @@ class Arrivals:
     async def _retry(self, booking_id: str) -> None:
         """Retry with exponential backoff until stored or the booking is over; a new fix
         of the technician cuts the wait short."""
-        delay = RETRY_FIRST_S
+        wake = self._retry_now[booking_id]
+
+        async def wait_or_wake(delay: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
+            wake.clear()
+
+        retrying = tenacity.AsyncRetrying(
+            # Until written or the queue is gone (the booking ended another way).
+            retry=tenacity.retry_if_result(lambda done: not done),
+            # 0.2, 0.4, 0.8 ... s after the first wait of RETRY_FIRST_S.
+            wait=tenacity.wait_exponential(multiplier=2 * RETRY_FIRST_S, max=RETRY_MAX_S),
+            sleep=wait_or_wake,
+        )
         try:
-            while booking_id in self._pending:
-                wake = self._retry_now[booking_id]
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), delay)
-                wake.clear()
-                if await self._write_pending(booking_id):
-                    return
-                delay = min(delay * 2, RETRY_MAX_S)
+            await wait_or_wake(RETRY_FIRST_S)
+            await retrying(self._write_pending, booking_id)
         finally:
             self._retry_tasks.pop(booking_id, None)
             self._retry_now.pop(booking_id, None)

@@ -15,11 +15,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import tenacity
+
 from realtime.backends.base import Store, StoredFix
 from realtime.metrics import Metrics
 from realtime.tasks import Supervisor
 
 log = logging.getLogger("doorstep.history")
+
+# The longest wait between two attempts to write the history while the store fails.
+MAX_BACKOFF_S = 5.0
 
 DurableHook = Callable[[dict[str, int]], Awaitable[None]]
 
@@ -73,23 +78,26 @@ class HistoryWriter:
             await self._task
 
     async def _run(self) -> None:
-        backoff = self.interval
         while True:
             if not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=self.interval)
             self._wakeup.clear()
             if self._pending:
-                if not await self._flush():
-                    if self._stopping:
-                        log.error("dropping %d unwritten fixes at shutdown", len(self._pending))
-                        return
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
-                backoff = self.interval
+                if not await self._write_until_stored():
+                    log.error("dropping %d unwritten fixes at shutdown", len(self._pending))
+                    return
             elif self._stopping:
                 return
+
+    async def _write_until_stored(self) -> bool:
+        """Write a batch; after a failure try again with backoff (``interval``, doubling up
+        to MAX_BACKOFF_S) until it is written. False: it failed while the hub stops."""
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_result(lambda written: not written and not self._stopping),
+            wait=tenacity.wait_exponential(multiplier=self.interval, max=MAX_BACKOFF_S),
+        )
+        return await retrying(self._flush)
 
     async def _flush(self) -> bool:
         # Take the batch before awaiting: fixes submitted during the write go to the next one.
