@@ -32,13 +32,13 @@ from realtime.booking import Booking, BookingEvent
 from realtime.channels import FLEET_CHANNEL, booking_channel, technician_channel
 from realtime.cluster import LOCK_TTL_S, Cluster, Entity
 from realtime.dispatch import Candidate, Ranked, rank
-from realtime.fanout import Outbox
 from realtime.history import HistoryWriter
 from realtime.ingest import FixLimits, SeqTracker
 from realtime.metrics import Metrics
 from realtime.readiness import BackendHealth
 from realtime.safety import SafetyDesk
 from realtime.settings import Settings
+from realtime.sockets.fanout import Outbox
 from realtime.tasks import Supervisor, stop_tasks
 from realtime.watchdog import Watchdog
 from realtime.zoning import Zoning
