@@ -6,16 +6,18 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 
-from realtime import http_api, http_people, pages, ws
+from realtime import pages
 from realtime.auth import Keyring
 from realtime.backends import create_backends, create_roster
+from realtime.http import exception_handlers
+from realtime.http import routes as http_routes
 from realtime.hub import Hub
 from realtime.metrics import Metrics
 from realtime.ports import Clock
 from realtime.revocation import TokenGuard
 from realtime.settings import Settings, SettingsError
+from realtime.sockets.routes import routes as socket_routes
 from realtime.tasks import Supervisor
 
 
@@ -64,12 +66,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             await hub.stop()
 
     app = Starlette(
-        routes=[*http_api.routes, *http_people.routes, *ws.routes, *pages.routes],
+        routes=[*http_routes, *socket_routes, *pages.routes],
         lifespan=lifespan,
-        exception_handlers={
-            HTTPException: http_api.http_exception_handler,
-            Exception: http_api.server_error_handler,
-        },
+        exception_handlers=exception_handlers,
     )
     app.state.settings = settings
     app.state.metrics = metrics

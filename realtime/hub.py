@@ -17,17 +17,14 @@ import time
 import uuid
 
 from alerts.watchdog import WatchdogConfig
-from realtime import protocol as wire
 from realtime.alerting import AlertDesk
 from realtime.arrivals import Arrivals, RoutingEngine
-from realtime.backends.base import Bus, BusMessage, Store, Unsubscribe
+from realtime.backends.base import Bus, Store
 from realtime.backends.roster import MemoryRoster, Roster
-from realtime.booking import Booking
 from realtime.bookings_desk import BookingDesk
 from realtime.cluster import Cluster, Entity
 from realtime.dispatcher import Dispatcher
 from realtime.erasure import Eraser
-from realtime.fanout import Outbox
 from realtime.fleet import Fleet
 from realtime.history import HistoryWriter
 from realtime.ingest import FixLimits
@@ -37,7 +34,7 @@ from realtime.pipeline import Acks, FixPipeline
 from realtime.ports import Clock
 from realtime.privacy import Retention
 from realtime.profiles import Profiles
-from realtime.publish import Publisher, public_booking
+from realtime.publish import Publisher
 from realtime.readiness import BackendHealth
 from realtime.retention import RetentionJob
 from realtime.safety import SafetyConfig, SafetyDesk
@@ -264,26 +261,3 @@ class Hub:
     @property
     def healthy(self) -> bool:
         return self.ready and self.history.healthy and self.backend.ok
-
-    # ------------------------------------------------------------------ watchers
-
-    def watch(self, channel: str, outbox: Outbox) -> Unsubscribe:
-        """Route a channel into a connection's outbox; ``final`` messages close it after."""
-
-        def deliver(message: BusMessage) -> None:
-            outbox.put(
-                message.kind, message.text, conflate_key=message.conflate_key, urgent=message.urgent
-            )
-            if message.final:
-                outbox.close(wire.CloseCode.NORMAL, "booking is over", discard_pending=False)
-
-        return self.bus.subscribe(channel, deliver)
-
-    def booking_snapshot(self, booking: Booking) -> wire.Snapshot:
-        """The booking, and while it is the technician's current visit, where they are."""
-        position = eta = None
-        if self.bookings.shows_technician(booking):
-            assert booking.technician_id is not None
-            position = self.fleet.last_position(booking.technician_id)
-            eta = self.arrivals.eta_of(booking.id)
-        return wire.Snapshot(booking=public_booking(booking), position=position, eta=eta)

@@ -34,8 +34,8 @@ import msgspec
 
 from realtime.auth import MAX_TTL_S, AuthError, Principal
 from realtime.backends.base import Bus, BusMessage, Store, Unsubscribe
-from realtime.fanout import Outbox
 from realtime.protocol import CloseCode
+from realtime.sockets.fanout import Outbox
 from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.tokens")

@@ -230,7 +230,7 @@ class Store(Protocol):
     async def list_documents(self, namespace: str) -> dict[str, bytes]: ...
 
     # ---------------------------------------------------------------- privacy
-    # Retention and erasure (realtime/retention.py, realtime/http_people.py); the rules of
+    # Retention and erasure (realtime/retention.py, realtime/erasure.py); the rules of
     # what is due live in realtime/privacy.py, these only find and delete.
 
     async def purge_fixes_before(self, cutoff: float) -> int:

@@ -18,8 +18,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from realtime.fanout import Close, Outbox
 from realtime.protocol import CloseCode
+from realtime.sockets.fanout import Close, Outbox
 from tests.conftest import RunningHub, receive_json, receive_until
 
 # ------------------------------------------------------------------ helpers

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime.http_api import MAX_BODY_BYTES
+from realtime.http.common import MAX_BODY_BYTES
 from tests.conftest import PLATFORM_KEY, RunningHub, make_settings
 from tests.redis_server import PrivateRedis
 

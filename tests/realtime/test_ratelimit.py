@@ -2,7 +2,7 @@
 
 import pytest
 
-from realtime.ratelimit import FloodGuard, Pacer, Verdict
+from realtime.sockets.ratelimit import FloodGuard, Pacer, Verdict
 
 
 def test_burst_then_refuse_then_refill():

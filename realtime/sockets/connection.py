@@ -28,11 +28,11 @@ import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import protocol as wire
-from realtime.fanout import Close, Outbox
 from realtime.metrics import Metrics
 from realtime.protocol import CloseCode, ErrorCode, ProtocolError
-from realtime.ratelimit import FloodGuard, Pacer, Verdict
 from realtime.settings import Settings
+from realtime.sockets.fanout import Close, Outbox
+from realtime.sockets.ratelimit import FloodGuard, Pacer, Verdict
 
 log = logging.getLogger("doorstep.connection")
 
