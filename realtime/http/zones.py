@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from realtime.auth import Role
+from realtime.bookings_desk import NotFound
 from realtime.http.common import (
     BOOKING_ADMINS,
     authenticate,
@@ -17,7 +18,6 @@ from realtime.http.common import (
     hub_of,
     read_body,
 )
-from realtime.hub import NotFound
 
 
 @handles_errors
