@@ -27,6 +27,8 @@ The model, in metres on a local plane centred on the destination (exact distance
 
 Everything comes from ``random.Random`` seeded per trip, so trip ``k`` of seed ``s`` is the
 same on every machine and does not change when more trips are asked for. No I/O here.
+The street geometry is ``trace_route``, the kinematics ``trace_motion``, the phone
+``trace_phone``; this module puts a trip together and works out its truth.
 """
 
 from __future__ import annotations
