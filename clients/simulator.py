@@ -1,8 +1,8 @@
 """Simulated technicians: play ready-made trips through the SDK's TechnicianClient.
 
 The simulator knows nothing about roads or GPS noise. It gets each trip as fixes with their
-offsets in *trip time* (``realtime/simulation.py`` builds them from the synthetic traces in
-``geofence/traces.py``; ``doorstep replay`` from a recorded track) and plays them the way a
+offsets in *trip time* (``loadtest/sim_trips.py`` builds them from the synthetic traces in
+``loadtest/traces.py``; ``doorstep replay`` from a recorded track) and plays them the way a
 phone would: each fix goes to ``TechnicianClient.send_fix`` when its moment comes, so the
 hub sees the SDK's real traffic (acks, batches after a reconnect, SOS over socket or HTTP).
 

@@ -5,7 +5,7 @@
 The issue asks for less than half the baseline's error (straight line at 8.33 m/s,
 ``geofence.eta.baseline_eta_s``) at every horizon before the true arrival: 0-2, 2-5, 5-10
 and 10-20 minutes. This script bounds what any estimator working from the phone's fixes can
-reach on the synthetic trips (``geofence.traces``), by scoring predictors that cheat:
+reach on the synthetic trips (``loadtest.traces``), by scoring predictors that cheat:
 
 - they read the truth behind every fix (``Trace.true_positions``, ``Trace.phases``,
   ``Trace.route_left_m``, ``Trace.free_flow_left_s``): the true position instead of the
@@ -61,9 +61,9 @@ from pathlib import Path
 
 from geofence.eta import baseline_eta_s
 from geofence.geo import distance_m
-from geofence.traces import Trace, generate
+from loadtest.traces import Trace, generate
 
-# The issue's time-to-arrival buckets, seconds (the same as geofence.evaluate.HORIZONS_S).
+# The issue's time-to-arrival buckets, seconds (the same as loadtest.arrival.eta_score.HORIZONS_S).
 HORIZONS_S: tuple[tuple[float, float], ...] = ((0, 120), (120, 300), (300, 600), (600, 1200))
 STRIDE = 2  # score every 2nd fix of a trace
 WALK_MPS = 1.3  # the phase oracle's walking pace (trips walk at 1.1-1.5 m/s)

@@ -1,7 +1,7 @@
 """A routing engine for the simulated trips, speaking OSRM's HTTP route API.
 
 ``doorstep simulate-traces`` writes ``roads.json``: for each trip, the route a navigation
-app would give over that trip's streets (``geofence/roads.py``). This server answers
+app would give over that trip's streets (``loadtest/roads.py``). This server answers
 ``GET /route/v1/{profile}/{lon},{lat};{lon},{lat}`` from it in OSRM's format, so
 ``doorstep eval-arrival --osrm-url`` exercises the hub's own routing path
 (``realtime.routing.OsrmRouter`` and ``CachedRoute``) exactly as with a real OSRM::
@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from geofence.roads import RoadBook
+from loadtest.roads import RoadBook
 
 # OSRM's car profile reports a duration too; nothing in Doorstep uses it. A flat city speed
 # keeps the answer well-formed without pretending to know the traffic.

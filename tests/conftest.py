@@ -109,7 +109,7 @@ class RunningHub:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        logsafety.install(self.settings)  # the production log redaction (realtime/cli.py)
+        logsafety.install(self.settings)  # the production log redaction (realtime/cli/serve.py)
         self.app = create_app(self.settings, clock=self.clock)
         config = uvicorn.Config(
             self.app,

@@ -12,9 +12,10 @@ import pytest
 
 from clients import CustomerClient
 from clients.platform import PlatformClient
+from clients.sim_runs import book_trips
 from clients.simulator import NetworkLink, PlannedFix, SimTrip, Simulator
+from loadtest.sim_trips import plan_trips
 from realtime.protocol import EtaMessage, Position
-from realtime.simulation import book_trips, plan_trips
 from tests.conftest import PLATFORM_KEY, RunningHub
 
 SPEEDUP = 30.0  # a few real seconds cover a couple of minutes of driving

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from geofence.evaluate import HORIZONS_S
-from geofence.traces import Trace, generate, generate_trip
 from loadtest import eta_bound
+from loadtest.arrival.eta_score import HORIZONS_S
 from loadtest.eta_bound import (
     FIT_SCORED,
     ORACLES,
@@ -25,6 +24,7 @@ from loadtest.eta_bound import (
     main,
     trace_rows,
 )
+from loadtest.traces import Trace, generate, generate_trip
 
 TRIPS, SEED = 12, 5
 

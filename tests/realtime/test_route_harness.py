@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from geofence.evaluate import TripSpec
 from geofence.model import Fix
-from geofence.roads import Road
-from realtime.arrival_eval import RoutedDistances
+from loadtest.arrival.routed import RoutedDistances
+from loadtest.arrival.spec import TripSpec
+from loadtest.roads import Road
 from realtime.routing import OsrmRouter
 
 DOORSTEP = [sys.executable, "-m", "realtime.cli"]

@@ -16,12 +16,15 @@ from geofence.eta import (
     StraightLineProvider,
     TravelTimeModel,
 )
-from geofence.evaluate import TripSpec, format_markdown, replay, score
 from geofence.fences import CircleFence
 from geofence.geo import LocalProjection, distance_m
 from geofence.model import Fix
-from geofence.roads import Road, RoadBook, road_entry
-from geofence.traces import generate_trip
+from loadtest.arrival.replay import replay
+from loadtest.arrival.report import format_markdown
+from loadtest.arrival.score import score
+from loadtest.arrival.spec import TripSpec
+from loadtest.roads import Road, RoadBook, road_entry
+from loadtest.traces import generate_trip
 
 DOOR = (52.52, 13.405)
 T0 = 1_700_000_000.0

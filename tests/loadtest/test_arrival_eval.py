@@ -7,20 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from geofence.evaluate import (
-    EARLY_TOLERANCE_S,
-    Event,
-    LearnedModels,
-    Prediction,
-    Replay,
-    TripSpec,
-    fix_from_dict,
-    format_markdown,
-    judge,
-    replay,
-    score,
-)
-from geofence.traces import generate_trip
+from loadtest.arrival.learned import LearnedModels
+from loadtest.arrival.presence_score import EARLY_TOLERANCE_S, judge
+from loadtest.arrival.replay import Event, Prediction, Replay, replay
+from loadtest.arrival.report import format_markdown
+from loadtest.arrival.score import score
+from loadtest.arrival.spec import TripSpec, fix_from_dict
+from loadtest.traces import generate_trip
 
 ARRIVED, DEPARTED = 10_000.0, 13_600.0
 

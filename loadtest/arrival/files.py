@@ -1,6 +1,6 @@
 """Files for ``doorstep eval-arrival`` and ``doorstep simulate-traces``: the I/O shell.
 
-The evaluation itself is pure (``geofence/evaluate.py``); this module only reads FIXES.jsonl
+The evaluation itself is pure (``loadtest/arrival/``); this module only reads FIXES.jsonl
 and TRIPS.json and writes the CSVs, so other teams can score their own traces with the
 same code. Formats (times Unix seconds, WGS84 degrees, metres):
 
@@ -17,25 +17,22 @@ same code. Formats (times Unix seconds, WGS84 degrees, metres):
   times per distance source); ``--models`` starts a later replay from it.
 - roads.json (written by ``simulate-traces``, read by ``loadtest/osrm_sim.py``): per trip
   ``{"trip_id", "destination": {"lat", "lon"}, "route": [[lat, lon], ...]}``, the streets a
-  routing engine would route it over (``geofence/roads.py``).
-
-``RoutedDistances`` gives the replay a routing engine's distances through the hub's own
-routing code (``OsrmRouter`` and ``CachedRoute``, refreshed and backed off as the hub does).
+  routing engine would route it over (``loadtest/roads.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from geofence.evaluate import Event, LearnedModels, Prediction, TripSpec, fix_from_dict
 from geofence.model import Fix
-from geofence.roads import road_entry
-from geofence.traces import Trace, fix_to_dict
-from realtime.routing import CachedRoute, OsrmRouter
+from loadtest.arrival.learned import LearnedModels
+from loadtest.arrival.replay import Event, Prediction
+from loadtest.arrival.spec import TripSpec, fix_from_dict
+from loadtest.roads import road_entry
+from loadtest.traces import Trace, fix_to_dict
 
 
 class InputError(ValueError):
@@ -138,56 +135,3 @@ def write_traces(directory: Path, traces: Sequence[Trace]) -> tuple[Path, Path]:
     trips = [trace.truth.to_dict() for trace in traces]
     trips_path.write_text(json.dumps(trips, indent=1) + "\n", encoding="utf-8")
     return fixes_path, trips_path
-
-
-class RoutedDistances:
-    """A routing engine's distance for each fix, the way the hub gets it (``Arrivals``).
-
-    One ``CachedRoute`` per trip, refreshed from ``OsrmRouter`` when it is older than
-    ``refresh_s`` or the technician drifted off it; after a failure no retry for
-    ``refresh_s``. As in the hub, where the call runs in the background, the fix that asks
-    still gets the previous answer (None before the first: the default provider); the new
-    one serves the following fixes. The replay is synchronous, so each call is awaited on a
-    private event loop. ``calls``/``failures`` count the requests.
-    """
-
-    def __init__(self, url: str, timeout_s: float = 1.0, refresh_s: float = 60.0) -> None:
-        self.refresh_s = refresh_s
-        self._loop = asyncio.new_event_loop()
-        self._router = OsrmRouter(url, timeout_s=timeout_s)
-        self._routes: dict[str, CachedRoute] = {}
-        self._failed_t: dict[str, float] = {}
-        self.calls = 0
-        self.failures = 0
-
-    def __call__(self, spec: TripSpec, fix: Fix) -> float | None:
-        route = self._routes.get(spec.trip_id)
-        if route is None:
-            route = self._routes[spec.trip_id] = CachedRoute(
-                spec.dest_lat, spec.dest_lon, refresh_s=self.refresh_s
-            )
-        answer = route.distance_m(fix.lat, fix.lon)
-        failed_t = self._failed_t.get(spec.trip_id)
-        backing_off = failed_t is not None and fix.t - failed_t < route.refresh_s
-        if not backing_off and route.needs_refresh(fix.t, fix.lat, fix.lon):
-            self.calls += 1
-            metres = self._loop.run_until_complete(
-                self._router.route_distance_m(fix.lat, fix.lon, spec.dest_lat, spec.dest_lon)
-            )
-            if metres is None:
-                self.failures += 1
-                self._failed_t[spec.trip_id] = fix.t
-            else:
-                route.store(fix.t, fix.lat, fix.lon, metres)
-                self._failed_t.pop(spec.trip_id, None)
-        return answer
-
-    def close(self) -> None:
-        self._loop.run_until_complete(self._router.aclose())
-        self._loop.close()
-
-    def __enter__(self) -> RoutedDistances:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -9,7 +9,8 @@ from itertools import pairwise
 import pytest
 
 from geofence.geo import distance_m
-from geofence.traces import KINDS, Trace, _Line, _Trip, generate, generate_trip
+from loadtest.trace_route import Line
+from loadtest.traces import KINDS, Trace, _Trip, generate, generate_trip
 
 SEED = 11
 N = 24
@@ -259,10 +260,10 @@ def test_the_oracle_truth_draws_no_random_numbers_so_the_fixes_are_unchanged(mon
 
 
 def test_the_road_enters_the_fence_where_it_last_crosses_the_circle():
-    straight = _Line([(-200.0, 0.0), (0.0, 0.0)], [10.0], [])
+    straight = Line([(-200.0, 0.0), (0.0, 0.0)], [10.0], [])
     assert straight.last_entry(50.0) == pytest.approx(150.0)
     # Past the door and back (an overshoot): the second entry is the arrival.
-    loop = _Line([(-200.0, 10.0), (200.0, 10.0), (200.0, -10.0), (0.0, -10.0)], [10.0] * 3, [6, 6])
+    loop = Line([(-200.0, 10.0), (200.0, 10.0), (200.0, -10.0), (0.0, -10.0)], [10.0] * 3, [6, 6])
     entry = math.sqrt(50.0**2 - 10.0**2)
     assert loop.last_entry(50.0) == pytest.approx(400.0 + 20.0 + 200.0 - entry)
     assert straight.last_entry(-1.0) == straight.length  # ends outside: the end

@@ -1,6 +1,6 @@
 """Route distances on the simulated streets: what a routing engine would answer. Pure.
 
-The trace simulator (``geofence/traces.py``) draws each trip on its own street grid and
+The trace simulator (``loadtest/traces.py``) draws each trip on its own street grid and
 records the route a navigation app would give from the trip's start to the street in front
 of the door (``Trace.route``). ``RoadBook`` answers "metres of road from here to that
 destination" on those streets, the way OSRM does on a real map: the query point is snapped

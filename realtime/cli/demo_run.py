@@ -1,4 +1,4 @@
-"""``doorstep demo``: a hub, a small simulated fleet and the links to watch it, in one process.
+"""The demo behind ``doorstep demo``: a hub, a small simulated fleet and the links, one process.
 
 What a newcomer types first, so it needs nothing else: the hub runs on its embedded
 default (uvicorn on 127.0.0.1, SQLite in a temporary data dir, generated secrets), the
@@ -28,16 +28,11 @@ from urllib.parse import urlencode
 import uvicorn
 
 from clients.platform import PlatformClient
+from clients.sim_runs import book_trips, stop_on_signals
 from clients.simulator import SimReport, SimTrip, Simulator
+from loadtest.sim_trips import DEFAULT_CENTRE, PARKED_HUB_S, plan_trips
 from realtime.app import create_app
 from realtime.settings import Settings
-from realtime.simulation import (
-    DEFAULT_CENTRE,
-    PARKED_HUB_S,
-    book_trips,
-    plan_trips,
-    stop_on_signals,
-)
 
 DEMO_SPEEDUP = 2.0  # under the hub's 60 m/s plausibility limit even at arterial speeds
 START_WITHIN_M = 2000.0
