@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 
 from realtime import http_api, http_people, pages, ws
 from realtime.auth import Keyring
-from realtime.backends import create_backends, create_roster
+from realtime.backend_factory import create_backends, create_roster
 from realtime.hub import Clock, Hub
 from realtime.metrics import Metrics
 from realtime.retention import RetentionJob
