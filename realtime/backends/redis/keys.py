@@ -51,8 +51,8 @@ Ids come last in a key after a fixed kind (``booking-audit:<id>``), so an id con
 can never make two keys collide. Channels carry no tag: classic pub/sub is broadcast to every
 cluster node whatever the name, and sharded pub/sub (SPUBLISH) would want them spread anyway.
 
-What the layout means for history (``store_history.py``): it is trimmed by age, ``head`` is
-not, and seqs stay within the protocol's 0..2^53-1, which the time index's sort key relies on.
+The roster's keys (``{p}:roster:*``) are laid out in ``roster.py``; how history is trimmed
+(and ``head`` is not) in ``store_history.py``.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 
 def check_prefix(prefix: str) -> str:
+    """The prefix, if it is safe inside a hash tag and a SCAN pattern; ValueError otherwise."""
     if not re.match(PREFIX_PATTERN, prefix):
         raise ValueError(f"Redis key prefix {prefix!r} must match {PREFIX_PATTERN}")
     return prefix
