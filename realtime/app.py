@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 
 from realtime import pages
 from realtime.auth import Keyring
-from realtime.backends import create_backends, create_roster
+from realtime.backend_factory import create_backends, create_roster
 from realtime.http import exception_handlers
 from realtime.http import routes as http_routes
 from realtime.hub import Hub

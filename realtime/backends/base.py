@@ -7,6 +7,7 @@ these methods, and the contract tests run against every implementation.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -51,6 +52,19 @@ class DuplicateReporterKey(Exception):
 Subscriber = Callable[[BusMessage], None]
 Unsubscribe = Callable[[], None]
 Resync = Callable[[], Awaitable[None]]
+
+
+class TaskSpawner(Protocol):
+    """Runs a backend's background loop (the Redis bus's reader and writer) for the hub.
+
+    Passed in by the hub, never built here: the hub's ``realtime.tasks.Supervisor`` is one
+    (structurally), so a loop that raises is restarted, counted and reported as not ready.
+    The backend stops the task it gets back by cancelling it.
+    """
+
+    def spawn(self, name: str, factory: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Start ``factory()`` as task ``name``, again whenever it raises."""
+        ...
 
 
 class StoreUnavailable(Exception):

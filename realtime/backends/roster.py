@@ -4,7 +4,7 @@ With one hub process this is what the hub already knows; with several hubs behin
 balancer (each technician's socket on one of them) every hub must answer the same three
 questions about the whole fleet: which technicians are online (on any hub), where was each
 last seen, and who is near a destination (dispatch). ``MemoryRoster`` is the embedded,
-single-process implementation; ``realtime.backends.redis_roster.RedisRoster`` is the shared
+single-process implementation; ``realtime.backends.redis.roster.RedisRoster`` is the shared
 one. Both pass ``tests/realtime/backends/test_roster_contract.py``.
 
 Presence is a lease, not a flag: a hub holds a lease on each technician connected to it until

@@ -8,7 +8,7 @@ other runs may share the server).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from realtime.backends.base import Bus, Store
 from realtime.backends.memory import MemoryBus
 from realtime.backends.redis import RedisBus, RedisStore, delete_all
 from realtime.backends.sqlite import SQLiteStore
+from realtime.tasks import Supervisor
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 # Long enough that no contract test ever sees a trim; the retention test sets its own.
@@ -25,6 +26,13 @@ TEST_RETENTION_S = 3600.0
 
 def random_prefix() -> str:
     return f"doorstep-test-{uuid.uuid4().hex[:12]}"
+
+
+def redis_bus(
+    url: str, prefix: str, durable_channels: Iterable[str] = (), bus: type[RedisBus] = RedisBus
+) -> RedisBus:
+    """A bus as a hub builds it: its loops run under a supervisor of their own here."""
+    return bus(url, prefix, durable_channels, tasks=Supervisor())
 
 
 @pytest.fixture
@@ -53,7 +61,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     backend: Bus
     prefix = random_prefix()
-    backend = MemoryBus() if request.param == "memory" else RedisBus(REDIS_URL, prefix)
+    backend = MemoryBus() if request.param == "memory" else redis_bus(REDIS_URL, prefix)
     await backend.connect()
     yield backend
     await backend.disconnect()
@@ -64,7 +72,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
 @pytest.fixture
 async def redis_buses(redis_prefix: str) -> AsyncIterator[tuple[RedisBus, RedisBus]]:
     """Two buses on one Redis and prefix: what two hubs of one deployment have."""
-    first, second = RedisBus(REDIS_URL, redis_prefix), RedisBus(REDIS_URL, redis_prefix)
+    first, second = redis_bus(REDIS_URL, redis_prefix), redis_bus(REDIS_URL, redis_prefix)
     await first.connect()
     await second.connect()
     yield first, second

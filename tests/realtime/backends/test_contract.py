@@ -20,7 +20,7 @@ from realtime import booking as booking_core
 from realtime.backends.base import Bus, BusMessage, DuplicateReporterKey, Store, StoredFix
 from realtime.backends.redis import RedisBus
 from realtime.booking import BookingEvent, BookingStatus, Destination
-from tests.realtime.backends.conftest import REDIS_URL, random_prefix
+from tests.realtime.backends.conftest import REDIS_URL, random_prefix, redis_bus
 
 T0 = 1_700_000_000.0
 HERE = Destination(lat=52.52, lon=13.405)
@@ -445,7 +445,7 @@ async def test_hubs_with_different_prefixes_do_not_see_each_other(
     redis_buses: tuple[RedisBus, RedisBus],
 ) -> None:
     hub_a, hub_b = redis_buses
-    elsewhere_bus = RedisBus(REDIS_URL, random_prefix())  # another deployment, same Redis
+    elsewhere_bus = redis_bus(REDIS_URL, random_prefix())  # another deployment, same Redis
     await elsewhere_bus.connect()
     try:
         elsewhere, elsewhere_cb = collector()

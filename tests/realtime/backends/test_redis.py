@@ -1,4 +1,4 @@
-"""What only the Redis backend has: key layout, retention, reconnects, backend selection.
+"""What only the Redis backend has: key layout, retention, reconnects.
 
 The shared behaviour is in ``test_contract.py``; these tests are about Redis itself.
 """
@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from realtime.backends import create_backends
 from realtime.backends.base import BusMessage
-from realtime.backends.memory import MemoryBus
 from realtime.backends.redis import Keys, RedisBus, RedisStore, delete_all
-from realtime.backends.sqlite import SQLiteStore
-from realtime.settings import SettingsError, load_settings
-from tests.realtime.backends.conftest import REDIS_URL, random_prefix
+from tests.realtime.backends.conftest import REDIS_URL, random_prefix, redis_bus
 from tests.realtime.backends.test_contract import (
     T0,
     collector,
@@ -187,8 +182,8 @@ async def kill_connections_of(bus: RedisBus) -> int:
 async def test_a_durable_channel_loses_nothing_while_a_hub_reconnects(redis_prefix: str) -> None:
     """Operators' messages (incidents) travel in a stream each hub reads from where it left
     off: published while the other hub's connections are down, they still arrive, once."""
-    hub_a = RedisBus(REDIS_URL, redis_prefix, durable_channels={"ops"})
-    hub_b = RedisBus(REDIS_URL, redis_prefix, durable_channels={"ops"})
+    hub_a = redis_bus(REDIS_URL, redis_prefix, durable_channels={"ops"})
+    hub_b = redis_bus(REDIS_URL, redis_prefix, durable_channels={"ops"})
     await hub_a.connect()
     await hub_b.connect()
     try:
@@ -217,8 +212,8 @@ async def test_a_durable_channel_loses_nothing_while_a_hub_reconnects(redis_pref
 
 
 async def test_a_durable_channel_is_read_only_while_subscribed(redis_prefix: str) -> None:
-    hub_a = RedisBus(REDIS_URL, redis_prefix, durable_channels={"ops"})
-    hub_b = RedisBus(REDIS_URL, redis_prefix, durable_channels={"ops"})
+    hub_a = redis_bus(REDIS_URL, redis_prefix, durable_channels={"ops"})
+    hub_b = redis_bus(REDIS_URL, redis_prefix, durable_channels={"ops"})
     await hub_a.connect()
     await hub_b.connect()
     try:
@@ -237,7 +232,7 @@ async def test_unsent_publishes_are_bounded_and_local_delivery_goes_on() -> None
     class SmallBus(RedisBus):
         MAX_PENDING = 3
 
-    bus = SmallBus(UNREACHABLE, random_prefix())  # never connected: nothing is sent
+    bus = redis_bus(UNREACHABLE, random_prefix(), bus=SmallBus)  # never connected: nothing is sent
     received, received_cb = collector()
     bus.subscribe("fleet", received_cb)
     for n in range(5):
@@ -248,53 +243,7 @@ async def test_unsent_publishes_are_bounded_and_local_delivery_goes_on() -> None
 
 async def test_unreachable_redis_fails_at_start_up() -> None:
     with pytest.raises(RedisConnectionError):
-        await RedisBus(UNREACHABLE, random_prefix()).connect()
+        await redis_bus(UNREACHABLE, random_prefix()).connect()
     store = RedisStore(UNREACHABLE, random_prefix(), history_retention_s=60)
     with pytest.raises(RedisConnectionError):
         await store.open()
-
-
-# ---------------------------------------------------------------------------------- settings
-
-
-def test_settings_pick_the_backend_pair(tmp_path: Path) -> None:
-    store, bus = create_backends(load_settings(data_dir=tmp_path))
-    assert isinstance(store, SQLiteStore)
-    assert isinstance(bus, MemoryBus)
-    settings = load_settings(
-        data_dir=tmp_path, backend="redis", redis_url=REDIS_URL, redis_prefix="tenant-7"
-    )
-    store, bus = create_backends(settings)
-    assert isinstance(store, RedisStore)
-    assert isinstance(bus, RedisBus)
-    assert store.keys.bookings == "{tenant-7}:bookings"
-    assert bus.keys.channel("fleet") == "tenant-7:bus:fleet"
-    assert store.history_retention_s == settings.redis_history_retention_s
-
-
-def test_backend_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOORSTEP_BACKEND", "redis")
-    monkeypatch.setenv("DOORSTEP_REDIS_URL", "redis://redis.internal:6380/2")
-    monkeypatch.setenv("DOORSTEP_REDIS_PREFIX", "eu-west")
-    settings = load_settings()
-    assert (settings.backend, settings.redis_url, settings.redis_prefix) == (
-        "redis",
-        "redis://redis.internal:6380/2",
-        "eu-west",
-    )
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("backend", "postgres"),
-        ("redis_prefix", "{doorstep}"),  # would break the hash tags
-        ("redis_prefix", "a:tech:b"),  # could match another prefix's technician keys
-        ("redis_prefix", "doorstep*"),  # a glob in SCAN patterns
-        ("redis_prefix", ""),
-        ("redis_history_retention_s", 0),
-    ],
-)
-def test_bad_backend_settings_are_refused(name: str, value: object) -> None:
-    with pytest.raises(SettingsError, match=f"DOORSTEP_{name.upper()}"):
-        load_settings(**{name: value})

@@ -15,7 +15,7 @@ import pytest
 
 from geofence.geo import destination_point, distance_m
 from realtime.backends.redis import delete_all
-from realtime.backends.redis_roster import GC_AFTER_S, RedisRoster, RosterKeys
+from realtime.backends.redis.roster import GC_AFTER_S, RedisRoster, RosterKeys
 from realtime.backends.roster import MemoryRoster, Roster, RosterEntry
 from tests.realtime.backends.conftest import REDIS_URL, random_prefix
 

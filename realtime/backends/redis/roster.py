@@ -1,4 +1,4 @@
-"""The roster (``roster.py``) on Redis, shared by every hub of a deployment.
+"""The roster (``realtime/backends/roster.py``) on Redis, shared by every hub of a deployment.
 
 Key layout (``p`` is ``DOORSTEP_REDIS_PREFIX``; technician ids are members and fields, never
 part of a key name, so an id with ``:``, ``{`` or anything else cannot collide or move a key
@@ -23,8 +23,8 @@ Why one hash tag, ``{p}``: every script here touches several of these keys at on
 lease's two keys; the last entry and the GEO set, which must agree), and Redis Cluster only
 runs a script whose keys share a slot. A GEO search runs on one key anyway, so the positions
 cannot be spread over slots whatever the tag. These keys live under ``{p}:`` next to the
-control plane (bookings, incidents) on the same cluster node, and ``delete_all`` of
-``redis.py`` (SCAN ``{p}:*``) cleans them with the rest. Size: about 0.5 KB per technician
+control plane (bookings, incidents) on the same cluster node, and ``delete_all``
+(``client.py``, SCAN ``{p}:*``) cleans them with the rest. Size: about 0.5 KB per technician
 ever seen (~170 B of entry JSON, a GEO and a ZSET member, a hash field, with Redis's
 overhead), i.e. ~5 MB for 10 000 technicians. Load: ~10 us of Redis time per recorded entry
 (one script per ``RECORD_BATCH`` entries); a hub that flushes the newest position of each
@@ -45,7 +45,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from realtime.backends.redis import ScriptedClient, _bounded, _score, check_prefix
+from realtime.backends.redis.client import bounded
+from realtime.backends.redis.keys import check_prefix, score
+from realtime.backends.redis.scripts import ScriptedClient
 from realtime.backends.roster import (
     RosterEntry,
     check_centre,
@@ -205,7 +207,7 @@ class RedisRoster(ScriptedClient):
 
     # ------------------------------------------------------------------ presence
 
-    @_bounded
+    @bounded
     async def set_online(
         self,
         hub_id: str,
@@ -221,30 +223,30 @@ class RedisRoster(ScriptedClient):
             keys=[self.keys.online, self.keys.hub],
             args=[
                 hub_id,
-                _score(until_t),
-                "" if now is None else _score(now),
-                _score(until_t - GC_AFTER_S),
+                score(until_t),
+                "" if now is None else score(now),
+                score(until_t - GC_AFTER_S),
                 GC_BATCH,
                 *ids,
             ],
         )
 
-    @_bounded
+    @bounded
     async def set_offline(self, hub_id: str, technician_id: str) -> None:
         await self._scripts["set_offline"](
             keys=[self.keys.online, self.keys.hub], args=[hub_id, technician_id]
         )
 
-    @_bounded
+    @bounded
     async def online(self, now: float) -> dict[str, str]:
         raw = await self._scripts["online"](
-            keys=[self.keys.online, self.keys.hub], args=[_score(now)]
+            keys=[self.keys.online, self.keys.hub], args=[score(now)]
         )
         return _online_decoder.decode(raw)
 
     # ------------------------------------------------------------------ positions
 
-    @_bounded
+    @bounded
     async def record_positions(self, entries: list[RosterEntry]) -> None:
         if not entries:
             return
@@ -255,10 +257,10 @@ class RedisRoster(ScriptedClient):
             for entry in entries[start : start + RECORD_BATCH]:
                 args += [
                     entry.technician_id,
-                    _score(entry.t),
+                    score(entry.t),
                     str(entry.seq),
-                    _score(entry.lon),
-                    _score(entry.lat) if geo_indexed(entry) else "",
+                    score(entry.lon),
+                    score(entry.lat) if geo_indexed(entry) else "",
                     _encode(entry),
                 ]
             # One script per chunk, in order: each entry is atomic (compare and write, with its
@@ -266,7 +268,7 @@ class RedisRoster(ScriptedClient):
             # only ever replaces an older entry, so a retry after an error is harmless.
             await script(keys=[self.keys.last, self.keys.geo], args=args)
 
-    @_bounded
+    @bounded
     async def positions(self, technician_ids: Iterable[str]) -> dict[str, RosterEntry]:
         ids = list(dict.fromkeys(technician_ids))
         if not ids:
@@ -274,7 +276,7 @@ class RedisRoster(ScriptedClient):
         raws = await self.redis.hmget(self.keys.last, ids)
         return {tid: _entry_decoder.decode(raw) for tid, raw in zip(ids, raws, strict=True) if raw}
 
-    @_bounded
+    @bounded
     async def near(
         self, lat: float, lon: float, radius_m: float, limit: int
     ) -> list[tuple[str, float]]:
@@ -295,14 +297,14 @@ class RedisRoster(ScriptedClient):
 
     # ------------------------------------------------------------------ privacy
 
-    @_bounded
+    @bounded
     async def forget_positions_before(self, cutoff: float) -> int:
         gone = await self._scripts["forget_before"](
-            keys=[self.keys.last, self.keys.geo], args=[_score(cutoff)]
+            keys=[self.keys.last, self.keys.geo], args=[score(cutoff)]
         )
         return int(gone)
 
-    @_bounded
+    @bounded
     async def forget(self, technician_id: str) -> bool:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(self.keys.last, technician_id)
