@@ -52,15 +52,10 @@ from alerts.incident import (
     Reporter,
     TrailPoint,
 )
-from alerts.notify import (
-    DeliveryAttempt,
-    FcmNotifier,
-    WebhookNotifier,
-    contact_payload,
-    fixed_token_credentials,
-    push_for_incident,
-    webhook_payload,
-)
+from alerts.notify import DeliveryAttempt
+from alerts.notify_fcm import FcmNotifier, fixed_token_credentials
+from alerts.notify_payloads import contact_payload, push_for_incident, webhook_payload
+from alerts.notify_webhook import WebhookNotifier
 from geofence.model import Fix
 from realtime import protocol as wire
 from realtime.auth import Principal, Role

@@ -19,25 +19,28 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alerts.notify import (
+    AttemptOutcome,
+    DeliveryAttempt,
+    backoff_delays,
+    delay_before_retry,
+    retry_after_s,
+    run_attempts,
+)
+from alerts.notify_fcm import FcmNotifier, fixed_token_credentials
+from alerts.notify_payloads import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
-    DeliveryAttempt,
-    FcmNotifier,
     PushMessage,
-    WebhookNotifier,
-    backoff_delays,
     contact_payload,
-    delay_before_retry,
-    fixed_token_credentials,
     map_link,
     push_for_incident,
     push_idempotency_key,
-    retry_after_s,
     sign,
     signature_header,
     verify_signature,
     webhook_payload,
 )
+from alerts.notify_webhook import WebhookNotifier
 from tests.conftest import local_server
 
 SECRET = b"webhook-secret-for-tests"
@@ -308,6 +311,76 @@ def test_contact_payload_says_who_and_where_and_leaves_out_trail_notes_and_audit
         incident={"id": "i"}, who="x", step="s", reason="r", delivery_id="d", t=0.0, contact={}
     )
     assert "location" not in bare and "map_url" not in bare
+
+
+# --- the delivery loop (tenacity), without sockets ------------------------------------------
+
+
+def scripted(*outcomes: AttemptOutcome) -> Callable[[], Any]:
+    """An attempt_once that answers the given outcomes in order."""
+    queue = list(outcomes)
+
+    async def attempt_once() -> AttemptOutcome:
+        return queue.pop(0)
+
+    return attempt_once
+
+
+async def run_scripted(*outcomes: AttemptOutcome, **overrides: Any) -> list[DeliveryAttempt]:
+    options: dict[str, Any] = {
+        "channel": "webhook",
+        "target": "gw:443",
+        "delays": backoff_delays(4, 0.5),
+        "clock": lambda: 0.0,
+        "sleep": RecordingSleep(),
+        "attempt_once": scripted(*outcomes),
+        "on_attempt": None,
+    }
+    options.update(overrides)
+    return await run_attempts(**options)
+
+
+async def test_the_loop_pauses_the_schedule_and_retry_after_capped() -> None:
+    sleep = RecordingSleep()
+    busy = AttemptOutcome(
+        ok=False, status=503, error="HTTP 503", retry_after="Thu, 01 Jan 1970 00:00:07 GMT"
+    )
+    stalled = AttemptOutcome(ok=False, status=429, error="HTTP 429", retry_after="3600")
+    plain = AttemptOutcome(ok=False, status=500, error="HTTP 500")
+    attempts = await run_scripted(busy, stalled, plain, plain, sleep=sleep)
+    assert sleep.delays == [7.0, 30.0, 2.0]  # HTTP-date at clock 0, capped, then the schedule
+    assert all(type(d) is float for d in sleep.delays)
+    assert [a.attempt for a in attempts] == [1, 2, 3, 4]
+    assert [a.dead_letter for a in attempts] == [False, False, False, True]
+
+
+async def test_the_loop_stops_at_success_or_a_permanent_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fail = AttemptOutcome(ok=False, status=502, error="HTTP 502")
+    refused = AttemptOutcome(ok=False, status=400, error="HTTP 400", retryable=False)
+    seen: list[DeliveryAttempt] = []
+    with caplog.at_level("WARNING", logger="doorstep.notify"):
+        ok = await run_scripted(fail, AttemptOutcome(ok=True, status=200), on_attempt=seen.append)
+        (dead,) = await run_scripted(refused)
+    assert [a.ok for a in ok] == [False, True] and seen == ok
+    assert (dead.status, dead.dead_letter) == (400, True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "webhook delivery to gw:443 failed (attempt 1/4): HTTP 502",
+        "webhook delivery to gw:443 failed (attempt 1/4, dead letter): HTTP 400",
+    ]
+
+
+async def test_an_exception_in_an_attempt_propagates_without_a_retry() -> None:
+    calls: list[int] = []
+
+    async def broken() -> AttemptOutcome:
+        calls.append(1)
+        raise RuntimeError("a bug, not a delivery problem")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        await run_scripted(attempt_once=broken)
+    assert calls == [1]
 
 
 # --- webhook ------------------------------------------------------------------------------
