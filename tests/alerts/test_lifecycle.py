@@ -13,7 +13,7 @@ from enum import StrEnum
 from itertools import pairwise
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerts import incident as incident_core
@@ -181,8 +181,12 @@ def test_the_cores_read_no_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # Gaps between steps: the time always comes from the caller, never from a clock.
 gaps = st.floats(min_value=0.0, max_value=120.0, allow_nan=False)
+# No per-example deadline: these are pure and fast, but the CI machine is shared and a
+# scheduling hiccup must not fail a property.
+pure = settings(deadline=None)
 
 
+@pure
 @given(st.lists(st.tuples(st.sampled_from(DoorAction), gaps), max_size=30))
 def test_door_never_leaves_its_table(steps: list[tuple[DoorAction, float]]) -> None:
     door, entry = new_door(t=0.0)
@@ -206,6 +210,7 @@ def test_door_never_leaves_its_table(steps: list[tuple[DoorAction, float]]) -> N
     assert all(a.target is b.source for a, b in pairwise(trail))
 
 
+@pure
 @given(st.lists(st.tuples(st.sampled_from(BookingEvent), gaps), max_size=30))
 def test_a_booking_never_leaves_its_table(steps: list[tuple[BookingEvent, float]]) -> None:
     booking, trail = booking_core.create(
@@ -251,6 +256,7 @@ incident_steps = st.tuples(
 )
 
 
+@pure
 @given(st.lists(incident_steps, max_size=30))
 def test_an_incident_never_leaves_its_table(
     steps: list[tuple[IncidentAction, float, str, str | None, str | None]],
@@ -289,6 +295,7 @@ ALERT_FIELDS = {
 }
 
 
+@pure
 @given(st.lists(st.tuples(st.sampled_from(AlertAction), gaps), max_size=10))
 def test_a_safety_alert_never_leaves_its_table(steps: list[tuple[AlertAction, float]]) -> None:
     alert, first = alert_core.open_alert(**ALERT_FIELDS, t=0.0)
