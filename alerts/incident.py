@@ -3,8 +3,9 @@
 Pure: no I/O and no clock. Every function takes the time as an argument and returns a new
 ``Incident`` (msgspec frozen Structs), so the hub, both backends, a restart and the tests all
 drive the same code (sans-I/O, like h11's ``_state.py``). The whole lifecycle is the
-``TRANSITIONS`` table below; a few guards (who may cancel, until when; resolve needs an
-outcome) refine it, and every refusal names the state, the action and the reason.
+``TRANSITIONS`` table below, driven by the audited state machine shared with the booking
+and alert cores (``alerts/lifecycle.py``); a few guards (who may cancel, until when; resolve
+needs an outcome) refine it, and every refusal names the state, the action and the reason.
 
 Every transition appends an ``AuditEntry`` (time, action, actor, note): the trail of an
 incident is the record of who did what when, which is what a safety review asks for.
@@ -15,6 +16,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 import msgspec
+
+from alerts.lifecycle import Lifecycle, Move, allowed_actions
 
 
 class IncidentStatus(StrEnum):
@@ -76,7 +79,7 @@ class IllegalIncidentTransition(Exception):
         reason: str | None = None,
     ) -> None:
         if reason is None:
-            allowed = sorted({a.value for (s, a) in TRANSITIONS if s == status})
+            allowed = allowed_actions(TRANSITIONS, status)
             reason = f"allowed: {', '.join(allowed) or 'nothing, it is closed'}"
         super().__init__(
             f"incident {incident_id} is {status.value}: {str(action)!r} is not allowed ({reason})"
@@ -177,6 +180,14 @@ def acknowledged(incident: Incident) -> bool:
     return incident.acknowledged
 
 
+LIFECYCLE: Lifecycle[Incident, IncidentStatus, IncidentAction] = Lifecycle(
+    TRANSITIONS,
+    initial=S.OPEN,
+    state_of=lambda incident: incident.status,
+    refuse=lambda incident, action: IllegalIncidentTransition(incident.id, incident.status, action),
+)
+
+
 def raise_incident(
     *,
     incident_id: str,
@@ -192,22 +203,29 @@ def raise_incident(
     note: str | None = None,
 ) -> Incident:
     """A new open incident whose audit trail starts with the reporter's "raise" entry."""
-    return Incident(
-        id=incident_id,
-        client_id=client_id,
-        kind=kind,
-        reporter=reporter,
-        status=S.OPEN,
-        created_t=t,
-        updated_t=t,
-        booking_id=booking_id,
-        technician_id=technician_id,
-        customer_id=customer_id,
-        address=address,
-        location=location,
-        note=note,
-        audit=(AuditEntry(t=t, action=A.RAISE.value, actor=reporter.actor, note=note),),
-    )
+
+    def build(move: Move[IncidentStatus, IncidentAction]) -> Incident:
+        return Incident(
+            id=incident_id,
+            client_id=client_id,
+            kind=kind,
+            reporter=reporter,
+            status=move.target,
+            created_t=move.t,
+            updated_t=move.t,
+            booking_id=booking_id,
+            technician_id=technician_id,
+            customer_id=customer_id,
+            address=address,
+            location=location,
+            note=note,
+        )
+
+    def audit(incident: Incident, move: Move[IncidentStatus, IncidentAction]) -> AuditEntry:
+        return AuditEntry(t=move.t, action=move.action.value, actor=reporter.actor, note=note)
+
+    incident, entry = LIFECYCLE.begin(A.RAISE, t=t, build=build, audit=audit)
+    return msgspec.structs.replace(incident, audit=(entry,))
 
 
 def apply(
@@ -225,56 +243,86 @@ def apply(
 
     Who may ack or resolve (operators) is the hub's authorization; what the core checks is
     what the lifecycle itself needs: the table, the cancel guards, the outcome, the step.
+    The guards run after the table check, so an action off the table is refused as such.
     """
-    target = TRANSITIONS.get((incident.status, action))
-    if target is None:
-        raise IllegalIncidentTransition(incident.id, incident.status, action)
 
-    def refuse(reason: str) -> IllegalIncidentTransition:
-        return IllegalIncidentTransition(incident.id, incident.status, action, reason)
+    def advance(current: Incident, move: Move[IncidentStatus, IncidentAction]) -> Incident:
+        resolved = _resolved_outcome(current, move.action, outcome)
+        _check_cancel(current, move, actor, cancel_grace_s)
+        escalations = _escalations(current, move.action, step)
+        return msgspec.structs.replace(
+            current,
+            status=move.target,
+            updated_t=move.t,
+            outcome=resolved if resolved is not None else current.outcome,
+            escalations=escalations,
+        )
 
-    resolved_outcome: Outcome | None = None
-    if action is A.RESOLVE:
-        if outcome is None:
-            raise refuse("resolve needs an outcome: " + ", ".join(o.value for o in Outcome))
-        try:
-            resolved_outcome = Outcome(outcome)
-        except ValueError:
-            known = ", ".join(o.value for o in Outcome)
-            raise refuse(f"unknown outcome {outcome!r}; known: {known}") from None
-    elif outcome is not None:
-        raise refuse("an outcome is only given when resolving")
+    def audit(new: Incident, move: Move[IncidentStatus, IncidentAction]) -> AuditEntry:
+        resolved = new.outcome if move.action is A.RESOLVE else None
+        return AuditEntry(
+            t=move.t, action=move.action.value, actor=actor, note=note, outcome=resolved
+        )
 
-    if action is A.CANCEL:
-        if actor != incident.reporter.actor:
-            raise refuse(f"only its reporter {incident.reporter.actor} may cancel it, not {actor}")
-        # Hub time on both sides (created_t is when the hub took it), so no device clock skew.
-        elapsed = t - incident.created_t
-        if elapsed > cancel_grace_s:
-            raise refuse(
-                f"the {cancel_grace_s:g} s grace period to cancel is over, "
-                f"it was raised {elapsed:g} s ago"
-            )
+    new, entry = LIFECYCLE.step(incident, action, t=t, advance=advance, audit=audit)
+    return msgspec.structs.replace(new, audit=(*new.audit, entry))
 
-    escalations = incident.escalations
-    if action is A.ESCALATE:
-        if not step:
-            raise refuse("escalate needs the step name")
-        if step in escalations:
-            raise refuse(f"escalation step {step!r} was already done")
-        escalations = (*escalations, step)
-    elif step is not None:
-        raise refuse("a step is only given when escalating")
 
-    entry = AuditEntry(t=t, action=action.value, actor=actor, note=note, outcome=resolved_outcome)
-    return msgspec.structs.replace(
-        incident,
-        status=target,
-        updated_t=t,
-        outcome=resolved_outcome if resolved_outcome is not None else incident.outcome,
-        escalations=escalations,
-        audit=(*incident.audit, entry),
-    )
+def _refuse(incident: Incident, action: IncidentAction, reason: str) -> IllegalIncidentTransition:
+    return IllegalIncidentTransition(incident.id, incident.status, action, reason)
+
+
+def _resolved_outcome(
+    incident: Incident, action: IncidentAction, outcome: Outcome | str | None
+) -> Outcome | None:
+    """The outcome a "resolve" records; refuses a missing or unknown one, or one elsewhere."""
+    if action is not A.RESOLVE:
+        if outcome is not None:
+            raise _refuse(incident, action, "an outcome is only given when resolving")
+        return None
+    if outcome is None:
+        known = ", ".join(o.value for o in Outcome)
+        raise _refuse(incident, action, "resolve needs an outcome: " + known)
+    try:
+        return Outcome(outcome)
+    except ValueError:
+        known = ", ".join(o.value for o in Outcome)
+        raise _refuse(incident, action, f"unknown outcome {outcome!r}; known: {known}") from None
+
+
+def _check_cancel(
+    incident: Incident, move: Move[IncidentStatus, IncidentAction], actor: str, grace_s: float
+) -> None:
+    """Only the reporter cancels, and only within the grace period."""
+    if move.action is not A.CANCEL:
+        return
+    if actor != incident.reporter.actor:
+        raise _refuse(
+            incident,
+            move.action,
+            f"only its reporter {incident.reporter.actor} may cancel it, not {actor}",
+        )
+    # Hub time on both sides (created_t is when the hub took it), so no device clock skew.
+    elapsed = move.t - incident.created_t
+    if elapsed > grace_s:
+        raise _refuse(
+            incident,
+            move.action,
+            f"the {grace_s:g} s grace period to cancel is over, it was raised {elapsed:g} s ago",
+        )
+
+
+def _escalations(incident: Incident, action: IncidentAction, step: str | None) -> tuple[str, ...]:
+    """The escalation steps done after ``action``: one more on "escalate", each at most once."""
+    if action is not A.ESCALATE:
+        if step is not None:
+            raise _refuse(incident, action, "a step is only given when escalating")
+        return incident.escalations
+    if not step:
+        raise _refuse(incident, action, "escalate needs the step name")
+    if step in incident.escalations:
+        raise _refuse(incident, action, f"escalation step {step!r} was already done")
+    return (*incident.escalations, step)
 
 
 def location_age_s(incident: Incident, now: float) -> float | None:

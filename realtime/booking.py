@@ -2,16 +2,19 @@
 
 Pure: no I/O and no clock. Every function takes the time as an argument and returns new
 values, so the hub, the REST layer and the tests drive the same code (sans-I/O, like h11's
-``_state.py``). The whole lifecycle is the ``TRANSITIONS`` table below.
+``_state.py``). The whole lifecycle is the ``TRANSITIONS`` table below, driven by the
+audited state machine shared with the incident and alert cores (``alerts/lifecycle.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
 import msgspec
+
+from alerts.lifecycle import Lifecycle, Move, allowed_actions
 
 
 class BookingStatus(StrEnum):
@@ -75,7 +78,7 @@ class IllegalTransition(Exception):
     """An event that the booking's current state does not allow."""
 
     def __init__(self, booking_id: str, status: BookingStatus, event: BookingEvent) -> None:
-        allowed = sorted(e.value for (s, e) in TRANSITIONS if s == status)
+        allowed = allowed_actions(TRANSITIONS, status)
         super().__init__(
             f"booking {booking_id} is {status.value}: {event.value!r} is not allowed "
             f"(allowed: {', '.join(allowed) or 'nothing, it is final'})"
@@ -148,6 +151,14 @@ class AuditEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     technician_id: str | None = None
 
 
+LIFECYCLE: Lifecycle[Booking, BookingStatus, BookingEvent] = Lifecycle(
+    TRANSITIONS,
+    initial=S.REQUESTED,
+    state_of=lambda booking: booking.status,
+    refuse=lambda booking, event: IllegalTransition(booking.id, booking.status, event),
+)
+
+
 def create(
     *,
     booking_id: str,
@@ -162,28 +173,23 @@ def create(
     fence: dict[str, Any] | None = None,
 ) -> tuple[Booking, list[AuditEvent]]:
     """A new booking and its audit records; already ``assigned`` when a technician is given."""
-    booking = Booking(
-        id=booking_id,
-        customer_id=customer_id,
-        destination=destination,
-        status=S.REQUESTED,
-        created_t=t,
-        updated_t=t,
-        expected_duration_s=expected_duration_s,
-        geofence_radius_m=geofence_radius_m,
-        skills=skills,
-        fence=fence,
-    )
-    events = [
-        AuditEvent(
-            booking_id=booking_id,
-            t=t,
-            event=E.CREATE,
-            from_status=None,
-            to_status=S.REQUESTED,
-            actor=actor,
+
+    def build(move: Move[BookingStatus, BookingEvent]) -> Booking:
+        return Booking(
+            id=booking_id,
+            customer_id=customer_id,
+            destination=destination,
+            status=move.target,
+            created_t=move.t,
+            updated_t=move.t,
+            expected_duration_s=expected_duration_s,
+            geofence_radius_m=geofence_radius_m,
+            skills=skills,
+            fence=fence,
         )
-    ]
+
+    booking, created = LIFECYCLE.begin(E.CREATE, t=t, build=build, audit=_auditor(actor, None))
+    events = [created]
     if technician_id:
         booking, assigned = apply(booking, E.ASSIGN, t=t, actor=actor, technician_id=technician_id)
         events.append(assigned)
@@ -200,37 +206,47 @@ def apply(
     technician_id: str | None = None,
 ) -> tuple[Booking, AuditEvent]:
     """Apply one event; return the new booking and its audit record, or raise IllegalTransition."""
-    target = TRANSITIONS.get((booking.status, event))
-    if target is None:
-        raise IllegalTransition(booking.id, booking.status, event)
-    changes: dict[str, object] = {"status": target, "updated_t": t}
-    if event is BookingEvent.ASSIGN:
-        if not technician_id:
-            raise ValueError("assign needs a technician_id")
-        changes["technician_id"] = technician_id
-    if event is BookingEvent.CHECK_IN:
-        changes["arrived_t"] = t
-    if event is BookingEvent.CHECK_OUT:
-        changes["departed_t"] = t
-        if booking.arrived_t is not None:
-            changes["service_duration_s"] = t - booking.arrived_t
-    new = msgspec.structs.replace(booking, **changes)
-    record = AuditEvent(
-        booking_id=booking.id,
-        t=t,
-        event=event,
-        from_status=booking.status,
-        to_status=target,
-        actor=actor,
-        cause=cause,
-        technician_id=new.technician_id,
-    )
-    return new, record
+
+    def advance(current: Booking, move: Move[BookingStatus, BookingEvent]) -> Booking:
+        changes: dict[str, object] = {"status": move.target, "updated_t": move.t}
+        if move.action is BookingEvent.ASSIGN:
+            if not technician_id:
+                raise ValueError("assign needs a technician_id")
+            changes["technician_id"] = technician_id
+        if move.action is BookingEvent.CHECK_IN:
+            changes["arrived_t"] = move.t
+        if move.action is BookingEvent.CHECK_OUT:
+            changes["departed_t"] = move.t
+            if current.arrived_t is not None:
+                changes["service_duration_s"] = move.t - current.arrived_t
+        return msgspec.structs.replace(current, **changes)
+
+    return LIFECYCLE.step(booking, event, t=t, advance=advance, audit=_auditor(actor, cause))
+
+
+def _auditor(
+    actor: str, cause: str | None
+) -> Callable[[Booking, Move[BookingStatus, BookingEvent]], AuditEvent]:
+    """The audit record of one move, naming the technician the booking has after it."""
+
+    def audit(booking: Booking, move: Move[BookingStatus, BookingEvent]) -> AuditEvent:
+        return AuditEvent(
+            booking_id=booking.id,
+            t=move.t,
+            event=move.action,
+            from_status=move.source,
+            to_status=move.target,
+            actor=actor,
+            cause=cause,
+            technician_id=booking.technician_id,
+        )
+
+    return audit
 
 
 def starts_visit(booking: Booking, event: BookingEvent) -> bool:
     """Whether ``event`` makes ``booking`` its technician's current visit (``en_route``)."""
-    target = TRANSITIONS.get((booking.status, event))
+    target = LIFECYCLE.next_state(booking.status, event)
     return target in VISIT_STATUSES and booking.status not in VISIT_STATUSES
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerts.notify import FcmNotifier, WebhookNotifier, fixed_token_credentials
+from alerts.notify_fcm import FcmNotifier, fixed_token_credentials
+from alerts.notify_webhook import WebhookNotifier
 from realtime.settings import Settings
 
 

@@ -53,7 +53,8 @@ from alerts.incident import (
     Reporter,
     TrailPoint,
 )
-from alerts.notify import DeliveryAttempt, contact_payload, push_for_incident, webhook_payload
+from alerts.notify import DeliveryAttempt
+from alerts.notify_payloads import contact_payload, push_for_incident, webhook_payload
 from realtime import protocol as wire
 from realtime.auth import Principal, Role
 from realtime.backends.base import Bus, BusMessage, DuplicateReporterKey, Store, WorkItem

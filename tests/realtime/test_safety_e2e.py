@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from alerts.notify import SIGNATURE_HEADER, verify_signature
+from alerts.notify_payloads import SIGNATURE_HEADER, verify_signature
 from tests.conftest import RunningHub, receive_json, receive_until
 
 WEBHOOK_SECRET = "webhook-secret-for-tests"
