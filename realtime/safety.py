@@ -8,23 +8,15 @@ Thin I/O around the pure cores of ``alerts/`` (incident state machine, escalatio
 * **Operators first.** Incidents go out on the operators' channel in the urgent lane of
   every outbox: ahead of positions, never conflated or dropped (a connection too slow for
   them is closed and resyncs from the snapshot).
-* **Escalation survives restarts and happens once among several hubs.** Steps already
-  taken are part of the stored incident. Every hub watches its mirror of the open
-  incidents; when a step is due it is put on the store's durable ``safety`` work queue under
-  the key ``<incident>:<step>``, which admits it once whichever hubs see it due. The queue
-  hands each item to one hub (a Redis Streams consumer group); that hub marks the step on
-  the incident under the incident's lock, reading the stored incident (so an operator's
-  acknowledgement made on another hub a moment before wins), sends the notifications,
-  records each delivery on the incident and only then acknowledges the item. A hub that dies
-  mid-step leaves the item pending; another hub reclaims it after ``work_reclaim_idle_s``
-  (XAUTOCLAIM) and finishes it, skipping the deliveries already recorded.
+* **Escalation survives restarts and happens once among several hubs**: steps are durable
+  work on the store's queue (``realtime/escalation.py``); notifications and their records
+  are ``realtime/incident_deliveries.py``.
 * **Every change is a locked read-modify-write of the stored incident.** Acknowledge,
   resolve, cancel, trail points and delivery records take the store's lock on the incident
   and apply to what is stored, not to this hub's mirror, then tell the other hubs
   (``realtime.cluster``) to re-read it.
-* **Notifications never block the hub.** Webhook and FCM deliveries run off the event loop
-  path with timeouts and retries; every attempt is recorded on the incident and failures
-  are shown to operators.
+* **Notifications never block the hub.** Deliveries run in their own tasks, with timeouts
+  and retries; every attempt is recorded on the incident.
 """
 
 from __future__ import annotations
@@ -32,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,9 +33,8 @@ import msgspec
 
 from alerts import incident as core
 from alerts.contacts import EmergencyContact
-from alerts.escalation import EscalationPolicy, EscalationStep, due_steps, mark_escalated
+from alerts.escalation import EscalationPolicy
 from alerts.incident import (
-    Delivery,
     Incident,
     IncidentAction,
     IncidentLocation,
@@ -53,14 +43,14 @@ from alerts.incident import (
     Reporter,
     TrailPoint,
 )
-from alerts.notify import DeliveryAttempt
-from alerts.notify_payloads import contact_payload, push_for_incident, webhook_payload
 from realtime import protocol as wire
 from realtime.auth import Principal, Role
-from realtime.backends.base import Bus, BusMessage, DuplicateReporterKey, Store, WorkItem
+from realtime.backends.base import Bus, BusMessage, DuplicateReporterKey, Store
 from realtime.booking import Booking
 from realtime.channels import OPS_CHANNEL
 from realtime.cluster import LOCK_TTL_S, Entity
+from realtime.escalation import Escalation
+from realtime.incident_deliveries import SYSTEM_ROLE, Deliveries
 from realtime.ingest import check_coordinates
 from realtime.metrics import Metrics
 from realtime.notifiers import Notifiers
@@ -83,22 +73,8 @@ CONTACTS = "contacts"
 # most this much trail; the incident itself is always written before anyone is told).
 TRAIL_FLUSH_S = 2.0
 SYSTEM_ACTOR = "system:escalation"
-SAFETY_QUEUE = "safety"
 # How often a hub looks for due steps and for safety work (its own or another hub's).
 WORK_POLL_S = 0.25
-
-
-class StepWork(msgspec.Struct, frozen=True):
-    """A work item: fire this escalation step of this incident."""
-
-    incident_id: str
-    step: str
-
-
-_step_work_decoder = msgspec.json.Decoder(StepWork)
-
-
-SYSTEM_ROLE = "system"  # the reporter role of incidents the hub raises itself
 
 
 class IncidentNotFound(Exception):
@@ -135,14 +111,6 @@ def reporter_key(role: str, sub: str, client_id: str) -> str:
 
 def contacts_key(role: str, sub: str) -> str:
     return f"{role}:{sub}"
-
-
-def _person_of(incident: Incident) -> tuple[str, str]:
-    """Whose emergency contacts an incident concerns: the reporter, or for an incident the
-    hub raised itself, the technician it is about."""
-    if incident.reporter.role == SYSTEM_ROLE and incident.technician_id:
-        return "technician", incident.technician_id
-    return incident.reporter.role, incident.reporter.sub
 
 
 @dataclass(frozen=True)
@@ -194,16 +162,29 @@ class SafetyDesk:
         # Trail points received but not yet written to the incident (written every
         # TRAIL_FLUSH_S: a crash loses at most that much trail, never the incident).
         self._trail: dict[str, list[TrailPoint]] = {}
-        self._enqueued: set[tuple[str, str]] = set()  # (incident, step) put on the queue
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
-        self._working: set[str] = set()  # work item ids this hub is doing now
         self._flushed_t = 0.0
-        self.steps = {step.name: step for step in self.policy.steps}
-        self.supervisor = notifiers.supervisor
-        self.contact_bridge = notifiers.contact_bridge
-        self.fcm = notifiers.fcm
+        deliveries = Deliveries(
+            notifiers=notifiers,
+            contacts_of=self.contacts_of,
+            profiles=profiles,
+            update=self._update,
+            broadcast=self._broadcast,
+            metrics=metrics,
+            clock=clock,
+        )
+        self.escalation = Escalation(
+            policy=self.policy,
+            reclaim_idle_s=config.work_reclaim_idle_s,
+            hub_id=hub_id,
+            store=store,
+            update=self._update,
+            broadcast=self._broadcast,
+            deliveries=deliveries,
+            metrics=metrics,
+            clock=clock,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -235,7 +216,8 @@ class SafetyDesk:
             self._trail.pop(incident.id, None)
 
     async def close(self) -> None:
-        await stop_tasks([self._loop_task, *self._deliveries])
+        await stop_tasks([self._loop_task])
+        await self.escalation.close()
         with contextlib.suppress(Exception):
             await self._flush_trails()
         await self.notifiers.aclose()
@@ -512,8 +494,7 @@ class SafetyDesk:
     async def _escalation_loop(self) -> None:
         while True:
             try:
-                await self._enqueue_due()
-                await self._take_work()
+                await self.escalation.tick(self._open.values())
                 now = self.clock()
                 if self._trail and now - self._flushed_t >= TRAIL_FLUSH_S:
                     self._flushed_t = now
@@ -525,236 +506,6 @@ class SafetyDesk:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(WORK_POLL_S):
                     await self._wakeup.wait()
-
-    async def _enqueue_due(self) -> None:
-        """Put every due step of the mirrored open incidents on the work queue, once."""
-        now = self.clock()
-        for incident in list(self._open.values()):
-            for step in due_steps(incident, self.policy, now):
-                if (incident.id, step.name) in self._enqueued:
-                    continue
-                work = StepWork(incident_id=incident.id, step=step.name)
-                await self.store.enqueue_work(
-                    SAFETY_QUEUE, f"{incident.id}:{step.name}", msgspec.json.encode(work)
-                )
-                self._enqueued.add((incident.id, step.name))
-        # Forget the steps of incidents that are no longer open (the set stays small).
-        self._enqueued = {entry for entry in self._enqueued if entry[0] in self._open}
-
-    async def _take_work(self) -> None:
-        items = await self.store.claim_work(
-            SAFETY_QUEUE,
-            self.hub_id,
-            count=16,
-            now=self.clock(),
-            reclaim_idle_s=self.config.work_reclaim_idle_s,
-        )
-        for item in items:
-            if item.id not in self._working:
-                self._working.add(item.id)
-                self._spawn(self._work(item))
-
-    async def _work(self, item: WorkItem) -> None:
-        """Do one step; acknowledge the item only when it is done (else it is reclaimed).
-
-        The claim is kept alive while the step works: its deliveries (a webhook with its
-        retries takes up to ~33 s) may outlast ``work_reclaim_idle_s``, and another hub
-        must not take over a live step and notify the contacts a second time.
-        """
-        keeper = asyncio.create_task(self._keep_claim(item.id), name=f"keep-{item.id}")
-        try:
-            await self._do_work(item)
-        finally:
-            await stop_tasks([keeper])
-
-    async def _keep_claim(self, item_id: str) -> None:
-        interval = keepalive_interval(self.config.work_reclaim_idle_s)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                # The step's deliveries go on meanwhile; only the claim's idle time changes.
-                kept = await self.store.keep_work(SAFETY_QUEUE, self.hub_id, item_id, self.clock())
-            except Exception as exc:
-                # A store blink: the next keep (well before the reclaim time) tries again.
-                log.warning("keeping safety work item %s failed (%s)", item_id, exc)
-                continue
-            if not kept:
-                log.warning("safety work item %s was taken over by another hub", item_id)
-                return
-
-    async def _do_work(self, item: WorkItem) -> None:
-        try:
-            try:
-                work = _step_work_decoder.decode(item.payload)
-            except msgspec.DecodeError:
-                log.error("unreadable safety work item %s dropped", item.id)
-            else:
-                step = self.steps.get(work.step)
-                if step is None:
-                    log.error("work item %s: no escalation step %r", item.id, work.step)
-                else:
-                    await self._escalate(work.incident_id, step)
-            await self.store.ack_work(SAFETY_QUEUE, item.id)
-        except Exception:
-            log.exception("safety work item %s failed; it will be retried", item.id)
-        finally:
-            self._working.discard(item.id)
-
-    async def _escalate(self, incident_id: str, step: EscalationStep) -> None:
-        fired: list[bool] = []
-
-        def mark(incident: Incident) -> Incident:
-            if step.name in incident.escalations:
-                return incident  # marked before: a reclaimed item finishing a dead hub's work
-            # Re-checked on the stored incident: an operator may have acknowledged it. Not
-            # the time: a hub found it due, and this hub's clock may be a little behind.
-            if step not in due_steps(incident, self.policy, math.inf):
-                return incident
-            fired.append(True)
-            return mark_escalated(incident, step, self.clock(), by=self.hub_id)
-
-        updated = await self._update(incident_id, mark)
-        if updated is None or step.name not in updated.escalations:
-            return  # acknowledged (or closed) before the step was due: nothing to send
-        if fired:
-            self.metrics.escalations.labels(step=step.name).inc()
-        reason = f"escalation {step.name}: not acknowledged within {step.after_s:g} s"
-        if step.action == "realert_operators":
-            await self._broadcast(updated, reason)
-        elif step.action == "notify_supervisor":
-            await self._notify_supervisor(updated, step, reason)
-        elif step.action == "notify_contacts":
-            await self._notify_contacts(updated, step, reason)
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
-
-    async def _notify_supervisor(self, incident: Incident, step: EscalationStep, reason: str):
-        if _delivered(incident, step, "webhook", "supervisor"):
-            return
-        if self.supervisor is None:
-            await self._record(
-                incident.id, step, "webhook", "unconfigured", [], "no supervisor webhook"
-            )
-            return
-        payload = webhook_payload(
-            incident=msgspec.to_builtins(incident),
-            step=step.name,
-            reason=reason,
-            delivery_id=f"{incident.id}:{step.name}",
-            t=self.clock(),
-        )
-        attempts = await self.supervisor.deliver(payload)
-        await self._record(incident.id, step, "webhook", "supervisor", attempts)
-
-    async def _notify_contacts(self, incident: Incident, step: EscalationStep, reason: str):
-        role, sub = _person_of(incident)
-        contacts = await self.contacts_of(role, sub)
-        if not contacts:
-            await self._record(
-                incident.id, step, "contacts", "none", [], "the reporter has no emergency contacts"
-            )
-            return
-        location = incident.location
-        name = self.profiles.name_of(sub) if role == "technician" else None
-        who = f"{name or sub} ({role})"
-        message = push_for_incident(
-            incident_id=incident.id,
-            kind=incident.kind,
-            who=who,
-            lat=location.lat if location else None,
-            lon=location.lon if location else None,
-            step=step.name,
-        )
-        for index, contact in enumerate(contacts):
-            for token in contact.fcm_tokens:
-                if _delivered(incident, step, "fcm", f"{contact.name} {token}"):
-                    continue
-                if self.fcm is None:
-                    await self._record(
-                        incident.id, step, "fcm", contact.name, [], "FCM is not configured"
-                    )
-                    continue
-                attempts = await self.fcm.send(token, message)
-                await self._record(incident.id, step, "fcm", contact.name, attempts)
-            if contact.phone and not _delivered(incident, step, "sms", contact.name):
-                if self.contact_bridge is None:
-                    await self._record(
-                        incident.id, step, "sms", contact.name, [], "no contact webhook configured"
-                    )
-                    continue
-                # What a caller needs (who, where, a map link), not the trail or the notes.
-                payload = contact_payload(
-                    incident=msgspec.to_builtins(incident),
-                    who=who,
-                    step=step.name,
-                    reason=reason,
-                    delivery_id=f"{incident.id}:{step.name}:{index}",
-                    t=self.clock(),
-                    contact={"name": contact.name, "phone": contact.phone},
-                    text=message.body,
-                )
-                payload["message"] = {"title": message.title, "body": message.body}
-                attempts = await self.contact_bridge.deliver(payload)
-                await self._record(incident.id, step, "sms", contact.name, attempts)
-
-    async def _record(
-        self,
-        incident_id: str,
-        step: EscalationStep,
-        channel: str,
-        target: str,
-        attempts: list[DeliveryAttempt],
-        missing: str | None = None,
-    ) -> None:
-        """Put delivery attempts on the incident; tell operators when something failed."""
-        if missing is not None:
-            deliveries = [
-                Delivery(
-                    t=self.clock(),
-                    channel=channel,
-                    target=target,
-                    step=step.name,
-                    attempt=0,
-                    ok=False,
-                    error=missing,
-                    dead_letter=True,
-                )
-            ]
-        else:
-            deliveries = [
-                Delivery(
-                    t=a.t,
-                    channel=a.channel,
-                    target=target if a.channel != "fcm" else f"{target} {a.target}",
-                    step=step.name,
-                    attempt=a.attempt,
-                    ok=a.ok,
-                    status=a.status,
-                    error=a.error,
-                    dead_letter=a.dead_letter,
-                )
-                for a in attempts
-            ]
-
-        def record(incident: Incident) -> Incident:
-            for delivery in deliveries:
-                incident = core.record_delivery(incident, delivery)
-            return incident
-
-        incident = await self._update(incident_id, record)
-        if incident is None:
-            return
-        for delivery in deliveries:
-            self.metrics.deliveries.labels(
-                channel=delivery.channel, ok=str(delivery.ok).lower()
-            ).inc()
-        failed = [d for d in deliveries if d.dead_letter]
-        if failed:
-            log.warning("incident %s: %s delivery to %s failed", incident_id, channel, target)
-        await self._broadcast(incident, "delivery failed" if failed else "delivered")
 
     # ------------------------------------------------------------------ contacts
 
@@ -768,21 +519,6 @@ class SafetyDesk:
         await self.store.put_document(
             CONTACTS, contacts_key(role, sub), msgspec.json.encode(contacts)
         )
-
-
-def keepalive_interval(reclaim_idle_s: float) -> float:
-    """How often a working hub keeps its claim: three times per reclaim time, so that two
-    missed keeps (a store blink) still leave the claim alive."""
-    return reclaim_idle_s / 3
-
-
-def _delivered(incident: Incident, step: EscalationStep, channel: str, target: str) -> bool:
-    """Whether a delivery of this step to this target is already recorded (a reclaimed work
-    item finishes what a dead hub began and must not send it again)."""
-    return any(
-        d.step == step.name and d.channel == channel and d.target == target
-        for d in incident.deliveries
-    )
 
 
 __all__ = ["IncidentNotFound", "IncidentStatus", "SafetyDesk"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from realtime.backends.redis import delete_all
-from realtime.safety import SAFETY_QUEUE
+from realtime.escalation import SAFETY_QUEUE
 from tests.conftest import TEST_REDIS_URL, RunningHub, make_settings, receive_until
 from tests.realtime.conftest import Receiver
 
