@@ -28,15 +28,24 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 
 from realtime.auth import MAX_TTL_S, AuthError, Principal
 from realtime.backends.base import Bus, BusMessage, Store, Unsubscribe
 from realtime.protocol import CloseCode
-from realtime.sockets.fanout import Outbox
 from realtime.tasks import stop_tasks
+
+
+class Outbox(Protocol):
+    """What revocation needs of a socket's outbox (``realtime/sockets/fanout.py``): to close
+    it with a code and reason, and whether it is closing already."""
+
+    @property
+    def closing(self) -> bool: ...
+
+    def close(self, code: CloseCode, reason: str) -> None: ...
 
 log = logging.getLogger("doorstep.tokens")
 

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # "redis": pub/sub + Redis for everything durable, shared by several hubs (scale-out).
     backend: Literal["embedded", "redis"] = "embedded"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # Every key and channel starts with it (inside a hash tag, see realtime/backends/redis.py),
+    # Every key and channel starts with it (inside a hash tag, see realtime/backends/redis/keys.py),
     # so several deployments, or test runs, can share one Redis without seeing each other.
     redis_prefix: str = Field("doorstep", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
     # Location history lives in Redis memory: ~370 bytes per fix, so a technician sending

@@ -2,7 +2,7 @@
 
 Thin I/O around ``alerts/watchdog.py``. Every ``watchdog_interval_s`` one task looks at the
 bookings in a visit (``arrived``/``in_service``), hands each one's watch state, the booking's
-times and the technician's last fix (hub time) to the pure core with ``hub.clock()``, and
+times and the technician's last fix (hub time) to the pure core with the hub's clock, and
 carries out its decisions:
 
 - ``prompt``: a ``check`` message to the technician's sockets (and again when they reconnect
