@@ -47,6 +47,7 @@ class Outbox(Protocol):
 
     def close(self, code: CloseCode, reason: str) -> None: ...
 
+
 log = logging.getLogger("doorstep.tokens")
 
 CHANNEL = "token-revocations"
