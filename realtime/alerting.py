@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from alerts.incident import AuditEntry
 from alerts.safety_alert import AlertStatus, SafetyAlert, acknowledge
 from realtime import protocol as wire
@@ -32,21 +34,7 @@ class AlertNotFound(Exception):
 
 def alert_message(alert: SafetyAlert) -> wire.Alert:
     """The ``alert`` frame for a stored alert: the same fields, plus ``type``."""
-    return wire.Alert(
-        kind=alert.kind.value,
-        t=alert.t,
-        technician_id=alert.technician_id,
-        booking_id=alert.booking_id,
-        zone_id=alert.zone_id,
-        zone_kind=alert.zone_kind,
-        message=alert.message,
-        id=alert.id,
-        status=alert.status.value,
-        incident_id=alert.incident_id,
-        acked_by=alert.acked_by,
-        acked_t=alert.acked_t,
-        note=alert.note,
-    )
+    return msgspec.convert(alert, wire.Alert, from_attributes=True)
 
 
 class AlertDesk:

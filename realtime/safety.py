@@ -441,7 +441,7 @@ class SafetyDesk:
             if incident.technician_id != technician_id:
                 continue
             for fix in fixes:
-                point = TrailPoint(t=fix.t, lat=fix.lat, lon=fix.lon, acc=fix.acc)
+                point = msgspec.convert(fix, TrailPoint, from_attributes=True)
                 self._trail.setdefault(incident_id, []).append(point)
                 message = wire.IncidentLocationMessage(
                     incident=incident_id, t=fix.t, lat=fix.lat, lon=fix.lon, acc=fix.acc
