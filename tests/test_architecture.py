@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,3 +78,51 @@ def test_the_check_sees_an_io_import_and_a_clock_read(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("import time\nfrom datetime import datetime\nnow = datetime.now()\n")
     assert stdlib_io_imports(sample) == ["time", "datetime.now()"]
+
+
+def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Every group of modules that import each other, directly or round a loop (Tarjan)."""
+    edges = {m: graph.find_modules_directly_imported_by(m) & graph.modules for m in graph.modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for imported in edges[module]:
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycles_anywhere() -> None:
+    graph = grimp.build_graph("realtime", "geofence", "alerts", "clients", "loadtest")
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    graph = grimp.ImportGraph()
+    for module in ("a", "a.x", "a.y", "a.z"):
+        graph.add_module(module)
+    graph.add_import(importer="a.x", imported="a.y")
+    graph.add_import(importer="a.y", imported="a.x")
+    graph.add_import(importer="a.y", imported="a.z")
+    assert import_cycles(graph) == [["a.x", "a.y"]]
