@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from geofence.eta import Eta, EtaConfig, EtaEstimator, RouteProvider, TravelTimeModel
+from geofence.eta import Eta, EtaConfig, EtaEstimator, RouteProvider
 from geofence.eta_band import SAMPLE_EVERY_S, ErrorBands
+from geofence.eta_models import TravelTimeModel
 from geofence.fences import Fence
 from geofence.geo import distance_m
 from geofence.model import Fix

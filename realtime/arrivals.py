@@ -28,8 +28,9 @@ import msgspec
 import tenacity
 
 from geofence.arrival import ArrivalConfig, ArrivalTracker, ArrivalUpdate
-from geofence.eta import CircuityModel, Eta, StraightLineProvider, TravelTimeModel
+from geofence.eta import Eta, StraightLineProvider
 from geofence.eta_band import ErrorBands
+from geofence.eta_models import CircuityModel, TravelTimeModel
 from geofence.fences import CircleFence, Fence, fence_from_geojson
 from geofence.model import Fix
 from realtime import protocol as wire

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geofence.arrival import ArrivalConfig
-from geofence.eta import CircuityModel, TravelTimeModel
 from geofence.eta_band import ErrorBands
+from geofence.eta_models import CircuityModel, TravelTimeModel
 
 
 @dataclass

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from geofence.arrival import ArrivalConfig, ArrivalTracker, TripSummary
-from geofence.eta import CircuityModel, StraightLineProvider, TravelTimeModel, baseline_eta_s
+from geofence.eta import StraightLineProvider, baseline_eta_s
+from geofence.eta_models import CircuityModel, TravelTimeModel
 from geofence.fences import CircleFence
 from geofence.model import Fix
 from loadtest.arrival.learned import LearnedModels

@@ -1,6 +1,6 @@
 """The backend contract: a live message bus and a durable store.
 
-The embedded backend (``memory.py`` bus + ``sqlite.py`` store) implements it for one machine;
+The embedded backend (``memory.py`` bus + ``sqlite/`` store) implements it for one machine;
 a Redis backend implements the same two interfaces for several hubs. The hub only talks to
 these methods, and the contract tests run against every implementation.
 """

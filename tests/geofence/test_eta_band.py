@@ -8,8 +8,9 @@ from itertools import pairwise
 import pytest
 
 from geofence.arrival import ArrivalTracker
-from geofence.eta import CircuityModel, EtaEstimator, StraightLineProvider
+from geofence.eta import EtaEstimator, StraightLineProvider
 from geofence.eta_band import SAMPLE_EVERY_S, ErrorBands
+from geofence.eta_models import CircuityModel
 from geofence.fences import CircleFence
 from geofence.geo import destination_point
 from geofence.model import Fix

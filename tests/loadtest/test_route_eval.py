@@ -9,13 +9,8 @@ from dataclasses import replace
 import pytest
 
 from geofence.arrival import ArrivalTracker
-from geofence.eta import (
-    CircuityModel,
-    EtaConfig,
-    EtaEstimator,
-    StraightLineProvider,
-    TravelTimeModel,
-)
+from geofence.eta import EtaConfig, EtaEstimator, StraightLineProvider
+from geofence.eta_models import CircuityModel, TravelTimeModel
 from geofence.fences import CircleFence
 from geofence.geo import LocalProjection, distance_m
 from geofence.model import Fix
