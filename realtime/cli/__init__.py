@@ -1,4 +1,4 @@
-"""The ``doorstep`` command line: serve the hub, mint tokens, simulate, replay, demo.
+"""The ``doorstep`` command line: serve the hub, mint tokens, simulate, replay, demo, loadtest.
 
 The one composition root that may reach the development tools (``loadtest/``, the SDK's
 simulator in ``clients/``): each command lives in its own module and imports them inside
@@ -11,6 +11,7 @@ import click
 
 from realtime.cli.demo import demo
 from realtime.cli.dev_eval import eval_arrival, simulate_traces
+from realtime.cli.dev_loadtest import loadtest
 from realtime.cli.dev_simulate import replay, simulate
 from realtime.cli.serve import serve, token
 
@@ -25,5 +26,5 @@ def main() -> None:
     """
 
 
-for command in (serve, token, eval_arrival, simulate_traces, simulate, replay, demo):
+for command in (serve, token, eval_arrival, simulate_traces, simulate, replay, demo, loadtest):
     main.add_command(command)

@@ -1,0 +1,113 @@
+"""The server under load: started here (``doorstep serve`` or the bare relay, each in its
+own process on loopback) or reached at ``--url``; its CPU and memory read from /proc."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass
+class Server:
+    """Where a target listens and, when started here, its process id."""
+
+    kind: str  # "hub" | "relay"
+    http: str  # base URL, http://host:port
+    pid: int | None
+    platform_key: str | None = None
+
+    @property
+    def ws(self) -> str:
+        return "ws" + self.http.removeprefix("http")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def parse_stat(text: str) -> tuple[float, int]:
+    """CPU seconds (user + system) and RSS bytes from the text of /proc/<pid>/stat."""
+    # The command name may hold spaces and parentheses: the fields start after the last ")".
+    fields = text[text.rindex(")") + 2 :].split()
+    utime, stime, rss_pages = int(fields[11]), int(fields[12]), int(fields[21])
+    return (utime + stime) / _CLK_TCK, rss_pages * _PAGE
+
+
+def read_stat(pid: int) -> tuple[float, int] | None:
+    """The process's CPU seconds and RSS now, ``None`` once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return parse_stat(handle.read())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes] | None, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(url, timeout=1)
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the server at {url} was not ready in {timeout_s:g} s")
+
+
+@contextlib.contextmanager
+def started(kind: str, url: str | None = None) -> Iterator[Server]:
+    """A running target: the hub at ``url``, or a fresh hub or relay stopped on exit.
+
+    A hub started here gets a fresh temporary data dir, the embedded backend and a generated
+    secret and platform key, passed in its environment.
+    """
+    if kind == "hub" and url:
+        key = os.environ.get("DOORSTEP_PLATFORM_KEY")
+        if not key:
+            raise RuntimeError("--url needs the hub's platform key in DOORSTEP_PLATFORM_KEY")
+        server = Server("hub", url.rstrip("/"), None, key)
+        wait_ready(f"{server.http}/readyz", None)
+        yield server
+        return
+    port = free_port()
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix=f"doorstep-load-{kind}-") as data:
+        if kind == "relay":
+            command = [sys.executable, "-m", "loadtest.relay_baseline", "--port", str(port)]
+            ready, key = f"http://127.0.0.1:{port}/", None
+        else:
+            key = secrets.token_urlsafe(24)
+            command = [sys.executable, "-m", "realtime.cli", "serve", "--port", str(port)]
+            command += ["--data-dir", data, "--log-level", "warning"]
+            env.update(
+                DOORSTEP_SECRET=secrets.token_urlsafe(32),
+                DOORSTEP_PLATFORM_KEY=key,
+                DOORSTEP_BACKEND="embedded",
+            )
+            ready = f"http://127.0.0.1:{port}/readyz"
+        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+        try:
+            wait_ready(ready, process)
+            yield Server(kind, f"http://127.0.0.1:{port}", process.pid, key)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
