@@ -47,6 +47,7 @@ def test_every_command_is_still_registered() -> None:
     assert sorted(main.commands) == [
         "demo",
         "eval-arrival",
+        "loadtest",
         "replay",
         "serve",
         "simulate",
