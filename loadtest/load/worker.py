@@ -152,9 +152,8 @@ class Worker:
             async for raw in ws:
                 m = frames.SEEN.decode(raw)
                 if m.type == "ack" and m.seq is not None:
-                    if m.seq > t.acked_seq:
-                        if t.acked_seq or m.seq <= t.sent_seq:
-                            self.acked[bin_index(time.time(), self.start)] += m.seq - t.acked_seq
+                    if m.seq > t.acked_seq:  # acks are conflated: count the fixes covered
+                        self.acked[bin_index(time.time(), self.start)] += m.seq - t.acked_seq
                         t.acked_seq = m.seq
                 elif m.type == "error":
                     self.errors[m.code or "unknown"] += 1
@@ -253,15 +252,17 @@ class Worker:
             return
         t.ws = ws
         self.readers.append(asyncio.create_task(self.read_technician(t, ws)))
-        points, t.buffered = t.buffered, []
-        t.closing, t.online = False, True
-        if points:
+        # Still "closing" while the batch goes: a fix due meanwhile is buffered for the next
+        # batch rather than sent live ahead of older fixes (the hub wants seqs in order).
+        while t.buffered:
+            points, t.buffered = t.buffered, []
             try:
                 await ws.send(frames.batch(points))
             except ConnectionClosed:
                 return
             t.sent_seq = max(t.sent_seq, max(t.batched))
             self.sent[bin_index(time.time(), self.start)] += len(points)
+        t.closing, t.online = False, True
 
     async def press_sos(self) -> None:
         for press in sorted(self.plan.part.sos, key=lambda p: p.at_s):

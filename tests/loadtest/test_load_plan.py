@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from realtime import protocol
 from loadtest.load import frames
 from loadtest.load.config import LoadConfig, dropouts, slices, sos_presses
+from realtime import protocol
 
 
 def test_a_fix_is_encoded_once_and_stamped_with_its_send_time() -> None:
