@@ -1,5 +1,6 @@
 """``report.png``: latency percentiles and throughput per second, every run on the same
-axes (hub solid, relay dashed) so a ``--compare`` run reads at a glance."""
+axes (colour says the percentile or the count; hub solid, relay dashed), so a ``--compare``
+run reads at a glance."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ def write_png(report: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     figure, (latency, throughput) = plt.subplots(2, 1, figsize=(10, 8), sharex=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, run in enumerate(report["runs"]):
+    for run in report["runs"]:
         series, style = run["series"], _STYLE.get(run["target"], "-")
         name = f"{run['target']} r{run['round']}"
         seconds = series["second"]
@@ -32,15 +34,15 @@ def write_png(report: dict[str, Any], path: Path) -> None:
                 seconds,
                 _masked(series[key]),
                 style,
-                color=colours[(3 * i + j) % len(colours)],
+                color=colours[j],
                 label=f"{name} {label}",
             )
-        colour = colours[i % len(colours)]
+        delivered, acked = colours[0], colours[2]
         throughput.plot(
-            seconds, series["delivered"], style, color=colour, label=f"{name} delivered"
+            seconds, series["delivered"], style, color=delivered, label=f"{name} delivered"
         )
         if series.get("acked") is not None:
-            throughput.plot(seconds, series["acked"], ":", color=colour, label=f"{name} acked")
+            throughput.plot(seconds, series["acked"], style, color=acked, label=f"{name} acked")
     config = report["config"]
     latency.set_title(
         f"{config['technicians']} technicians x {config['rate_hz']:g} Hz,"
@@ -48,6 +50,7 @@ def write_png(report: dict[str, Any], path: Path) -> None:
     )
     latency.set_ylabel("send → customer receive (ms)")
     latency.set_yscale("log")
+    latency.yaxis.set_major_formatter(ScalarFormatter())
     throughput.set_ylabel("positions (fixes) per second")
     throughput.set_xlabel("second of the run")
     for axes in (latency, throughput):
