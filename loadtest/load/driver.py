@@ -175,7 +175,7 @@ def _progress(
     }
     p50 = percentile(lat, 50)
     acked = f"{total['acked']}" if data.target == "hub" else "n/a"
-    median = "-" if p50 is None else f"{p50:.0f} ms"
+    median = "-" if p50 is None else f"{p50:.1f} ms"
     print(
         f"loadtest {data.target} round {data.round} {second:3d}s: sent {total['sent']}"
         f" delivered {total['delivered']} acked {acked} p50 {median}"
