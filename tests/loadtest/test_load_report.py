@@ -103,3 +103,15 @@ def test_the_report_puts_the_targets_side_by_side() -> None:
     assert set(report["targets"]) == {"hub", "relay"}
     assert report["hub_over_relay"]["latency_p50_ms"] == round(25.0 / 7.5, 2)
     assert report["config"]["customers"] == 2
+
+
+def test_the_png_draws_both_targets_and_a_run_without_latencies(tmp_path) -> None:
+    from loadtest.load.plot import write_png
+
+    hub = build_run(CONFIG, _hub_run())
+    empty = _hub_run()
+    empty.target = "relay"
+    empty.results = [_result(latency={}, delivered={})]
+    report = build(CONFIG, [build_run(CONFIG, empty), hub], ["doorstep", "loadtest"])
+    write_png(report, tmp_path / "report.png")
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
