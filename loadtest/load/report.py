@@ -166,6 +166,16 @@ def build_run(config: LoadConfig, data: RunData) -> dict[str, Any]:
         "conflated": drops.get("conflated", 0) if hub and samples[0].metrics else None,
         "dropped": drops.get("slow_consumer", 0) if hub and samples[0].metrics else None,
         "failed_connections": {"total": sum(failures.values()), **failures},
+        "generator": {
+            "processes": len(results),
+            "cpu_per_wall_s": [
+                round(r["cpu_s"] / r["wall_s"], 3) if r.get("wall_s") else None for r in results
+            ],
+            "fix_late_max_ms": round(
+                max((r.get("late_max_s", 0.0) for r in results), default=0.0) * 1000, 1
+            ),
+            "fixes_late_over_50ms": sum(r.get("late_50ms", 0) for r in results),
+        },
         "not_applicable": [] if hub else RELAY_NOT_APPLICABLE,
         "problems": data.problems,
         "series": {

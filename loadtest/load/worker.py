@@ -86,6 +86,11 @@ class Worker:
         self.sockets: list[ClientConnection] = []
         self.readers: list[asyncio.Task[None]] = []
         self.finished = False
+        # Is the generator keeping up? How late fixes went out, and its own CPU.
+        self.late_max_s = 0.0
+        self.late_50ms = 0
+        self.cpu_s = 0.0
+        self.wall_s = 0.0
 
     # ------------------------------------------------------------ connecting
 
@@ -232,6 +237,11 @@ class Worker:
                 due = self.start + t.offset_s + cycle * period
                 if due > now:
                     break
+                late = now - due
+                if late > self.late_max_s:
+                    self.late_max_s = late
+                if late > 0.05:
+                    self.late_50ms += 1
                 await self.fire(t, cycle + 1, now)
                 ptr += 1
                 if ptr == len(order):
@@ -318,6 +328,10 @@ class Worker:
             "sos_acked": self.sos_acked,
             "incidents": self.incidents,
             "sockets": len(self.sockets),
+            "late_max_s": self.late_max_s,
+            "late_50ms": self.late_50ms,
+            "cpu_s": self.cpu_s,
+            "wall_s": self.wall_s,
         }
 
     async def close(self) -> None:
@@ -343,7 +357,9 @@ async def _run(plan: WorkerPlan, outbox: Any, go: Any, start_at: Any) -> None:
         asyncio.create_task(worker.drop(worker.techs[n], d.at_s, d.length_s))
         for n, d in plan.part.dropouts.items()
     ]
+    cpu, wall = time.process_time(), time.time()
     await worker.pace()
+    worker.cpu_s, worker.wall_s = time.process_time() - cpu, time.time() - wall
     await worker.drain()
     for task in side:
         task.cancel()

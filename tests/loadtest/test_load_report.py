@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from loadtest.load.config import LoadConfig
 from loadtest.load.measured import RunData, Sample
 from loadtest.load.report import build, build_run
@@ -80,6 +82,7 @@ def test_a_hub_run_has_series_totals_and_sos_reach() -> None:
     assert sos["per_operator"] == {"0": 2, "1": 1}
     assert sos["latency_ms"]["count"] == 3
     assert run["not_applicable"] == []
+    assert run["generator"]["processes"] == 1
 
 
 def test_the_relay_has_no_acks_sos_or_hub_counters() -> None:
@@ -105,7 +108,7 @@ def test_the_report_puts_the_targets_side_by_side() -> None:
     assert report["config"]["customers"] == 2
 
 
-def test_the_png_draws_both_targets_and_a_run_without_latencies(tmp_path) -> None:
+def test_the_png_draws_both_targets_and_a_run_without_latencies(tmp_path: Path) -> None:
     from loadtest.load.plot import write_png
 
     hub = build_run(CONFIG, _hub_run())
