@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     watchdog_interval_s: float = Field(2.0, gt=0, le=60)
     # Time given to open connections when the hub stops.
     shutdown_grace_s: float = Field(2.0, ge=0)
+    # The WebSocket server under uvicorn (``auto`` is uvicorn's choice: websockets-sansio when
+    # installed) and whether it offers per-message deflate. Compression costs CPU on every
+    # frame sent and a zlib state per socket (loadtest/results/server.md has the figures);
+    # positions are small frames, so it buys little here.
+    ws_impl: Literal["auto", "websockets", "websockets-sansio"] = "auto"
+    ws_per_message_deflate: bool = False
     # Base map tiles for the web pages (/track, /console, /tech): a Leaflet URL template
     # fetched by the browser, never by the hub. OpenStreetMap's public tiles are for light
     # use only (their tile usage policy); point this at your own or a commercial tile server

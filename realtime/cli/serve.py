@@ -57,7 +57,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
         host=settings.host,
         port=settings.port,
         log_level=log_level,
+        ws=settings.ws_impl,
         ws_max_size=settings.hard_frame_bytes,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) or 1,
     )
 

@@ -79,9 +79,9 @@ async def booking_socket(websocket: WebSocket) -> None:
         try:
             message = wire.CUSTOMER_FRAMES.decode(text)
         except wire.ProtocolError:
-            metrics.frames_in.labels(type="invalid").inc()
+            metrics.frame_in("invalid").inc()
             raise
-        metrics.frames_in.labels(type=message_type(message)).inc()
+        metrics.frame_in(message_type(message)).inc()
         if principal.role is not Role.CUSTOMER:
             raise wire.ProtocolError(
                 wire.ErrorCode.FORBIDDEN, "only the booking's customer raises SOS here"

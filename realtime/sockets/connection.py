@@ -136,7 +136,7 @@ class Connection:
                 return
             kind, text = item
             await self.websocket.send_text(text)
-            self.metrics.frames_out.labels(type=kind).inc()
+            self.metrics.frame_out(kind).inc()
 
     async def _receive_loop(self, handle: FrameHandler) -> None:
         while not self.outbox.closing:

@@ -44,9 +44,9 @@ async def operator_socket(websocket: WebSocket) -> None:
         try:
             message = wire.OPERATOR_FRAMES.decode(text)
         except wire.ProtocolError:
-            metrics.frames_in.labels(type="invalid").inc()
+            metrics.frame_in("invalid").inc()
             raise
-        metrics.frames_in.labels(type=message_type(message)).inc()
+        metrics.frame_in(message_type(message)).inc()
         if isinstance(message, wire.AlertAck):
             await handle_alert_ack(hub, principal, message)
             return

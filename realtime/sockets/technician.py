@@ -55,9 +55,9 @@ async def technician_socket(websocket: WebSocket) -> None:
             try:
                 message = wire.decode_technician_frame(text)
             except wire.ProtocolError:
-                metrics.frames_in.labels(type="invalid").inc()
+                metrics.frame_in("invalid").inc()
                 raise
-            metrics.frames_in.labels(type=message_type(message)).inc()
+            metrics.frame_in(message_type(message)).inc()
             if isinstance(message, wire.Sos | wire.SosCancel):
                 await handle_sos(hub, principal, conn, message)
             elif isinstance(message, wire.CheckOk):

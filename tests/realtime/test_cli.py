@@ -129,3 +129,36 @@ def test_serve_generates_secrets_once_and_token_uses_them(tmp_path: Path):
         _, stderr = server.communicate(timeout=20)
     assert str(secrets_file) in stderr
     assert server.returncode == 0, stderr
+
+
+@pytest.mark.parametrize(("setting", "offered"), [(None, False), ("true", True)])
+def test_serve_offers_per_message_deflate_only_when_asked(
+    tmp_path: Path, setting: str | None, offered: bool
+):
+    """Off by default (loadtest/results/server.md: 40 KiB a socket, ~10 % throughput)."""
+    port = free_port()
+    env = clean_env() | {"DOORSTEP_SECRET": "s" * 40, "DOORSTEP_PLATFORM_KEY": "k" * 24}
+    if setting is not None:
+        env["DOORSTEP_WS_PER_MESSAGE_DEFLATE"] = setting
+    command = [*DOORSTEP, "serve", "--port", str(port), "--data-dir", str(tmp_path)]
+    server = subprocess.Popen([*command, "--log-level", "warning"], env=env, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.1)
+        result = run("token", "--role", "operator", "--sub", "op-1", env=env)
+        token = result.stdout.strip()
+        # The client offers deflate; the server's answer decides.
+        with connect(f"ws://127.0.0.1:{port}/v1/ws/ops?token={token}") as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
+            negotiated = [type(extension).__name__ for extension in ws.protocol.extensions]
+        assert negotiated == (["PerMessageDeflate"] if offered else [])
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=20)
