@@ -34,6 +34,7 @@ from geofence.eta_models import CircuityModel, TravelTimeModel
 from geofence.fences import CircleFence, Fence, fence_from_geojson
 from geofence.model import Fix
 from realtime import protocol as wire
+from realtime.aio import stop_tasks
 from realtime.backends.base import Store
 from realtime.booking import Booking, BookingEvent, BookingStatus, IllegalTransition
 from realtime.metrics import Metrics
@@ -41,7 +42,6 @@ from realtime.ports import AcceptedFixes, BookingCommands
 from realtime.positions import plain_fix
 from realtime.publish import Publisher
 from realtime.routing import CachedRoute, OsrmRouter
-from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.arrivals")
 

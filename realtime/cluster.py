@@ -20,8 +20,9 @@ from enum import StrEnum
 
 import msgspec
 
+from realtime.aio import stop_tasks
 from realtime.backends.base import Bus, BusMessage, Unsubscribe
-from realtime.tasks import Supervisor, stop_tasks
+from realtime.tasks import Supervisor
 
 log = logging.getLogger("doorstep.cluster")
 

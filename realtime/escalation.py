@@ -22,11 +22,11 @@ import msgspec
 
 from alerts.escalation import EscalationPolicy, EscalationStep, due_steps, mark_escalated
 from alerts.incident import Incident
+from realtime.aio import stop_tasks
 from realtime.backends.base import Store, WorkItem
 from realtime.incident_deliveries import Deliveries
 from realtime.metrics import Metrics
 from realtime.ports import Clock
-from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.safety")
 

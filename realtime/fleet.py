@@ -18,13 +18,13 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 
 from realtime import protocol as wire
+from realtime.aio import stop_tasks
 from realtime.backends.base import Bus, BusMessage, Store
 from realtime.backends.roster import Roster, RosterEntry
 from realtime.channels import FLEET_CHANNEL
 from realtime.ingest import SeqTracker
 from realtime.ports import Clock, Spawn
 from realtime.positions import fleet_entry, location_of, position, roster_entry
-from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.fleet")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from realtime.aio import stop_tasks
 from realtime.backends.base import Bus, Store, store_error_kind
-from realtime.tasks import Supervisor, stop_tasks
+from realtime.tasks import Supervisor
 
 log = logging.getLogger("doorstep.readiness")
 

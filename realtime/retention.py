@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from realtime.aio import stop_tasks
 from realtime.backends.base import LockUnavailable, Store
 from realtime.backends.roster import Roster
 from realtime.ports import Clock
 from realtime.privacy import Cutoffs, Retention, cutoffs, redact_booking
-from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.retention")
 

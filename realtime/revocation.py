@@ -32,10 +32,10 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from realtime.aio import stop_tasks
 from realtime.auth import MAX_TTL_S, AuthError, Principal
 from realtime.backends.base import Bus, BusMessage, Store, Unsubscribe
 from realtime.protocol import CloseCode
-from realtime.tasks import stop_tasks
 
 
 class Outbox(Protocol):

@@ -44,6 +44,7 @@ from alerts.incident import (
     TrailPoint,
 )
 from realtime import protocol as wire
+from realtime.aio import stop_tasks
 from realtime.auth import Principal, Role
 from realtime.backends.base import Bus, BusMessage, DuplicateReporterKey, Store
 from realtime.booking import Booking
@@ -64,7 +65,6 @@ from realtime.ports import (
     Spawn,
 )
 from realtime.protocol import ErrorCode, ProtocolError
-from realtime.tasks import stop_tasks
 
 log = logging.getLogger("doorstep.safety")
 

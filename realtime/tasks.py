@@ -1,10 +1,5 @@
-"""Background tasks: supervised (restarted with backoff when they raise) and stopped for sure.
-
-On Python 3.11 a cancellation can be lost inside redis-py (its connection code catches it
-around a socket read), and a task whose cancellation is lost goes on with its loop: a hub
-stopping with ``task.cancel(); await task`` then waits for ever (seen after a Redis outage).
-``stop_tasks`` cancels again until every task is done.
-"""
+"""Background tasks, supervised: restarted with backoff when they raise (stopped for sure
+by ``realtime.aio.stop_tasks``)."""
 
 from __future__ import annotations
 
@@ -12,23 +7,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 log = logging.getLogger("doorstep.tasks")
-
-# How long to wait for the tasks to end after each cancel before cancelling again.
-RECANCEL_S = 0.5
-
-
-async def stop_tasks(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
-    """Cancel the tasks and wait until all have ended, cancelling again any that go on."""
-    pending = {task for task in tasks if task is not None and not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
 
 
 # ------------------------------------------------------------------ supervision

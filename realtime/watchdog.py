@@ -37,12 +37,12 @@ from alerts import watchdog as core
 from alerts.safety_alert import AlertKind, open_alert
 from alerts.watchdog import Decision, DecisionKind, UnknownCheck, Visit, Watch, WatchdogConfig
 from realtime import protocol as wire
+from realtime.aio import stop_tasks
 from realtime.backends.base import Bus, BusMessage, Store
 from realtime.booking import Booking
 from realtime.channels import technician_channel
 from realtime.cluster import LOCK_TTL_S
 from realtime.ports import AlertRaiser, BookingView, Clock, FleetView, Spawn, SystemIncidents
-from realtime.tasks import stop_tasks
 from realtime.zoning import IN_VISIT
 
 log = logging.getLogger("doorstep.watchdog")

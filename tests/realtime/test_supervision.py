@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from realtime.tasks import Supervisor, TaskHealth, stop_tasks
+from realtime.aio import stop_tasks
+from realtime.tasks import Supervisor, TaskHealth
 from tests.conftest import RunningHub, make_settings
 
 # ------------------------------------------------------------------ policy (pure)

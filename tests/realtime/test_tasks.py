@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from realtime.tasks import stop_tasks
+from realtime.aio import stop_tasks
 
 pytestmark = pytest.mark.asyncio
 

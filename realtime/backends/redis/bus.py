@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from tenacity import RetryCallState
 
+from realtime.aio import stop_tasks
 from realtime.backends.base import BusMessage, Resync, Subscriber, TaskSpawner, Unsubscribe
 from realtime.backends.redis.bus_wire import (
     DurableSendRefused,
@@ -37,7 +38,7 @@ from realtime.backends.redis.client import (
     open_client,
 )
 from realtime.backends.redis.keys import Keys
-from realtime.backends.redis.loops import Backoff, failure_of, reconnecting, stop_for_sure
+from realtime.backends.redis.loops import Backoff, failure_of, reconnecting
 
 log = logging.getLogger("doorstep.redis")
 
@@ -156,7 +157,7 @@ class RedisBus:
         for event in (self._changed, self._pending_event, self._connected, self._durable_changed):
             event.set()  # wake every loop so it sees _closing
         # A cancellation can be lost in redis-py: cancelled again until they end.
-        await stop_for_sure([*self._tasks, self._resync_task])
+        await stop_tasks([*self._tasks, self._resync_task])
         self._tasks = []
         self._channels.clear()
         self._connected.clear()

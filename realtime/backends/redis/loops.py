@@ -1,5 +1,5 @@
-"""How the bus's background loops retry and stop: tenacity with the bus's backoff, and a stop
-that does not trust a single cancellation.
+"""How the bus's background loops retry: tenacity with the bus's backoff (they are stopped
+with ``realtime.aio.stop_tasks``, which does not trust a single cancellation).
 
 The reader, the writer and the durable reader retry on their own (a Redis restart takes
 about a second, a hub must not give up on it), and every hub hit by one outage waits a
@@ -10,15 +10,10 @@ its connection code, so a cancelled loop may go on (see ``client.COMMAND_TIMEOUT
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 from tenacity import AsyncRetrying, RetryCallState, after_nothing, retry_if_exception_type
-
-# How long to wait for the tasks to end after each cancel before cancelling again.
-RECANCEL_S = 0.5
 
 
 class Backoff:
@@ -74,12 +69,3 @@ def failure_of(retry_state: RetryCallState) -> BaseException:
     exc = retry_state.outcome.exception()
     assert exc is not None
     return exc
-
-
-async def stop_for_sure(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
-    """Cancel the tasks and wait until all have ended, cancelling again any that go on."""
-    pending = {task for task in tasks if task is not None and not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)

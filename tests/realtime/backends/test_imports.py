@@ -13,6 +13,7 @@ from pathlib import Path
 BACKENDS = Path(__file__).resolve().parents[3] / "realtime" / "backends"
 FIRST_PARTY = {"realtime", "geofence", "alerts", "clients", "loadtest", "tests"}
 ALLOWED = {
+    "realtime.aio",
     "realtime.booking",
     "realtime.privacy",
     "alerts.incident",

@@ -9,7 +9,8 @@ import itertools
 import pytest
 from tenacity import RetryCallState
 
-from realtime.backends.redis.loops import Backoff, failure_of, reconnecting, stop_for_sure
+from realtime.aio import stop_tasks
+from realtime.backends.redis.loops import Backoff, failure_of, reconnecting
 
 
 def test_backoff_doubles_up_to_its_cap_with_half_to_one_and_a_half_jitter() -> None:
@@ -100,5 +101,5 @@ async def test_stop_for_sure_cancels_again_a_task_that_swallowed_a_cancellation(
     task = asyncio.create_task(stubborn())
     await asyncio.sleep(0)
     async with asyncio.timeout(5):
-        await stop_for_sure([task, None])
+        await stop_tasks([task, None])
     assert task.cancelled() and swallowed == 1
