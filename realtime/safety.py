@@ -3,8 +3,10 @@
 Thin I/O around the pure cores of ``alerts/`` (incident state machine, escalation policy):
 
 * **Durable before acknowledged.** An SOS is written to the store (``synchronous=FULL``)
-  before the reporter gets ``sos_ack`` / HTTP 201; if the write fails the reporter gets an
-  error and retries. The client's SOS id makes retries idempotent (one incident).
+  before the reporter gets ``sos_ack`` / HTTP 201; if the write fails (after a few quick
+  tries of the hub's own) the reporter gets an error and retries. The client's SOS id makes
+  retries idempotent (one incident), and an incident found stored but never announced (a
+  reply lost after the write) is announced then.
 * **Operators first.** Incidents go out on the operators' channel in the urgent lane of
   every outbox: ahead of positions, never conflated or dropped (a connection too slow for
   them is closed and resyncs from the snapshot).
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import tenacity
 
 from alerts import incident as core
 from alerts.contacts import EmergencyContact
@@ -46,7 +49,13 @@ from alerts.incident import (
 from realtime import protocol as wire
 from realtime.aio import stop_tasks
 from realtime.auth import Principal, Role
-from realtime.backends.base import Bus, BusMessage, DuplicateReporterKey, Store
+from realtime.backends.base import (
+    Bus,
+    BusMessage,
+    DuplicateReporterKey,
+    Store,
+    store_error_kind,
+)
 from realtime.booking import Booking
 from realtime.channels import OPS_CHANNEL
 from realtime.cluster import LOCK_TTL_S, Entity
@@ -75,6 +84,15 @@ TRAIL_FLUSH_S = 2.0
 SYSTEM_ACTOR = "system:escalation"
 # How often a hub looks for due steps and for safety work (its own or another hub's).
 WORK_POLL_S = 0.25
+# Tries at storing an SOS while the store is unavailable, the first retry after this long
+# (then doubling): about 0.3 s in all before the reporter gets ``sos_not_stored``.
+SOS_STORE_ATTEMPTS = 3
+SOS_STORE_RETRY_S = 0.1
+
+
+def _store_blinked(exc: BaseException) -> bool:
+    """Worth another try at once: the store is unreachable (not full, not a refusal)."""
+    return store_error_kind(exc) == "unavailable"
 
 
 class IncidentNotFound(Exception):
@@ -237,6 +255,21 @@ class SafetyDesk:
             raise ProtocolError(ErrorCode.FORBIDDEN, "only technicians and customers raise SOS")
         self._check_sos(sos)
         key = reporter_key(principal.role.value, principal.sub, sos.id)
+        # A store that blinked (a stale connection after a Redis restart, a failover) gets
+        # a few quick tries here before the reporter is told to retry: every step is
+        # idempotent (the reporter key makes a write whose reply was lost come back as the
+        # stored incident), and a person pressing SOS should not wait for a round trip.
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(_store_blinked),
+            stop=tenacity.stop_after_attempt(SOS_STORE_ATTEMPTS),
+            wait=tenacity.wait_exponential(multiplier=SOS_STORE_RETRY_S, max=0.5),
+            reraise=True,
+        )
+        return await retrying(self._raise_sos_once, principal, sos, key)
+
+    async def _raise_sos_once(
+        self, principal: Principal, sos: wire.Sos, key: str
+    ) -> tuple[Incident, bool]:
         stored = await self._raised_before(key)
         if stored is not None:
             return stored, False
@@ -294,7 +327,25 @@ class SafetyDesk:
         open_id = next((i for i, k in self._keys.items() if k == key), None)
         if open_id is not None:
             return self._open[open_id]
-        return await self.store.incident_by_reporter_key(key)
+        stored = await self.store.incident_by_reporter_key(key)
+        if stored is not None:
+            await self._adopt(stored)
+        return stored
+
+    async def _adopt(self, stored: Incident) -> None:
+        """Take up an open incident found in the store that this hub does not mirror.
+
+        A write whose reply was lost (the store blinked after writing) leaves an incident
+        nobody was told of: neither these operators nor the other hubs, and no hub escalates
+        what it does not mirror. Telling everyone now repeats nothing harmful when another
+        hub raised it a moment ago (consoles key incidents by id).
+        """
+        if not core.is_open(stored) or stored.id in self._open:
+            return
+        self._mirror(stored)
+        await self._broadcast(stored, "raised")
+        await self.announce(Entity.INCIDENT, stored.id)
+        self._wakeup.set()
 
     async def _store_new(self, incident: Incident, key: str) -> tuple[Incident, bool]:
         """Write a new incident durably, then tell everyone; returns (incident, is new).
@@ -309,6 +360,7 @@ class SafetyDesk:
             stored = await self.store.incident_by_reporter_key(key)
             if stored is None:
                 raise
+            await self._adopt(stored)
             return stored, False
         self._mirror(incident)
         self.metrics.incidents.labels(kind=incident.kind).inc()

@@ -267,6 +267,49 @@ async def test_an_sos_that_cannot_be_stored_is_refused_not_acked(hub: RunningHub
     assert (await receive_until(tech, "sos_ack"))["id"] == "unstored"
 
 
+class BlinkingSaves:
+    """The real ``save_incident`` behind a store that blinks: the first ``failures`` calls
+    raise a connection error, before writing or, with ``after_write``, after writing (the
+    reply lost on the way back)."""
+
+    def __init__(self, real: Any, failures: int, *, after_write: bool = False) -> None:
+        self.real = real
+        self.failures = failures
+        self.after_write = after_write
+        self.calls = 0
+
+    async def __call__(self, *args: Any) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            if self.after_write:
+                await self.real(*args)
+            raise ConnectionResetError("injected: connection reset by the store")
+        await self.real(*args)
+
+
+@pytest.mark.parametrize("after_write", [False, True], ids=["before-write", "reply-lost"])
+async def test_an_sos_rides_out_a_store_blink_without_a_refusal(
+    hub: RunningHub, monkeypatch, after_write: bool
+):
+    saves = BlinkingSaves(hub.hub.store.save_incident, 2, after_write=after_write)
+    monkeypatch.setattr(hub.hub.store, "save_incident", saves)
+    ops, _ = await operator(hub, "op-blink")
+    tech = await technician(hub, "tech-blink")
+    await tech.send(sos("blink"))
+    ack = await receive_until(tech, "sos_ack")
+    # One press, acknowledged: the hub retried the store itself, the reporter saw no error.
+    # A write whose reply was lost is found by its reporter key, not written again.
+    assert ack["id"] == "blink"
+    assert saves.calls == (1 if after_write else 3)
+    async with hub.client(await hub.token("operator", "op-blink")) as http:
+        incidents = (await http.get("/v1/incidents")).json()["incidents"]
+    assert [(i["client_id"], i["id"]) for i in incidents] == [("blink", ack["incident"])]
+    # The operators hear of it either way: an incident stored but never announced would
+    # reach no console and no escalation.
+    raised = await receive_until(ops, "incident")
+    assert raised["incident"]["id"] == ack["incident"]
+
+
 async def test_an_sos_is_never_dropped_by_the_rate_limit(hub_factory):
     hub = await hub_factory(rate_per_s=1, rate_burst=2, rate_max_delay_s=60)
     tech = await technician(hub, "tech-11")
