@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 
-from realtime import pages
+from realtime import gc_tuning, pages
 from realtime.auth import Keyring
 from realtime.backend_factory import create_backends, create_roster
+from realtime.gc_tuning import PauseWatch, parse_thresholds
 from realtime.http import exception_handlers
 from realtime.http import routes as http_routes
 from realtime.hub import Hub
@@ -21,8 +22,14 @@ from realtime.sockets.routes import routes as socket_routes
 from realtime.tasks import Supervisor
 
 
-def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
-    """A hub app for these settings; secrets must be resolved (see ``with_secrets``)."""
+def create_app(
+    settings: Settings, clock: Clock | None = None, *, tune_gc: bool = False
+) -> Starlette:
+    """A hub app for these settings; secrets must be resolved (see ``with_secrets``).
+
+    ``tune_gc`` applies the settings' garbage-collector choice once the hub has started:
+    it is process-wide, so only ``doorstep serve`` asks for it, not tests running many hubs.
+    """
     if settings.secret is None or settings.platform_key is None:
         raise SettingsError("DOORSTEP_SECRET and DOORSTEP_PLATFORM_KEY must be resolved")
     try:
@@ -51,12 +58,17 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     retention = hub.retention
     tokens = TokenGuard(store, bus, hub.clock)
 
+    pauses = PauseWatch(metrics.gc_pause_seconds)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pauses.install()
         await hub.start()
         retention.start()
         try:
             await tokens.start()  # after the hub opened the store and the bus
+            if tune_gc:
+                gc_tuning.tune(parse_thresholds(settings.gc_thresholds), freeze=settings.gc_freeze)
             try:
                 yield
             finally:
@@ -64,6 +76,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         finally:
             await retention.stop()
             await hub.stop()
+            pauses.remove()
 
     app = Starlette(
         routes=[*http_routes, *socket_routes, *pages.routes],

@@ -44,6 +44,13 @@ class Metrics:
         self.fixes_accepted = Counter(
             "doorstep_fixes_accepted_total", "GPS fixes accepted for storage", registry=r
         )
+        self.gc_pause_seconds = Histogram(
+            "doorstep_gc_pause_seconds",
+            "Event loop stopped by a garbage collection, by generation (2 is a full one)",
+            ["generation"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
         self.ingest_publish_seconds = Histogram(
             "doorstep_ingest_publish_seconds",
             "From a technician frame arriving to its position being queued to every watcher",

@@ -16,8 +16,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from realtime.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, split_keys
+from realtime.gc_tuning import parse_thresholds
 
 SECRETS_FILE = "secrets.json"
+GC_THRESHOLDS = "700,10,10"
 # Settings whose value is never printed, not even in the error about it.
 SECRET_FIELDS = frozenset({"secret", "platform_key", "webhook_secret", "fcm_access_token"})
 
@@ -134,6 +136,12 @@ class Settings(BaseSettings):
     # positions are small frames, so it buys little here.
     ws_impl: Literal["auto", "websockets", "websockets-sansio"] = "auto"
     ws_per_message_deflate: bool = False
+    # The garbage collector of `doorstep serve` (realtime/gc_tuning.py): CPython's
+    # thresholds gen0,gen1,gen2 (its default is 700,10,10), and whether what exists once the
+    # hub has started is frozen out of collections. Chosen by measurement at 4,000 sockets
+    # (loadtest/RESULTS.md); doorstep_gc_pause_seconds shows the pauses.
+    gc_thresholds: str = GC_THRESHOLDS
+    gc_freeze: bool = True
     # Base map tiles for the web pages (/track, /console, /tech): a Leaflet URL template
     # fetched by the browser, never by the hub. OpenStreetMap's public tiles are for light
     # use only (their tile usage policy); point this at your own or a commercial tile server
@@ -180,6 +188,12 @@ class Settings(BaseSettings):
     # a shared key is not ours.
     token_issuer: str = Field(DEFAULT_ISSUER, min_length=1, max_length=200)
     token_audience: str = Field(DEFAULT_AUDIENCE, min_length=1, max_length=200)
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _gc_thresholds_parse(cls, value: str) -> str:
+        parse_thresholds(value)
+        return value
 
     @field_validator("secret")
     @classmethod

@@ -24,6 +24,7 @@ HUB_METRICS = (
     "doorstep_fixes_accepted_total",
     "doorstep_queue_drops_total",
     "doorstep_frames_rejected_total",
+    "doorstep_gc_pause_seconds",
 )
 READY_TIMEOUT_S = 120.0
 DRAIN_S = 3.0

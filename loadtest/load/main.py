@@ -50,6 +50,9 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                 f", every fix acked: {totals['every_fix_acked']},"
                 f" SOS {sos['reached_every_operator']}/{sos['sent']} reached every operator"
             )
+            full = (r.get("gc_pauses") or {}).get("2")
+            if full:
+                line += f", full GCs {full['count']} (mean {full['mean_ms']} ms)"
         lines.append(line)
     if result["hub_over_relay"]:
         ratios = result["hub_over_relay"]

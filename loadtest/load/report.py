@@ -53,6 +53,32 @@ def _metric_delta(samples: list[Sample], name: str) -> dict[str, float]:
     }
 
 
+def gc_pauses(delta: dict[str, float]) -> dict[str, dict[str, float | None]]:
+    """Garbage collections during the run by generation: how many, their total and mean
+    time, and the bound the longest stayed under (the histogram's smallest bucket holding
+    them all; None past its last bucket)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for generation in ("0", "1", "2"):
+        label = f'generation="{generation}"'
+        count = delta.get(f"doorstep_gc_pause_seconds_count{{{label}}}", 0.0)
+        if not count:
+            continue
+        total = delta.get(f"doorstep_gc_pause_seconds_sum{{{label}}}", 0.0)
+        bounds = sorted(
+            (float(label_value(k, "le") or "inf"), v)
+            for k, v in delta.items()
+            if k.startswith("doorstep_gc_pause_seconds_bucket") and label in k
+        )
+        under = next((le for le, v in bounds if v >= count and le != float("inf")), None)
+        out[generation] = {
+            "count": int(count),
+            "total_s": round(total, 3),
+            "mean_ms": round(total / count * 1000, 2),
+            "max_under_ms": None if under is None else round(under * 1000, 1),
+        }
+    return out
+
+
 def _by_label(delta: dict[str, float], label: str) -> dict[str, int]:
     return {label_value(k, label) or "": int(v) for k, v in delta.items()}
 
@@ -162,6 +188,9 @@ def build_run(config: LoadConfig, data: RunData) -> dict[str, Any]:
             "rss_end_mb": _mb(rss[-1] if rss else None),
             "rss_per_connection_kib": connected_growth,
         },
+        "gc_pauses": gc_pauses(_metric_delta(samples, "doorstep_gc_pause_seconds"))
+        if hub and samples[0].metrics
+        else None,
         "refused": {"error_frames": dict(errors), "hub_rejected": rejected} if hub else None,
         "conflated": drops.get("conflated", 0) if hub and samples[0].metrics else None,
         "dropped": drops.get("slow_consumer", 0) if hub and samples[0].metrics else None,

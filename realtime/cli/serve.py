@@ -34,7 +34,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     try:
         settings, secrets_path = with_secrets(settings, generate=True)
         logsafety.install(settings)  # before uvicorn logs its first request
-        app = create_app(settings)
+        app = create_app(settings, tune_gc=True)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     if settings.backend != "redis":
