@@ -91,6 +91,10 @@ class Connection:
         self._backlog_bytes = 0
         self._backlog_ready = asyncio.Event()
         self._backlog_busy = False  # the worker is handling a frame it took off the backlog
+        # The backlog's worker, started by the first frame that has to wait (most sockets
+        # never have one: a task per socket is garbage-collector work at thousands of them).
+        self._frame_handler: FrameHandler | None = None
+        self._worker: asyncio.Task[None] | None = None
 
     def send(self, message: wire.msgspec.Struct, kind: str, **options: object) -> None:
         """Queue an outbound message (see ``Outbox.put`` for ``conflate_key`` and ``urgent``)."""
@@ -103,11 +107,10 @@ class Connection:
     async def run(self, handle: FrameHandler) -> None:
         """Serve until the client leaves or the hub closes the connection."""
         self.metrics.connections.labels(role=self.role).inc()
+        self._frame_handler = handle
         sender = asyncio.create_task(self._send_loop())
         receiver = asyncio.create_task(self._receive_loop(handle))
-        abandoned = asyncio.create_task(self.outbox.abandoned.wait())
-        # The backlog's worker (technician sockets); it never ends by itself.
-        worker = asyncio.create_task(self._backlog_loop(handle))
+        abandoned = self.outbox.abandoned
         try:
             await asyncio.wait({sender, receiver, abandoned}, return_when=asyncio.FIRST_COMPLETED)
             if receiver.done() and self.outbox.closing and not sender.done():
@@ -116,11 +119,12 @@ class Connection:
                     await asyncio.wait_for(asyncio.shield(sender), CLOSE_TIMEOUT_S)
         finally:
             # Frames still in the backlog are not processed: nothing after them is acked.
-            for task in (sender, receiver, abandoned, worker):
+            tasks = [t for t in (sender, receiver, self._worker) if t is not None]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(sender, receiver, abandoned, worker, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.metrics.connections.labels(role=self.role).dec()
-            if abandoned.done() and not abandoned.cancelled():
+            if abandoned.done():
                 self.metrics.closes.labels(code=str(CloseCode.SLOW_CONSUMER.value)).inc()
 
     async def _send_loop(self) -> None:
@@ -209,6 +213,9 @@ class Connection:
         self._backlog.append(waiting)
         self._backlog_bytes += waiting.size
         self._backlog_ready.set()
+        if self._worker is None and self._frame_handler is not None:
+            # It never ends by itself; ``run`` cancels it with the connection.
+            self._worker = asyncio.create_task(self._backlog_loop(self._frame_handler))
 
     async def _backlog_loop(self, handle: FrameHandler) -> None:
         """Process the paced frames in arrival order, each when the token bucket allows."""

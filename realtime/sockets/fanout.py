@@ -51,9 +51,11 @@ class Outbox:
         self._counter = itertools.count()
         self._close: Close | None = None
         self._wakeup = asyncio.Event()
-        # Set when the queue overflowed: the sender may be stuck in a write to a client that
-        # does not read, so the connection must be torn down without waiting for it.
-        self.abandoned = asyncio.Event()
+        # Done when the queue overflowed: the sender may be stuck in a write to a client that
+        # does not read, so the connection must be torn down without waiting for it. A bare
+        # future, not an Event with a task waiting on it: at thousands of sockets every
+        # task and coroutine per socket is garbage-collector work (realtime/gc_tuning.py).
+        self.abandoned: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @property
     def closing(self) -> bool:
@@ -82,7 +84,8 @@ class Outbox:
         if self._unconflated + len(self._urgent) > self.limit:
             self._on_drop("slow_consumer")
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue full, reconnect")
-            self.abandoned.set()
+            if not self.abandoned.done():
+                self.abandoned.set_result(None)
         self._wakeup.set()
 
     def close(self, code: int, reason: str, *, discard_pending: bool = True) -> None:

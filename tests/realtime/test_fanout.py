@@ -207,7 +207,7 @@ async def test_conflated_frames_never_count_against_the_limit():
         outbox.put("position", f"#{n}", conflate_key="position:tech-1")
         outbox.put("ack", f"{n}", conflate_key="ack")
     assert not outbox.closing
-    assert not outbox.abandoned.is_set()
+    assert not outbox.abandoned.done()
     assert await outbox.get() == ("position", "#9999")
     assert await outbox.get() == ("ack", "9999")
     assert "slow_consumer" not in drops
@@ -226,7 +226,7 @@ async def test_undroppable_frames_past_the_limit_close_the_connection_with_1013(
     outbox.put("status", "one too many")
 
     assert outbox.closing
-    assert outbox.abandoned.is_set()
+    assert outbox.abandoned.done()
     assert drops == ["slow_consumer"]
     # What was undroppable and urgent still goes first, then the close; the rest is dropped
     # (the client resyncs from the snapshot when it reconnects).
@@ -247,7 +247,7 @@ async def test_close_without_discarding_delivers_pending_frames_then_the_close()
     outbox.put("position", "too late", conflate_key="position:tech-1")
 
     assert outbox.closing
-    assert not outbox.abandoned.is_set()
+    assert not outbox.abandoned.done()
     assert await outbox.get() == ("position", "p")
     assert await outbox.get() == ("status", "cancelled")
     assert await outbox.get() == Close(1000, "booking is over")
