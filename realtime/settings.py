@@ -19,7 +19,7 @@ from realtime.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, split_keys
 from realtime.gc_tuning import parse_thresholds
 
 SECRETS_FILE = "secrets.json"
-GC_THRESHOLDS = "700,10,10"
+GC_THRESHOLDS = "200000,20,10"
 # Settings whose value is never printed, not even in the error about it.
 SECRET_FIELDS = frozenset({"secret", "platform_key", "webhook_secret", "fcm_access_token"})
 
@@ -138,8 +138,10 @@ class Settings(BaseSettings):
     ws_per_message_deflate: bool = False
     # The garbage collector of `doorstep serve` (realtime/gc_tuning.py): CPython's
     # thresholds gen0,gen1,gen2 (its default is 700,10,10), and whether what exists once the
-    # hub has started is frozen out of collections. Chosen by measurement at 4,000 sockets
-    # (loadtest/RESULTS.md); doorstep_gc_pause_seconds shows the pauses.
+    # hub has started is frozen out of collections. Chosen by measurement at 2,000
+    # technicians + 2,000 customers (loadtest/RESULTS.md, "Garbage collection"): CPython's
+    # default gave six full collections a minute of ~0.6 s each and a p99 near 1 s; these
+    # gave none, p99 ~0.1 s. doorstep_gc_pause_seconds shows the pauses.
     gc_thresholds: str = GC_THRESHOLDS
     gc_freeze: bool = True
     # Base map tiles for the web pages (/track, /console, /tech): a Leaflet URL template
