@@ -30,9 +30,17 @@ READY_TIMEOUT_S = 120.0
 DRAIN_S = 3.0
 
 
-def order(target: str, compare: bool, rounds: int) -> list[tuple[str, int]]:
-    """The runs in order: with ``compare``, relay and hub interleaved, relay first."""
-    kinds = ["relay", "hub"] if compare else [target]
+def order(
+    target: str, compare: bool, rounds: int, compare_backends: bool = False
+) -> list[tuple[str, int]]:
+    """The runs in order: with ``compare``, the relay first and then the target, interleaved
+    round by round; with ``compare_backends``, the hub on the embedded backend and on Redis
+    (after the relay, when both are asked for)."""
+    kinds = ["relay"] if compare else []
+    if compare_backends:
+        kinds += ["hub", "hub-redis"]
+    elif not compare or target != "relay":
+        kinds.append(target)
     return [(kind, r) for r in range(1, rounds + 1) for kind in kinds]
 
 
@@ -60,11 +68,12 @@ def _split(creds: Credentials | None, part: Any) -> Credentials | None:
 
 def run_once(config: LoadConfig, target: str, round_no: int, url: str | None) -> RunData:
     """One target, one round: a fresh server (unless ``url``), the load, the measurements."""
-    data = RunData(target, round_no, started_here=not (target == "hub" and url))
+    hub = target != "relay"
+    data = RunData(target, round_no, started_here=not (hub and url))
     tag = f"lt{round_no}{target[0]}{secrets.token_hex(3)}"
-    with started(target, url if target == "hub" else None) as server:
+    with started(target, url if hub else None) as server:
         creds = None
-        if target == "hub":
+        if hub:
             assert server.platform_key is not None
             creds = asyncio.run(
                 prepare_hub(
@@ -131,7 +140,7 @@ def _watch(
             data.sockets += value
     connected = read_stat(server.pid) if server.pid else None
     data.rss_connected = connected[1] if connected else None
-    http = httpx.Client(timeout=2) if server.kind == "hub" else None
+    http = httpx.Client(timeout=2) if server.kind != "relay" else None
     data.start = time.time() + 0.3
     start_at.value = data.start
     data.samples.append(_sample(server, http))
@@ -175,7 +184,7 @@ def _progress(
         for k in ("sent", "delivered", "acked", "failures")
     }
     p50 = percentile(lat, 50)
-    acked = f"{total['acked']}" if data.target == "hub" else "n/a"
+    acked = f"{total['acked']}" if data.target != "relay" else "n/a"
     median = "-" if p50 is None else f"{p50:.1f} ms"
     print(
         f"loadtest {data.target} round {data.round} {second:3d}s: sent {total['sent']}"

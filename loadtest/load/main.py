@@ -17,13 +17,14 @@ def run(
     target: str,
     compare: bool,
     rounds: int,
+    compare_backends: bool = False,
     url: str | None,
     out: Path,
     command: list[str],
 ) -> dict[str, Any]:
     """Run the load against each target in turn and write the report into ``out``."""
     runs = []
-    for kind, round_no in driver.order(target, compare, rounds):
+    for kind, round_no in driver.order(target, compare, rounds, compare_backends):
         print(f"loadtest: {kind} round {round_no}: starting", file=sys.stderr, flush=True)
         runs.append(report.build_run(config, driver.run_once(config, kind, round_no, url)))
     result = report.build(config, runs, command)
@@ -44,7 +45,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             f" p99 {lat['p99']} max {lat['max']} ms, failed connections"
             f" {r['failed_connections']['total']}"
         )
-        if r["target"] == "hub":
+        if r["target"] != "relay":
             sos = r["sos"]
             line += (
                 f", every fix acked: {totals['every_fix_acked']},"
@@ -54,10 +55,14 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             if full:
                 line += f", full GCs {full['count']} (mean {full['mean_ms']} ms)"
         lines.append(line)
-    if result["hub_over_relay"]:
-        ratios = result["hub_over_relay"]
-        lines.append(
-            f"hub / relay: p50 {ratios['latency_p50_ms']}x, p99 {ratios['latency_p99_ms']}x,"
-            f" delivered per s {ratios['delivered_per_s']}x"
-        )
+    for key, what in (
+        ("hub_over_relay", "hub / relay"),
+        ("redis_over_embedded", "redis / embedded"),
+    ):
+        ratios = result.get(key)
+        if ratios:
+            lines.append(
+                f"{what}: p50 {ratios['latency_p50_ms']}x, p99 {ratios['latency_p99_ms']}x,"
+                f" delivered per s {ratios['delivered_per_s']}x"
+            )
     return lines

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-_STYLE = {"hub": "-", "relay": "--"}
+_STYLE = {"hub": "-", "hub-redis": ":", "relay": "--"}
 _PERCENTILES = (("latency_p50_ms", "p50"), ("latency_p95_ms", "p95"), ("latency_p99_ms", "p99"))
 
 

@@ -131,7 +131,7 @@ def _sos(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_run(config: LoadConfig, data: RunData) -> dict[str, Any]:
     """One run's entry in the report."""
-    hub = data.target == "hub"
+    hub = data.target != "relay"
     results = data.results
     sent, acked, delivered = (_merged(results, k) for k in ("sent", "acked", "delivered"))
     latency: dict[int, list[float]] = {}
@@ -227,10 +227,22 @@ def _median(values: list[float | None]) -> float | None:
     return None if not present else round(percentile(present, 50) or 0.0, 2)
 
 
+def _ratios(targets: dict[str, dict[str, Any]], a: str, b: str) -> dict[str, Any] | None:
+    """``a``'s medians over ``b``'s, when both ran."""
+    if a not in targets or b not in targets:
+        return None
+
+    def ratio(key: str) -> float | None:
+        x, y = targets[a][key], targets[b][key]
+        return None if x is None or not y else round(x / y, 2)
+
+    return {k: ratio(k) for k in ("latency_p50_ms", "latency_p99_ms", "delivered_per_s")}
+
+
 def build(config: LoadConfig, runs: list[dict[str, Any]], command: list[str]) -> dict[str, Any]:
     """The whole report: the configuration, the machine, every run, and hub/relay ratios."""
     targets: dict[str, dict[str, Any]] = {}
-    for kind in ("relay", "hub"):
+    for kind in ("relay", "hub", "hub-redis"):
         mine = [r for r in runs if r["target"] == kind]
         if mine:
             targets[kind] = {
@@ -240,15 +252,7 @@ def build(config: LoadConfig, runs: list[dict[str, Any]], command: list[str]) ->
                 "delivered_per_s": _median([r["totals"]["delivered_per_s"] for r in mine]),
                 "failed_connections": sum(r["failed_connections"]["total"] for r in mine),
             }
-    ratios = None
-    if "hub" in targets and "relay" in targets:
-        hub, relay = targets["hub"], targets["relay"]
-
-        def ratio(key: str) -> float | None:
-            a, b = hub[key], relay[key]
-            return None if a is None or not b else round(a / b, 2)
-
-        ratios = {k: ratio(k) for k in ("latency_p50_ms", "latency_p99_ms", "delivered_per_s")}
+    hub_target = "hub" if "hub" in targets else "hub-redis"
     return {
         "command": command,
         "config": {
@@ -268,6 +272,7 @@ def build(config: LoadConfig, runs: list[dict[str, Any]], command: list[str]) ->
             "note": "generator and server on the same machine, same clock",
         },
         "targets": targets,
-        "hub_over_relay": ratios,
+        "hub_over_relay": _ratios(targets, hub_target, "relay"),
+        "redis_over_embedded": _ratios(targets, "hub-redis", "hub"),
         "runs": runs,
     }

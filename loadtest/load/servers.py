@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 
+REDIS_URL = os.environ.get("DOORSTEP_REDIS_URL", "redis://127.0.0.1:6379/0")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -24,7 +25,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 class Server:
     """Where a target listens and, when started here, its process id."""
 
-    kind: str  # "hub" | "relay"
+    kind: str  # "hub" | "hub-redis" | "relay"
     http: str  # base URL, http://host:port
     pid: int | None
     platform_key: str | None = None
@@ -32,6 +33,24 @@ class Server:
     @property
     def ws(self) -> str:
         return "ws" + self.http.removeprefix("http")
+
+
+def _delete_prefix(redis_url: str, prefix: str) -> int:
+    """Delete a run's keys (SCAN by the documented patterns, never FLUSHDB: the Redis may
+    be shared); how many. The hub keeps every key of a prefix inside the hash tag
+    ``{prefix}`` or ``{prefix:tech:...}`` (docs/operations.md)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    deleted = 0
+    try:
+        for pattern in (f"{{{prefix}}}:*", f"{{{prefix}:tech:*"):
+            batch = list(client.scan_iter(match=pattern, count=1000))
+            for start in range(0, len(batch), 1000):
+                deleted += int(client.delete(*batch[start : start + 1000]))
+    finally:
+        client.close()
+    return deleted
 
 
 def free_port() -> int:
@@ -74,13 +93,14 @@ def wait_ready(
 
 
 @contextlib.contextmanager
-def started(kind: str, url: str | None = None) -> Iterator[Server]:
+def started(kind: str, url: str | None = None, redis_url: str = REDIS_URL) -> Iterator[Server]:
     """A running target: the hub at ``url``, or a fresh hub or relay stopped on exit.
 
-    A hub started here gets a fresh temporary data dir, the embedded backend and a generated
-    secret and platform key, passed in its environment.
+    A hub started here gets a fresh temporary data dir, a generated secret and platform key,
+    passed in its environment, and the embedded backend, or for ``hub-redis`` the Redis at
+    ``redis_url`` under a key prefix of its own, deleted when the hub has stopped.
     """
-    if kind == "hub" and url:
+    if kind != "relay" and url:
         key = os.environ.get("DOORSTEP_PLATFORM_KEY")
         if not key:
             raise RuntimeError("--url needs the hub's platform key in DOORSTEP_PLATFORM_KEY")
@@ -103,6 +123,13 @@ def started(kind: str, url: str | None = None) -> Iterator[Server]:
                 DOORSTEP_PLATFORM_KEY=key,
                 DOORSTEP_BACKEND="embedded",
             )
+            if kind == "hub-redis":
+                prefix = f"loadtest-{secrets.token_hex(6)}"
+                env.update(
+                    DOORSTEP_BACKEND="redis",
+                    DOORSTEP_REDIS_URL=redis_url,
+                    DOORSTEP_REDIS_PREFIX=prefix,
+                )
             ready = f"http://127.0.0.1:{port}/readyz"
         process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
         try:
@@ -115,3 +142,5 @@ def started(kind: str, url: str | None = None) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            if kind == "hub-redis":
+                _delete_prefix(redis_url, prefix)

@@ -33,7 +33,7 @@ class WorkerPlan:
     """What one process is given: its slice, where to connect, how fast and how long."""
 
     index: int
-    kind: str  # "hub" | "relay"
+    kind: str  # "hub" | "hub-redis" | "relay"
     ws_base: str
     run_tag: str
     rate_hz: float
@@ -62,7 +62,7 @@ class Worker:
     def __init__(self, plan: WorkerPlan, outbox: Any) -> None:
         self.plan = plan
         self.outbox = outbox
-        self.hub = plan.kind == "hub"
+        self.hub = plan.kind != "relay"
         period = 1 / plan.rate_hz
         count = max(1, int(plan.rate_hz * plan.seconds))
         self.techs = {
@@ -352,7 +352,7 @@ async def _run(plan: WorkerPlan, outbox: Any, go: Any, start_at: Any) -> None:
     worker.start = start_at.value
     await asyncio.sleep(max(0.0, worker.start - time.time()))
     ticker = asyncio.create_task(worker.progress())
-    side = [asyncio.create_task(worker.press_sos())] if plan.kind == "hub" else []
+    side = [asyncio.create_task(worker.press_sos())] if plan.kind != "relay" else []
     side += [
         asyncio.create_task(worker.drop(worker.techs[n], d.at_s, d.length_s))
         for n, d in plan.part.dropouts.items()

@@ -72,13 +72,21 @@ import click
     "--target",
     default="hub",
     show_default=True,
-    type=click.Choice(["hub", "relay"]),
-    help="What to load: the Doorstep hub or the bare relay (loadtest/relay_baseline.py).",
+    type=click.Choice(["hub", "hub-redis", "relay"]),
+    help="What to load: the Doorstep hub (embedded backend), the hub on Redis"
+    " (DOORSTEP_REDIS_URL, a key prefix of its own, deleted afterwards) or the bare relay"
+    " (loadtest/relay_baseline.py).",
 )
 @click.option(
     "--compare",
     is_flag=True,
     help="Hub and relay interleaved in one run (relay, hub, relay, hub ...).",
+)
+@click.option(
+    "--compare-backends",
+    is_flag=True,
+    help="The hub on the embedded backend and on Redis interleaved in one run"
+    " (after the relay with --compare).",
 )
 @click.option(
     "--rounds",
@@ -110,6 +118,7 @@ def loadtest(
     processes: int,
     target: str,
     compare: bool,
+    compare_backends: bool,
     rounds: int,
     out: Path,
     url: str | None,
@@ -137,6 +146,7 @@ def loadtest(
             config,
             target=target,
             compare=compare,
+            compare_backends=compare_backends,
             rounds=rounds,
             url=url,
             out=out,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loadtest.load import frames
 from loadtest.load.config import LoadConfig, dropouts, slices, sos_presses
+from loadtest.load.driver import order
 from realtime import protocol
 
 
@@ -78,3 +79,15 @@ def test_the_same_config_plans_the_same_dropouts_and_sos_presses() -> None:
 
 def test_no_sos_when_the_rate_is_zero() -> None:
     assert sos_presses(LoadConfig(sos_per_min=0), "x", set()) == []
+
+
+def test_the_order_of_runs_for_each_comparison() -> None:
+    assert order("hub", False, 1) == [("hub", 1)]
+    assert order("hub", True, 2) == [("relay", 1), ("hub", 1), ("relay", 2), ("hub", 2)]
+    assert order("hub-redis", True, 1) == [("relay", 1), ("hub-redis", 1)]
+    assert order("hub", False, 1, compare_backends=True) == [("hub", 1), ("hub-redis", 1)]
+    assert order("hub", True, 1, compare_backends=True) == [
+        ("relay", 1),
+        ("hub", 1),
+        ("hub-redis", 1),
+    ]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from loadtest.load.config import LoadConfig
 from loadtest.load.measured import RunData, Sample
-from loadtest.load.report import build, build_run
+from loadtest.load.report import build, build_run, gc_pauses
 
 CONFIG = LoadConfig(technicians=2, operators=2, seconds=2.0)
 MB = 1024 * 1024
@@ -118,3 +118,34 @@ def test_the_png_draws_both_targets_and_a_run_without_latencies(tmp_path: Path) 
     report = build(CONFIG, [build_run(CONFIG, empty), hub], ["doorstep", "loadtest"])
     write_png(report, tmp_path / "report.png")
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_backends_side_by_side_and_the_collections_counted() -> None:
+    embedded = build_run(CONFIG, _hub_run())
+    on_redis_data = _hub_run()
+    on_redis_data.target = "hub-redis"
+    on_redis_data.results = [_result(latency={0: [50.0, 100.0]})]
+    on_redis = build_run(CONFIG, on_redis_data)
+    report = build(CONFIG, [embedded, on_redis], ["doorstep", "loadtest"])
+    assert set(report["targets"]) == {"hub", "hub-redis"}
+    assert report["redis_over_embedded"]["latency_p50_ms"] == round(75.0 / 25.0, 2)
+    assert report["hub_over_relay"] is None
+    assert on_redis["sos"] is not None  # a hub on Redis is a hub: acks, SOS, counters
+
+
+def test_collections_by_generation_from_the_pause_histogram() -> None:
+    g2 = 'generation="2"'
+    delta = {
+        f"doorstep_gc_pause_seconds_count{{{g2}}}": 3.0,
+        f"doorstep_gc_pause_seconds_sum{{{g2}}}": 1.2,
+        f'doorstep_gc_pause_seconds_bucket{{{g2},le="0.25"}}': 1.0,
+        f'doorstep_gc_pause_seconds_bucket{{{g2},le="0.5"}}': 3.0,
+        f'doorstep_gc_pause_seconds_bucket{{{g2},le="+Inf"}}': 3.0,
+        'doorstep_gc_pause_seconds_count{generation="0"}': 10.0,
+        'doorstep_gc_pause_seconds_sum{generation="0"}': 0.01,
+        'doorstep_gc_pause_seconds_bucket{generation="0",le="+Inf"}': 10.0,
+    }
+    pauses = gc_pauses(delta)
+    assert pauses["2"] == {"count": 3, "total_s": 1.2, "mean_ms": 400.0, "max_under_ms": 500.0}
+    assert pauses["0"]["max_under_ms"] is None  # past the last finite bucket
+    assert "1" not in pauses

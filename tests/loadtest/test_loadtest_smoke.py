@@ -35,3 +35,28 @@ def test_a_small_compare_run_reports_both_targets(tmp_path: Path) -> None:
     assert runs["relay"]["sos"] is None
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "loadtest hub round 1" in done.stderr  # the progress line
+
+
+def test_the_hub_on_redis_and_on_the_embedded_backend_in_one_run(tmp_path: Path) -> None:
+    import redis
+
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "realtime.cli", "loadtest", "--technicians", "10"]
+    command += ["--seconds", "3", "--compare-backends", "--sos-rate", "30", "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    runs = {run["target"]: run for run in report["runs"]}
+    assert set(runs) == {"hub", "hub-redis"}
+    for run in runs.values():
+        assert run["totals"]["every_fix_acked"] is True
+        assert run["sos"]["reached_every_operator"] == run["sos"]["sent"] >= 1
+    assert report["redis_over_embedded"]["delivered_per_s"] is not None
+    assert report["hub_over_relay"] is None
+    assert "redis / embedded" in done.stdout
+    # The run's key prefix is gone from the shared Redis (by the hub's documented patterns).
+    client = redis.Redis()
+    try:
+        assert not list(client.scan_iter(match="{loadtest-*", count=1000))
+    finally:
+        client.close()
