@@ -37,6 +37,7 @@ from realtime import protocol as wire
 from realtime.aio import stop_tasks
 from realtime.backends.base import Store
 from realtime.booking import Booking, BookingEvent, BookingStatus, IllegalTransition
+from realtime.eta_throttle import EtaShown, EtaThrottle
 from realtime.metrics import Metrics
 from realtime.ports import AcceptedFixes, BookingCommands
 from realtime.positions import plain_fix
@@ -118,6 +119,8 @@ class Arrivals:
         self.error_bands = ErrorBands()
         self._trackers: dict[str, ArrivalTracker] = {}
         self._last_eta: dict[str, wire.EtaMessage] = {}
+        self._eta_shown: dict[str, EtaShown] = {}  # what each booking's customer was sent
+        self.eta_throttle = EtaThrottle()
         self.routing = routing
         self.router = (
             OsrmRouter(routing.url, timeout_s=routing.timeout_s) if routing is not None else None
@@ -156,6 +159,7 @@ class Arrivals:
         if booking.status not in TRACKED or booking.technician_id is None:
             self._trackers.pop(booking.id, None)
             self._last_eta.pop(booking.id, None)
+            self._eta_shown.pop(booking.id, None)
             self._routes.pop(booking.id, None)
             self._route_failed_t.pop(booking.id, None)
             # Over (checked out, cancelled): nothing left to write. The retry task, if any,
@@ -335,6 +339,8 @@ class Arrivals:
             self._route_tasks.pop(booking_id, None)
 
     async def _publish_eta(self, booking_id: str, t: float, eta: Eta) -> None:
+        """Keep the newest estimate for snapshots; send it when the customer would see the
+        difference (``realtime/eta_throttle.py``)."""
         message = wire.EtaMessage(
             booking_id=booking_id,
             t=t,
@@ -345,7 +351,10 @@ class Arrivals:
             high_s=round(eta.high_s, 1),
         )
         self._last_eta[booking_id] = message
-        await self.publisher.eta(message)
+        shown = EtaShown(t=t, arrival_t=eta.arrival_t, low_t=t + eta.low_s, high_t=t + eta.high_s)
+        if self.eta_throttle.worth_sending(self._eta_shown.get(booking_id), shown):
+            self._eta_shown[booking_id] = shown
+            await self.publisher.eta(message)
 
     async def _write(self, booking_id: str, decision: Decision) -> None:
         """Store one decision; raises when the store fails. Idempotent: each transition is

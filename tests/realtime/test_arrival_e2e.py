@@ -318,3 +318,37 @@ async def test_a_completed_approach_teaches_the_learned_models_which_survive_a_r
     await hub.restart()
     assert hub.hub.arrivals.travel_times.to_dict() == stored
     assert hub.hub.arrivals.error_bands.to_dict() == bands
+
+
+async def test_an_estimate_goes_out_when_the_customer_would_see_it_change(hub: RunningHub):
+    """A technician keeping to the estimate: every fix brings a position, but an eta frame
+    only when the arrival time moves visibly or every 15 s (realtime/eta_throttle.py); the
+    snapshot has the newest estimate all the same."""
+    await hub.create_booking(
+        id="steady", technician_id="tech-s", destination={"lat": HOME[0], "lon": HOME[1]}
+    )
+    tech = await hub.connect("/v1/ws/technician", await hub.token("technician", "tech-s"))
+    await receive_until(tech, "ack")
+    token = await hub.token("customer", "cust-s", "steady")
+    customer = await hub.connect("/v1/ws/bookings/steady", token)
+    await receive_json(customer)
+    assert (await hub.post("/v1/bookings/steady/en_route")).status_code == 200
+    start = destination_point(*HOME, 90.0, 6000.0)
+    points = drive(start, destination_point(*HOME, 90.0, 5600.0), time.time() - 100, 10.0)
+    etas = []
+    for seq, (t, lat, lon) in enumerate(points, start=1):
+        # One at a time, each read before the next is sent: nothing is conflated.
+        fix = {"type": "location", "seq": seq, "t": t, "lat": lat, "lon": lon, "acc": 8.0}
+        await tech.send(json.dumps(fix))
+        while (message := await receive_json(customer))["type"] != "position":
+            etas += [message] if message["type"] == "eta" else []
+        assert message["seq"] == seq
+    assert len(points) == 40
+    # Without the throttle: one per fix from the first estimate on (over 30). With it: the
+    # first, a few visible moves while the estimator settles, and the 15 s heartbeats.
+    assert 3 <= len(etas) <= 12, [round(e["arrival_t"]) for e in etas]
+    assert all(b["t"] - a["t"] <= 15 for a, b in pairwise(etas))
+    await customer.close()
+    again = await hub.connect("/v1/ws/bookings/steady", token)
+    snapshot = await receive_json(again)
+    assert snapshot["eta"]["t"] == points[-1][0]
