@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import sys
 import tempfile
@@ -291,6 +292,9 @@ class Soak:
 
 async def soak(config: ChaosConfig, out: Path, command: list[str]) -> dict[str, Any]:
     """Run the soak and write ``report.json`` and ``report.png`` into ``out``."""
+    # The SDK warns at every retry it makes ("SOS over HTTP failed; retrying"): the soak
+    # causes them on purpose, and its figures count what they led to.
+    logging.getLogger("doorstep.clients").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="doorstep-chaos-") as work:
         run = Soak(config, Path(work))
         try:
