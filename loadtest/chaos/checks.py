@@ -87,21 +87,25 @@ def check_sos(
     return CheckResult("sos", passed, figures, problems[:_SHOWN])
 
 
-def longest_parked_on_one_connection(record: TechRecord) -> float:
-    """Fix-time seconds, parked at the door, that one connection carried: the fixes the
-    hub behind it received and acked (after its resume ack) in one unbroken stretch.
+def longest_parked_on_one_hub(record: TechRecord) -> float:
+    """Fix-time seconds, parked at the door, that one hub process received and acked in one
+    unbroken stretch: consecutive connections to the same process count as one (its tracker
+    carries on), a move to another process (a kill, a drop sent elsewhere) starts again.
 
     The check-in dwell is counted by the hub that receives the fixes, in its memory, so only
     such a stretch is sure to let one hub see the whole dwell."""
-    spans: dict[int, tuple[int, int]] = {}
+    spans: list[tuple[str, int, int]] = []  # (hub process, first seq, last seq), in order
     for ack in record.acks:
+        hub = record.hubs.get(ack.connection, f"?{ack.connection}")
         if ack.resume:
-            spans[ack.connection] = (ack.seq + 1, ack.seq)
-        elif ack.connection in spans:
-            first, _ = spans[ack.connection]
-            spans[ack.connection] = (first, ack.seq)
+            if spans and spans[-1][0] == hub and not hub.startswith("?"):
+                continue  # back on the same process: its stretch goes on
+            spans.append((hub, ack.seq + 1, ack.seq))
+        elif spans:
+            name, first, _ = spans[-1]
+            spans[-1] = (name, first, ack.seq)
     best = 0.0
-    for first, last in spans.values():
+    for _, first, last in spans:
         if last < first or last not in record.stamps:
             continue
         start = max(record.stamps.get(first, record.parked_from_t), record.parked_from_t)
@@ -114,8 +118,8 @@ def check_checkins(
 ) -> CheckResult:
     """Every technician who stayed at the door long enough on one hub is checked in, once.
 
-    "Long enough" is the hub's dwell plus a margin on one connection (see
-    ``longest_parked_on_one_connection``); a technician moved between hubs more often than
+    "Long enough" is the hub's dwell plus a margin on one hub process (see
+    ``longest_parked_on_one_hub``); a technician moved between hubs more often than
     that is counted (``not_judged``) and whether it got checked in anyway is shown."""
     problems = []
     judged = checked = lost = twice = 0
@@ -126,7 +130,7 @@ def check_checkins(
         if len(check_ins) > 1:
             twice += 1
             problems.append(f"{record.booking_id}: {len(check_ins)} check-ins")
-        arrived = longest_parked_on_one_connection(record) >= DWELL_IN_S + DWELL_MARGIN_S
+        arrived = longest_parked_on_one_hub(record) >= DWELL_IN_S + DWELL_MARGIN_S
         if arrived:
             judged += 1
             if check_ins:
@@ -135,7 +139,7 @@ def check_checkins(
                 lost += 1
                 problems.append(
                     f"{record.booking_id} ({record.technician_id}): parked"
-                    f" {longest_parked_on_one_connection(record):.0f} s on one hub, status"
+                    f" {longest_parked_on_one_hub(record):.0f} s on one hub, status"
                     f" {booking.get('status')}, no check-in"
                 )
         else:

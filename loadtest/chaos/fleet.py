@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
+
+from websockets.asyncio.client import ClientConnection
 
 from clients import Backoff, CustomerClient, OperatorClient, TechnicianClient
 from clients._client import BaseClient
@@ -35,11 +38,21 @@ def drop(client: BaseClient[Any]) -> bool:
 
 
 class ChaosTechnician(TechnicianClient):
-    """The SDK's technician, noting every ack with the connection it came on."""
+    """The SDK's technician, noting every ack with the connection it came on, and which hub
+    process each connection reached (``route_of``: the balancer's answer for a client port)."""
 
-    def __init__(self, record: TechRecord, base_url: str, token: str) -> None:
+    def __init__(
+        self, record: TechRecord, base_url: str, token: str, route_of: Callable[[int], str]
+    ) -> None:
         super().__init__(base_url, token, backoff=quick_backoff(), event_limit=16)
         self.record = record
+        self.route_of = route_of
+
+    async def _opened(self, ws: ClientConnection) -> Any:
+        # The handshake went through the balancer, so it has routed this port already.
+        port = ws.transport.get_extra_info("sockname")[1]
+        self.record.hubs[self.socket.connections] = self.route_of(port)
+        return await super()._opened(ws)
 
     def _on_ack(self, seq: int) -> None:
         # Before the SDK applies it: whether this is the connection's first (resume) ack.

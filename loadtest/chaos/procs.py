@@ -185,8 +185,14 @@ class Balancer:
         self.ports: list[int] = []
         self.routed = [0] * len(hubs)  # connections sent to each hub
         self.failed_over = 0  # connections sent to a hub other than their port's
+        # The client's port -> the hub process it was sent to ("hub-a#2"), so a client can
+        # tell which hub served each of its connections.
+        self.routes: dict[int, str] = {}
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def route_of(self, client_port: int) -> str:
+        return self.routes.get(client_port, "?")
 
     def url(self, hub: int) -> str:
         return f"http://127.0.0.1:{self.ports[hub]}"
@@ -220,6 +226,8 @@ class Balancer:
             except OSError:
                 continue
             self.routed[index] += 1
+            hub = self.hubs[index]
+            self.routes[writer.get_extra_info("peername")[1]] = f"{hub.name}#{hub.lives}"
             self.failed_over += index != preferred
             for source, sink in ((reader, up_writer), (up_reader, writer)):
                 task = asyncio.create_task(self._pump(source, sink))

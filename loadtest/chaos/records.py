@@ -24,6 +24,7 @@ class TechRecord:
     stamps: dict[int, float] = field(default_factory=dict)  # seq -> the fix's t
     parked_from_t: float = 0.0  # stamp from which the technician is parked at the door
     acks: list[Ack] = field(default_factory=list)
+    hubs: dict[int, str] = field(default_factory=dict)  # connection -> hub process ("hub-a#2")
     acked_seq: int = -1  # the SDK's final view: everything up to here is stored
     unacked: int = 0  # still buffered when the soak ended
     dropped: int = 0  # lost to a full offline buffer (the SDK's own figure)

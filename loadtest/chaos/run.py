@@ -91,9 +91,8 @@ class Soak:
         await self._wait_bookings_on(self.hubs[1])
         for n in range(config.technicians):
             record = TechRecord(technician_id(self.tag, n), booking_id(self.tag, n))
-            self.techs.append(
-                ChaosTechnician(record, self.balancer.url(n % 2), creds.technicians[n])
-            )
+            url, route_of = self.balancer.url(n % 2), self.balancer.route_of
+            self.techs.append(ChaosTechnician(record, url, creds.technicians[n], route_of))
         for k in range(config.operators):
             hub = 0 if k < config.operators_per_hub else 1
             self.consoles.append(

@@ -12,7 +12,7 @@ from loadtest.chaos.checks import (
     check_fixes,
     check_rss,
     check_sos,
-    longest_parked_on_one_connection,
+    longest_parked_on_one_hub,
     slope_per_min,
 )
 from loadtest.chaos.records import Ack, ConsoleRecord, RssSample, SosRecord, TechRecord
@@ -132,18 +132,30 @@ def booking(*events: str) -> dict[str, object]:
     return {"status": "arrived", "events": [{"event": e} for e in events]}
 
 
-def parked_tech(connections: list[tuple[int, int]]) -> TechRecord:
-    """Parked from the start; each (resume, last) is one connection's acked stretch."""
+def parked_tech(connections: list[tuple[int, int]], hubs: list[str] | None = None) -> TechRecord:
+    """Parked from the start; each (resume, last) is one connection's acked stretch, each on
+    the hub process named in ``hubs`` (by default alternating between two)."""
     acks = []
     for number, (resume, last) in enumerate(connections, start=1):
         acks += [Ack(number, resume, True), Ack(number, last, False)]
-    return tech(acked=connections[-1][1], acks=acks, parked_from=1000.0)
+    record = tech(acked=connections[-1][1], acks=acks, parked_from=1000.0)
+    hubs = hubs or [("hub-a#1", "hub-b#1")[i % 2] for i in range(len(connections))]
+    record.hubs = dict(enumerate(hubs, start=1))
+    return record
 
 
-def test_the_parked_span_counts_one_connection_at_a_time() -> None:
-    # Stamps 10 s apart: seqs 0..20 on one connection are 200 s, then 21..25 are 40 s.
-    assert longest_parked_on_one_connection(parked_tech([(-1, 20), (20, 25)])) == 200.0
-    assert longest_parked_on_one_connection(parked_tech([(-1, 5), (5, 10), (10, 15)])) == 50.0
+def test_the_parked_span_counts_one_hub_process_at_a_time() -> None:
+    # Stamps 10 s apart: seqs 0..20 on one hub are 200 s, then 21..25 on the other 40 s.
+    assert longest_parked_on_one_hub(parked_tech([(-1, 20), (20, 25)])) == 200.0
+    assert longest_parked_on_one_hub(parked_tech([(-1, 5), (5, 10), (10, 15)])) == 50.0
+
+
+def test_reconnecting_to_the_same_hub_process_continues_its_stretch() -> None:
+    same = parked_tech([(-1, 5), (5, 10), (10, 15)], ["hub-a#1"] * 3)
+    assert longest_parked_on_one_hub(same) == 150.0
+    # The same hub after a restart is another process: its memory started empty.
+    restarted = parked_tech([(-1, 5), (5, 10), (10, 15)], ["hub-a#1", "hub-a#2", "hub-a#2"])
+    assert longest_parked_on_one_hub(restarted) == 90.0  # seqs 6..15 on hub-a#2
 
 
 def test_a_technician_parked_long_on_one_hub_and_checked_in_passes() -> None:
@@ -165,7 +177,7 @@ def test_two_check_ins_for_one_visit_fail() -> None:
 
 def test_a_technician_moved_between_hubs_faster_than_the_dwell_is_not_judged() -> None:
     hopping = parked_tech([(-1, 5), (5, 10), (10, 15), (15, 20)])
-    assert longest_parked_on_one_connection(hopping) < DWELL_IN_S
+    assert longest_parked_on_one_hub(hopping) < DWELL_IN_S
     settled = parked_tech([(-1, 20)])
     settled.technician_id, settled.booking_id = "t2", "b2"
     result = check_checkins(
