@@ -50,6 +50,7 @@ def check_sos(
     not_one = 0
     unseen = 0
     duplicates = 0
+    repeated: list[str] = []
     for press in presses:
         ids = stored.get((press.technician_id, press.client_id), [])
         if len(ids) != 1 or (press.incident is not None and ids != [press.incident]):
@@ -64,7 +65,10 @@ def check_sos(
         if not seen_by:
             unseen += 1
             problems.append(f"incident {incident} (SOS {press.client_id}) reached no console")
-        duplicates += sum(max(0, c.raised[incident] - 1) for c in consoles)
+        repeats = sum(max(0, c.raised[incident] - 1) for c in consoles)
+        duplicates += repeats
+        if repeats:
+            repeated.append(f"{press.client_id} (acked via {press.via}, {repeats} repeats)")
     delays = sorted(p.ack_after_s for p in presses if p.ack_after_s is not None)
     figures = {
         "pressed": len(presses),
@@ -79,6 +83,7 @@ def check_sos(
         ),
         "consoles": len(consoles),
         "duplicates_at_consoles": duplicates,
+        "repeated_sos": repeated[:_SHOWN],
         "ack_max_s": round(delays[-1], 2) if delays else None,
     }
     passed = bool(presses) and not unacked and not_one == 0 and unseen == 0
@@ -204,30 +209,103 @@ def slope_per_min(points: Sequence[tuple[float, float]]) -> float:
     return cov / var * 60.0
 
 
+@dataclass(frozen=True)
+class RssFit:
+    slope_mib_per_min: float  # growth at a constant connection high-water mark
+    kib_per_connection: float | None  # None: the high-water mark did not move
+    judged_s: float
+
+
+def fit_rss(segments: Sequence[Sequence[tuple[float, float, float]]]) -> RssFit:
+    """RSS (MiB) against time and the connection high-water mark, within segments.
+
+    Each segment is (seconds, connections high-water, MiB) points between two faults; each
+    gets its own level (a fault moves clients between hubs, a Redis restart queues fixes),
+    and one slope in time and one per connection are fitted across all of them. The
+    high-water mark, not the count now: memory a socket took is rarely given back to the OS
+    when it closes, so a hub that gains clients one drop at a time grows without leaking."""
+    stt = stc = scc = stv = scv = 0.0
+    judged = 0.0
+    for points in segments:
+        n = len(points)
+        mt = sum(p[0] for p in points) / n
+        mc = sum(p[1] for p in points) / n
+        mv = sum(p[2] for p in points) / n
+        for t, c, v in points:
+            dt, dc, dv = t - mt, c - mc, v - mv
+            stt, stc, scc = stt + dt * dt, stc + dt * dc, scc + dc * dc
+            stv, scv = stv + dt * dv, scv + dc * dv
+        judged += points[-1][0] - points[0][0]
+    det = stt * scc - stc * stc
+    if scc == 0 or det <= 1e-9 * stt * scc:
+        # The high-water mark did not move (or moved in step with time): time alone.
+        return RssFit(stv / stt * 60.0 if stt else 0.0, None, judged)
+    slope = (stv * scc - scv * stc) / det
+    per_connection = (scv * stt - stv * stc) / det
+    return RssFit(slope * 60.0, per_connection * 1024.0, judged)
+
+
+def rss_segments(
+    series: Sequence[RssSample], fault_times: Sequence[float], warmup_s: float, settle_s: float
+) -> list[list[tuple[float, float, float]]]:
+    """The series' points after warm-up, cut at every fault, each cut's first ``settle_s``
+    left out (reconnects and catch-up there are load, not growth)."""
+    faults = sorted(fault_times)
+    high = 0
+    cuts: defaultdict[int, list[tuple[float, float, float]]] = defaultdict(list)
+    for sample in sorted(series, key=lambda s: s.t_s):
+        high = max(high, sample.connections)
+        if sample.t_s < warmup_s:
+            continue
+        before = [f for f in faults if f <= sample.run_s]
+        if before and sample.run_s - before[-1] < settle_s:
+            continue
+        cuts[len(before)].append((sample.t_s, float(high), sample.rss / MIB))
+    return [points for _, points in sorted(cuts.items()) if len(points) >= 3]
+
+
 def check_rss(
-    samples: Sequence[RssSample], *, warmup_s: float, min_judged_s: float, bound_mib_per_min: float
+    samples: Sequence[RssSample],
+    *,
+    fault_times: Sequence[float],
+    warmup_s: float,
+    settle_s: float,
+    min_judged_s: float,
+    bound_mib_per_min: float,
 ) -> CheckResult:
-    """Each hub process's RSS, after its warm-up, grows by less than the bound (a fitted
-    slope). A restarted hub is a series of its own, judged only if it lived long enough."""
+    """Each hub process's RSS, after its warm-up, grows by less than the bound: like with
+    like, so each life of a hub is a series of its own, cut at the faults, with the growth
+    that more connections explain fitted apart (``fit_rss``)."""
     by_series: defaultdict[str, list[RssSample]] = defaultdict(list)
     for sample in samples:
         by_series[sample.series].append(sample)
     slopes: dict[str, float] = {}
+    per_connection: dict[str, float | None] = {}
     short = []
     problems = []
     for name, series in sorted(by_series.items()):
-        after = [(s.t_s, s.rss / MIB) for s in series if s.t_s >= warmup_s]
-        if len(after) < 2 or after[-1][0] - after[0][0] < min_judged_s:
+        segments = rss_segments(series, fault_times, warmup_s, settle_s)
+        fit = fit_rss(segments) if segments else None
+        if fit is None or fit.judged_s < min_judged_s:
             short.append(name)
             continue
-        slopes[name] = round(slope_per_min(after), 3)
+        slopes[name] = round(fit.slope_mib_per_min, 3)
+        if fit.kib_per_connection is not None:
+            per_connection[name] = round(fit.kib_per_connection, 1)
         if slopes[name] > bound_mib_per_min:
             problems.append(f"{name}: RSS grows {slopes[name]} MiB/min after warm-up")
     peaks = {name: round(max(s.rss for s in series) / MIB, 1) for name, series in by_series.items()}
+    raw = {}
+    for name, series in by_series.items():
+        after = [(s.t_s, s.rss / MIB) for s in series if s.t_s >= warmup_s]
+        if len(after) >= 2:
+            raw[name] = round(slope_per_min(after), 3)
     figures = {
         "bound_mib_per_min": bound_mib_per_min,
         "warmup_s": warmup_s,
         "slope_mib_per_min": slopes,
+        "kib_per_connection": per_connection,
+        "raw_slope_mib_per_min": raw,
         "peak_mib": peaks,
         "too_short_to_judge": short,
     }

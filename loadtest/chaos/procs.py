@@ -188,6 +188,7 @@ class Balancer:
         # The client's port -> the hub process it was sent to ("hub-a#2"), so a client can
         # tell which hub served each of its connections.
         self.routes: dict[int, str] = {}
+        self.live: dict[str, int] = {}  # open connections per hub process
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -227,17 +228,22 @@ class Balancer:
                 continue
             self.routed[index] += 1
             hub = self.hubs[index]
-            self.routes[writer.get_extra_info("peername")[1]] = f"{hub.name}#{hub.lives}"
+            label = f"{hub.name}#{hub.lives}"
+            self.routes[writer.get_extra_info("peername")[1]] = label
+            self.live[label] = self.live.get(label, 0) + 1
             self.failed_over += index != preferred
             for source, sink in ((reader, up_writer), (up_reader, writer)):
-                task = asyncio.create_task(self._pump(source, sink))
+                # The client's side ends every connection (a reset either way aborts it).
+                closing = label if source is reader else None
+                task = asyncio.create_task(self._pump(source, sink, closing))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return
         writer.transport.abort()  # no hub up: the connection fails at once
 
-    @staticmethod
-    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, closing: str | None
+    ) -> None:
         try:
             while data := await source.read(65536):
                 sink.write(data)
@@ -248,3 +254,5 @@ class Balancer:
             # A reset on one side resets the other: the client sees the hub die.
             with contextlib.suppress(Exception):
                 sink.transport.abort()
+            if closing is not None:
+                self.live[closing] -= 1

@@ -59,3 +59,4 @@ class RssSample:
     t_s: float  # seconds since this process started
     run_s: float  # seconds into the run
     rss: int  # bytes
+    connections: int = 0  # open through the balancer to this process at the time

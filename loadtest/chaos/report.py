@@ -14,7 +14,7 @@ from typing import Any
 
 from loadtest.chaos.checks import MIB, CheckResult
 from loadtest.chaos.config import ChaosConfig
-from loadtest.chaos.records import RssSample
+from loadtest.chaos.records import RssSample, SosRecord
 
 _MARKS = {
     "kill": ("red", "kill -9"),
@@ -32,6 +32,7 @@ def build(
     events: list[dict[str, Any]],
     series: list[dict[str, Any]],
     rss: Sequence[RssSample],
+    sos: Sequence[SosRecord],
 ) -> dict[str, Any]:
     return {
         "command": " ".join(command),
@@ -48,7 +49,12 @@ def build(
         "injected": injected,
         "faults": [e for e in events if e["kind"] != "drop"],
         "series": series,
-        "rss_samples": len(rss),
+        "sos": [asdict(press) for press in sos],
+        # Every sample, so the RSS check can be recomputed: series, s into the process's
+        # life, s into the run, MiB, connections open to it.
+        "rss": [
+            [r.series, round(r.t_s, 2), r.run_s, round(r.rss / MIB, 2), r.connections] for r in rss
+        ],
     }
 
 

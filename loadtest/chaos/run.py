@@ -215,7 +215,9 @@ class Soak:
             stat = read_stat(hub.pid)
             name = f"{hub.name}#{hub.lives}"
             if stat is not None:
-                self.rss.append(RssSample(name, now - self.spawned_at[name], now_s, stat[1]))
+                connections = self.balancer.live.get(name, 0)
+                sample = RssSample(name, now - self.spawned_at[name], now_s, stat[1], connections)
+                self.rss.append(sample)
         acked = sum(t.stats.acked_seq + 1 for t in self.techs)
         self.series.append(
             {
@@ -318,7 +320,9 @@ async def soak(config: ChaosConfig, out: Path, command: list[str]) -> dict[str, 
         checks.check_fixes([t.record for t in run.techs], tracks),
         checks.check_rss(
             run.rss,
+            fault_times=[e["at_s"] for e in run.events if e["kind"] not in ("drop", "sos")],
             warmup_s=config.warmup_s,
+            settle_s=config.rss_settle_s,
             min_judged_s=config.rss_min_judged_s,
             bound_mib_per_min=config.rss_bound_mib_per_min,
         ),
@@ -333,7 +337,9 @@ async def soak(config: ChaosConfig, out: Path, command: list[str]) -> dict[str, 
         "sos_pressed": len(run.sos),
         "customer_positions": sum(w.positions for w in run.watchers),
     }
-    result = report.build(config, command, results, injected, run.events, run.series, run.rss)
+    result = report.build(
+        config, command, results, injected, run.events, run.series, run.rss, run.sos
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     report.write_png(result, run.rss, out / "report.png")

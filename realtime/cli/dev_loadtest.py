@@ -198,7 +198,6 @@ def loadtest(
             drop_every_s=drop_every,
             time_scale=time_scale,
             warmup_s=warmup,
-            rss_min_judged_s=min(60.0, max(5.0, (600.0 if seconds is None else seconds) / 4)),
             rss_bound_mib_per_min=rss_bound,
             seed=seed,
         )

@@ -190,9 +190,11 @@ def test_a_technician_moved_between_hubs_faster_than_the_dwell_is_not_judged() -
 # ---------------------------------------------------------------------- RSS
 
 
-def samples(series: str, mib_per_min: float, seconds: int = 300, base: float = 100.0):
+def samples(
+    series: str, mib_per_min: float, seconds: int = 300, base: float = 100.0, connections: int = 100
+) -> list[RssSample]:
     return [
-        RssSample(series, float(t), float(t), int((base + mib_per_min * t / 60) * MIB))
+        RssSample(series, float(t), float(t), int((base + mib_per_min * t / 60) * MIB), connections)
         for t in range(seconds)
     ]
 
@@ -201,8 +203,15 @@ def test_the_fitted_slope_is_per_minute() -> None:
     assert abs(slope_per_min([(0.0, 0.0), (60.0, 2.0), (120.0, 4.0)]) - 2.0) < 1e-9
 
 
-def check(rss: list[RssSample]):
-    return check_rss(rss, warmup_s=60, min_judged_s=60, bound_mib_per_min=1.0)
+def check(rss: list[RssSample], faults: list[float] | None = None):
+    return check_rss(
+        rss,
+        fault_times=faults or [],
+        warmup_s=60,
+        settle_s=10,
+        min_judged_s=60,
+        bound_mib_per_min=1.0,
+    )
 
 
 def test_flat_rss_after_warm_up_passes() -> None:
@@ -229,6 +238,62 @@ def test_each_life_of_a_hub_is_its_own_series() -> None:
     assert set(result.figures["slope_mib_per_min"]) == {"hub-a#1", "hub-a#2", "hub-b#1"}
     assert result.figures["too_short_to_judge"] == ["hub-b#2"]
     assert result.problems == ["hub-b#1: RSS grows 3.0 MiB/min after warm-up"]
+
+
+def test_a_step_at_a_fault_is_load_moving_not_growth() -> None:
+    # The other hub died at 150 s and its clients came here: RSS steps up 20 MiB, flat before
+    # and after. Fitted across the step it would read as ~6 MiB/min.
+    rss = [
+        RssSample("hub-a#1", float(t), float(t), (100 + 20 * (t >= 152)) * MIB, 100)
+        for t in range(300)
+    ]
+    assert check(rss, faults=[150.0]).passed
+    assert not check(rss).passed  # the same series, not cut at the fault
+
+
+def test_the_catch_up_right_after_a_fault_is_left_out() -> None:
+    # Redis came back at 150 s: the fixes queued meanwhile are written over 8 s (RSS ramps
+    # up 30 MiB), then flat. Within the settle time after a fault that is load, not growth.
+    def mib(t: int) -> float:
+        return 100 + 30 * min(max(t - 150, 0), 8) / 8
+
+    rss = [RssSample("hub-a#1", float(t), float(t), int(mib(t) * MIB), 100) for t in range(300)]
+    assert check(rss, faults=[150.0]).passed
+    no_settle = check_rss(
+        rss, fault_times=[150.0], warmup_s=60, settle_s=0, min_judged_s=60, bound_mib_per_min=1
+    )
+    assert not no_settle.passed
+
+
+def test_growth_that_more_connections_explain_is_no_leak_but_growth_beside_it_is() -> None:
+    # Clients dropped elsewhere come back one by one: 100 -> 340 connections at 60 KiB each.
+    def series(leak_mib_per_min: float) -> list[RssSample]:
+        out = []
+        for t in range(300):
+            connections = 100 + (t // 5) * 4
+            mib = 100 + connections * 60 / 1024 + leak_mib_per_min * t / 60
+            out.append(RssSample("hub-a#1", float(t), float(t), int(mib * MIB), connections))
+        return out
+
+    clean = check(series(0.0))
+    assert clean.passed
+    assert abs(clean.figures["kib_per_connection"]["hub-a#1"] - 60) < 1
+    leaking = check(series(3.0))
+    assert not leaking.passed
+    assert abs(leaking.figures["slope_mib_per_min"]["hub-a#1"] - 3.0) < 0.05
+
+
+def test_connections_that_closed_still_count_at_their_high_water_mark() -> None:
+    # Clients leave after 150 s; the memory their sockets took stays: flat RSS, no leak.
+    rss = [
+        RssSample("hub-a#1", float(t), float(t), int((100 + (t // 3) * 0.5) * MIB), t // 3 * 8)
+        for t in range(150)
+    ]
+    rss += [
+        RssSample("hub-a#1", float(t), float(t), rss[-1].rss, max(0, 400 - (t - 150) * 4))
+        for t in range(150, 300)
+    ]
+    assert check(rss).passed
 
 
 def test_no_series_long_enough_fails() -> None:
