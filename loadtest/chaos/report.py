@@ -41,7 +41,11 @@ def build(
             "machine": platform.machine(),
             "cores": os.cpu_count(),
         },
-        "config": asdict(config),
+        "config": {
+            **asdict(config),
+            "rss_min_judged_s": config.rss_min_judged_s,
+            "rss_settle_s": config.rss_settle_s,
+        },
         "passed": all(r.passed for r in results),
         "checks": {
             r.name: {"passed": r.passed, **r.figures, "problems": r.problems} for r in results
