@@ -28,6 +28,11 @@ PURE_CORES = [
     ROOT / "realtime/dispatch.py",
     ROOT / "realtime/ingest.py",
     ROOT / "realtime/privacy.py",
+    # The chaos soak's schedule, trips and verdicts (the runner around them does the I/O).
+    ROOT / "loadtest/chaos/plan.py",
+    ROOT / "loadtest/chaos/trips.py",
+    ROOT / "loadtest/chaos/checks.py",
+    ROOT / "loadtest/chaos/records.py",
 ]
 IO_MODULES = {
     "asyncio",

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from loadtest.chaos.config import ChaosConfig
 
 
 @click.command()
@@ -42,17 +46,15 @@ import click
 )
 @click.option(
     "--seconds",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(1, 600),
-    help="How long the fixes stream (a hard bound).",
+    default=None,
+    type=click.FloatRange(1, 3600),
+    help="How long the fixes stream (a hard bound) [30; --chaos: 600; at most 600 without].",
 )
 @click.option(
     "--sos-rate",
-    default=2.0,
-    show_default=True,
+    default=None,
     type=click.FloatRange(0, 6000),
-    help="SOS presses per minute across the fleet.",
+    help="SOS presses per minute across the fleet [2; --chaos: 6].",
 )
 @click.option(
     "--dropout",
@@ -107,13 +109,64 @@ import click
     default=None,
     help="An external hub (its platform key in DOORSTEP_PLATFORM_KEY) [start one].",
 )
+@click.option(
+    "--chaos",
+    is_flag=True,
+    help="The chaos soak: two hubs on a private Redis, hubs killed (-9) and restarted,"
+    " Redis restarted once, clients dropped; then the checks (exit 1 if one fails).",
+)
+@click.option(
+    "--kill-every",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(5, 3600),
+    help="--chaos: mean seconds between kill -9s of a random hub.",
+)
+@click.option(
+    "--drop-every",
+    default=180.0,
+    show_default=True,
+    type=click.FloatRange(1, 36000),
+    help="--chaos: mean seconds between forced drops of each client.",
+)
+@click.option(
+    "--operators-per-hub",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="--chaos: operator consoles connected through each hub's balancer port.",
+)
+@click.option(
+    "--time-scale",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(1, 20),
+    help="--chaos: trip seconds per real second (fixes stamped in the past; 1: real time).",
+)
+@click.option(
+    "--warmup",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="--chaos: seconds of each hub process's life not judged for RSS growth.",
+)
+@click.option(
+    "--rss-bound",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="--chaos: the RSS slope after warm-up that fails the soak (MiB per minute).",
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="--chaos: the fault schedule's seed."
+)
 def loadtest(
     technicians: int,
     customers: int | None,
     operators: int,
     rate: float,
-    seconds: float,
-    sos_rate: float,
+    seconds: float | None,
+    sos_rate: float | None,
     dropout: float,
     processes: int,
     target: str,
@@ -122,12 +175,45 @@ def loadtest(
     rounds: int,
     out: Path,
     url: str | None,
+    chaos: bool,
+    kill_every: float,
+    drop_every: float,
+    operators_per_hub: int,
+    time_scale: float,
+    warmup: float,
+    rss_bound: float,
+    seed: int,
 ) -> None:
     """Load the hub (or the bare relay) with technicians, customers, operators and SOS.
 
     Unless --url is given, a fresh hub (`doorstep serve`, embedded backend, temporary data
     dir) or relay is started for each run. Writes report.json and report.png into --out.
+
+    With --chaos: the soak of two hubs on Redis under faults (see --kill-every and the other
+    --chaos options; --operators, --processes, --target, --compare, --rounds, --url and
+    --dropout do not apply).
     """
+    if chaos:
+        from loadtest.chaos.config import ChaosConfig
+
+        chaos_config = ChaosConfig(
+            seconds=600.0 if seconds is None else seconds,
+            technicians=technicians,
+            customers=customers,
+            operators_per_hub=operators_per_hub,
+            rate_hz=rate,
+            sos_per_min=6.0 if sos_rate is None else sos_rate,
+            kill_every_s=kill_every,
+            drop_every_s=drop_every,
+            time_scale=time_scale,
+            warmup_s=warmup,
+            rss_bound_mib_per_min=rss_bound,
+            seed=seed,
+        )
+        _run_chaos(chaos_config, out)
+        return
+    if seconds is not None and seconds > 600:
+        raise click.BadParameter("at most 600 s without --chaos", param_hint="--seconds")
     from loadtest.load.config import LoadConfig
     from loadtest.load.main import run, summary_lines
 
@@ -136,8 +222,8 @@ def loadtest(
         customers=customers,
         operators=operators,
         rate_hz=rate,
-        seconds=seconds,
-        sos_per_min=sos_rate,
+        seconds=30.0 if seconds is None else seconds,
+        sos_per_min=2.0 if sos_rate is None else sos_rate,
         dropout=dropout,
         processes=processes,
     )
@@ -157,3 +243,21 @@ def loadtest(
     for line in summary_lines(result):
         click.echo(line)
     click.echo(f"report: {out / 'report.json'}, {out / 'report.png'}")
+
+
+def _run_chaos(config: ChaosConfig, out: Path) -> None:
+    """The soak, its summary, and exit 1 when a check failed."""
+    import asyncio
+
+    from loadtest.chaos.report import summary_lines
+    from loadtest.chaos.run import soak
+
+    try:
+        result = asyncio.run(soak(config, out, ["doorstep", "loadtest", *sys.argv[2:]]))
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in summary_lines(result):
+        click.echo(line)
+    click.echo(f"report: {out / 'report.json'}, {out / 'report.png'}")
+    if not result["passed"]:
+        raise SystemExit(1)
