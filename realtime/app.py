@@ -18,6 +18,7 @@ from realtime.metrics import Metrics
 from realtime.ports import Clock
 from realtime.revocation import TokenGuard
 from realtime.settings import Settings, SettingsError
+from realtime.sockets.asgi import SocketsFirstApp
 from realtime.sockets.routes import routes as socket_routes
 from realtime.tasks import Supervisor
 
@@ -78,8 +79,9 @@ def create_app(
             await hub.stop()
             pauses.remove()
 
-    app = Starlette(
-        routes=[*http_routes, *socket_routes, *pages.routes],
+    app = SocketsFirstApp(
+        routes=[*http_routes, *pages.routes],
+        sockets=socket_routes,
         lifespan=lifespan,
         exception_handlers=exception_handlers,
     )
