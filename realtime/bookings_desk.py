@@ -265,7 +265,8 @@ class BookingDesk:
         """
         async with self.store.lock(technician_lock(technician_id), LOCK_TTL_S):
             # Under the lock: an assignment of this technician elsewhere is stored by now.
-            taken = core.other_open(await self.store.active_bookings(), technician_id, booking_id)
+            mine = await self.store.active_bookings_of(technician_id)
+            taken = core.other_open(mine, technician_id, booking_id)
             if taken:
                 return None
             assigned = await self._transition_locked(
@@ -305,7 +306,7 @@ class BookingDesk:
             if needed is not None and core.starts_visit(old, event):
                 # The store, not this hub's mirror: another hub may have started a visit of
                 # this technician a moment ago (it held the same lock, so it is stored).
-                busy = core.other_visit(await self.store.active_bookings(), needed, old.id)
+                busy = core.other_visit(await self.store.active_bookings_of(needed), needed, old.id)
                 if busy is not None:
                     raise TechnicianBusy(
                         f"technician {needed} is on visit {busy.id} ({busy.status.value}):"

@@ -184,6 +184,12 @@ class Store(Protocol):
 
     async def active_bookings(self) -> list[Booking]: ...
 
+    async def active_bookings_of(self, technician_id: str) -> list[Booking]:
+        """The active bookings assigned to one technician: what "is this technician busy"
+        reads under the technician's lock, at the cost of that technician's bookings, not
+        of every open booking of the platform."""
+        ...
+
     async def booking_events(self, booking_id: str) -> list[AuditEvent]: ...
 
     async def append_fixes(self, fixes: list[StoredFix]) -> None:

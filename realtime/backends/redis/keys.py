@@ -4,6 +4,7 @@ Key layout (``p`` is ``DOORSTEP_REDIS_PREFIX``, ``doorstep`` by default)::
 
     {p}:bookings                  HASH   booking id -> Booking JSON
     {p}:bookings:active           SET    ids of active bookings
+    {p}:bookings:active-of:<tid> SET   a technician's active booking ids (stale pruned on read)
     {p}:booking-audit:<id>        STREAM one entry per AuditEvent, field d = JSON
     {p}:incidents                 HASH   incident id -> Incident JSON
     {p}:incidents:open            ZSET   open/acknowledged ids, score updated_t
@@ -95,6 +96,7 @@ class Keys:
         core = f"{{{prefix}}}"
         self.bookings = f"{core}:bookings"
         self.bookings_active = f"{core}:bookings:active"
+        self._bookings_active_of = f"{core}:bookings:active-of:"
         self.incidents = f"{core}:incidents"
         self.incidents_open = f"{core}:incidents:open"
         self.incidents_by_reporter = f"{core}:incidents:by-reporter"
@@ -102,6 +104,10 @@ class Keys:
         self.alerts_t = f"{core}:alerts:t"
         self.alerts_open = f"{core}:alerts:open"
         self._core = core
+
+    def bookings_active_of(self, technician_id: str) -> str:
+        """The ids of a technician's active bookings (may hold stale ones, see the store)."""
+        return f"{self._bookings_active_of}{technician_id}"
 
     def booking_audit(self, booking_id: str) -> str:
         return f"{self._core}:booking-audit:{booking_id}"

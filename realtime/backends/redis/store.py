@@ -96,6 +96,10 @@ class RedisStore(RedisHistory, RedisCoordination):
             pipe.hset(keys.bookings, booking.id, _encode(booking))
             if booking.active:
                 pipe.sadd(keys.bookings_active, booking.id)
+                if booking.technician_id:
+                    # Added here, removed when read stale (active_bookings_of): the previous
+                    # technician of a reassigned booking is not known to this write.
+                    pipe.sadd(keys.bookings_active_of(booking.technician_id), booking.id)
             else:
                 pipe.srem(keys.bookings_active, booking.id)
             for event in events:
@@ -111,6 +115,27 @@ class RedisStore(RedisHistory, RedisCoordination):
     async def active_bookings(self) -> list[Booking]:
         raws = await self._indexed_values(self.keys.bookings_active, self.keys.bookings, "set")
         return [_booking_decoder.decode(raw) for raw in raws]
+
+    @bounded
+    async def active_bookings_of(self, technician_id: str) -> list[Booking]:
+        key = self.keys.bookings_active_of(technician_id)
+        ids = sorted(await self.redis.smembers(key))
+        if not ids:
+            return []
+        raws = await self.redis.hmget(self.keys.bookings, ids)
+        mine, stale = [], []
+        for booking_id, raw in zip(ids, raws, strict=True):
+            booking = _booking_decoder.decode(raw) if raw is not None else None
+            if booking is not None and booking.active and booking.technician_id == technician_id:
+                mine.append(booking)
+            else:
+                stale.append(booking_id)  # ended, reassigned or erased since it was added
+        if stale:
+            # Safe to drop: an ended booking never becomes active again, and assigning one
+            # back to this technician happens under the technician's lock, which the
+            # callers of this read hold.
+            await self.redis.srem(key, *stale)
+        return mine
 
     @bounded
     async def booking_events(self, booking_id: str) -> list[AuditEvent]:

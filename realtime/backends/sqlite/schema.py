@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS bookings (
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS bookings_status ON bookings (status);
+CREATE INDEX IF NOT EXISTS bookings_technician ON bookings (technician_id);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     entity TEXT NOT NULL,

@@ -67,6 +67,17 @@ class SQLiteStore(SQLiteHistory, SQLiteSafety, SQLiteCoordination):
         )
         return [_booking_decoder.decode(r[0]) for r in rows]
 
+    async def active_bookings_of(self, technician_id: str) -> list[Booking]:
+        statuses = [s.value for s in ACTIVE_STATUSES]
+        marks = ",".join("?" * len(statuses))
+        rows = await self._run(
+            lambda: self.db.execute(
+                f"SELECT data FROM bookings WHERE technician_id = ? AND status IN ({marks})",
+                [technician_id, *statuses],
+            ).fetchall()
+        )
+        return [_booking_decoder.decode(r[0]) for r in rows]
+
     async def booking_events(self, booking_id: str) -> list[AuditEvent]:
         rows = await self._run(
             lambda: self.db.execute(

@@ -119,6 +119,45 @@ async def test_active_bookings_follow_the_status(store: Store) -> None:
     assert (await store.get_booking("b-done")) == done
 
 
+async def test_a_technicians_active_bookings_follow_status_and_reassignment(
+    store: Store,
+) -> None:
+    first, events = new_booking("b-first", technician_id="tech-1")
+    await store.save_booking(first, events)
+    second, events = new_booking("b-second", technician_id="tech-1")
+    await store.save_booking(second, events)
+    other, events = new_booking("b-other", technician_id="tech-2")
+    await store.save_booking(other, events)
+    unassigned, events = new_booking("b-none")
+    await store.save_booking(unassigned, events)
+    assert sorted(b.id for b in await store.active_bookings_of("tech-1")) == [
+        "b-first",
+        "b-second",
+    ]
+    assert await store.active_bookings_of("tech-2") == [other]
+    assert await store.active_bookings_of("tech-3") == []
+
+    # Ended: no longer the technician's. Reassigned: the new technician's only.
+    first, record = booking_core.apply(first, BookingEvent.CANCEL, t=T0 + 5, actor="platform")
+    await store.save_booking(first, [record])
+    second, record = booking_core.apply(
+        second, BookingEvent.ASSIGN, t=T0 + 6, actor="platform", technician_id="tech-2"
+    )
+    await store.save_booking(second, [record])
+    assert await store.active_bookings_of("tech-1") == []
+    assert sorted(b.id for b in await store.active_bookings_of("tech-2")) == [
+        "b-other",
+        "b-second",
+    ]
+    # And back again: read stale once, the index still finds it when it is assigned anew.
+    second, record = booking_core.apply(
+        second, BookingEvent.ASSIGN, t=T0 + 7, actor="platform", technician_id="tech-1"
+    )
+    await store.save_booking(second, [record])
+    assert await store.active_bookings_of("tech-1") == [second]
+    assert await store.active_bookings_of("tech-2") == [other]
+
+
 async def test_ids_that_look_like_key_suffixes_do_not_mix(store: Store) -> None:
     # ":" is legal in ids; "b1" and "b1:audit" must stay two bookings with two trails.
     first, first_events = new_booking("b1")

@@ -67,6 +67,7 @@ async def test_layout_is_one_slot_for_the_control_plane_and_one_per_technician(
         for name in (
             "bookings",
             "bookings:active",
+            "bookings:active-of:tech-a",
             "booking-audit:b1",
             "incidents",
             "incidents:open",
@@ -84,7 +85,7 @@ async def test_layout_is_one_slot_for_the_control_plane_and_one_per_technician(
         assert sorted(slots[key_slot(tag.encode())]) == sorted(
             f"{tag}:{kind}" for kind in ("fixes", "seqs", "times", "head")
         )
-    assert sum(len(keys) for keys in slots.values()) == 12 + 2 * 4
+    assert sum(len(keys) for keys in slots.values()) == 13 + 2 * 4
 
 
 async def test_history_is_trimmed_by_age_but_resume_state_is_kept(redis_prefix: str) -> None:
