@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 # The whole hub suite again with every hub on the Redis backend (needs Redis on 127.0.0.1:6379;
 # each test uses its own key prefix, deleted at the end). `make test` already runs the Redis

@@ -20,7 +20,7 @@ async def test_a_socket_sends_through_the_servers_own_send(hub: RunningHub) -> N
     await hub.create_booking(id="b-fast", technician_id="tech-fast")
     customer = await hub.connect("/v1/ws/bookings/b-fast", customer_token)
     await receive_until(customer, "snapshot")
-    connections = [o for o in gc.get_objects() if isinstance(o, Connection)]
+    connections = [o for o in gc.get_objects() if type(o) is Connection]
     assert {c.role for c in connections} >= {"technician", "customer"}
     for connection in connections:
         send = connection.websocket._send
