@@ -28,6 +28,7 @@ PURE_CORES = [
     ROOT / "realtime/dispatch.py",
     ROOT / "realtime/ingest.py",
     ROOT / "realtime/privacy.py",
+    ROOT / "realtime/eta_throttle.py",
     # The chaos soak's schedule, trips and verdicts (the runner around them does the I/O).
     ROOT / "loadtest/chaos/plan.py",
     ROOT / "loadtest/chaos/trips.py",
