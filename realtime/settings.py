@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     # installed) and whether it offers per-message deflate. Compression costs CPU on every
     # frame sent and a zlib state per socket (loadtest/results/server.md has the figures);
     # positions are small frames, so it buys little here.
-    ws_impl: Literal["auto", "websockets", "websockets-sansio"] = "auto"
+    ws_impl: Literal["auto", "websockets", "websockets-sansio", "wsproto"] = "auto"
     ws_per_message_deflate: bool = False
     # The garbage collector of `doorstep serve` (realtime/gc_tuning.py): CPython's
     # thresholds gen0,gen1,gen2 (its default is 700,10,10), and whether what exists once the

@@ -27,6 +27,7 @@ class LoadConfig:
     dropout: float = 0.05
     processes: int = 2
     seed: int = 0
+    server: str = "uvicorn"  # what serves the hub: "uvicorn" (doorstep serve) or "granian"
 
     @property
     def customer_count(self) -> int:

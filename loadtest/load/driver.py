@@ -71,7 +71,7 @@ def run_once(config: LoadConfig, target: str, round_no: int, url: str | None) ->
     hub = target != "relay"
     data = RunData(target, round_no, started_here=not (hub and url))
     tag = f"lt{round_no}{target[0]}{secrets.token_hex(3)}"
-    with started(target, url if hub else None) as server:
+    with started(target, url if hub else None, server=config.server) as server:
         creds = None
         if hub:
             assert server.platform_key is not None

@@ -264,6 +264,7 @@ def build(config: LoadConfig, runs: list[dict[str, Any]], command: list[str]) ->
             "sos_per_min": config.sos_per_min,
             "dropout": config.dropout,
             "processes": config.processes,
+            "server": config.server,
         },
         "machine": {
             "python": platform.python_version(),

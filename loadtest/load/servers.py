@@ -53,6 +53,16 @@ def _delete_prefix(redis_url: str, prefix: str) -> int:
     return deleted
 
 
+def _only_child(pid: int) -> int:
+    """The worker process a server supervises (granian serves from a child): whose CPU and
+    memory are the server's."""
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        children = [int(c) for c in handle.read().split()]
+    if len(children) != 1:
+        raise RuntimeError(f"expected one worker process under {pid}, found {children}")
+    return children[0]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -93,8 +103,13 @@ def wait_ready(
 
 
 @contextlib.contextmanager
-def started(kind: str, url: str | None = None, redis_url: str = REDIS_URL) -> Iterator[Server]:
+def started(
+    kind: str, url: str | None = None, redis_url: str = REDIS_URL, server: str = "uvicorn"
+) -> Iterator[Server]:
     """A running target: the hub at ``url``, or a fresh hub or relay stopped on exit.
+
+    A hub is served by ``doorstep serve`` (uvicorn), or with ``server="granian"`` by granian
+    (``loadtest/granian_app.py``, one worker, the same settings), to compare the servers.
 
     A hub started here gets a fresh temporary data dir, a generated secret and platform key,
     passed in its environment, and the embedded backend, or for ``hub-redis`` the Redis at
@@ -118,6 +133,11 @@ def started(kind: str, url: str | None = None, redis_url: str = REDIS_URL) -> It
             key = secrets.token_urlsafe(24)
             command = [sys.executable, "-m", "realtime.cli", "serve", "--port", str(port)]
             command += ["--data-dir", data, "--log-level", "warning"]
+            if server == "granian":
+                command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
+                command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+                command += ["--log-level", "warning", "loadtest.granian_app:app"]
+                env["DOORSTEP_DATA_DIR"] = data
             env.update(
                 DOORSTEP_SECRET=secrets.token_urlsafe(32),
                 DOORSTEP_PLATFORM_KEY=key,
@@ -134,7 +154,8 @@ def started(kind: str, url: str | None = None, redis_url: str = REDIS_URL) -> It
         process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
         try:
             wait_ready(ready, process, any_answer=kind == "relay")
-            yield Server(kind, f"http://127.0.0.1:{port}", process.pid, key)
+            pid = process.pid if server != "granian" else _only_child(process.pid)
+            yield Server(kind, f"http://127.0.0.1:{port}", pid, key)
         finally:
             process.terminate()
             try:

@@ -85,6 +85,14 @@ if TYPE_CHECKING:
     help="Hub and relay interleaved in one run (relay, hub, relay, hub ...).",
 )
 @click.option(
+    "--server",
+    default="uvicorn",
+    show_default=True,
+    type=click.Choice(["uvicorn", "granian"]),
+    help="What serves a hub started here: doorstep serve (uvicorn), or granian"
+    " (loadtest/granian_app.py, one worker) to compare the servers.",
+)
+@click.option(
     "--compare-backends",
     is_flag=True,
     help="The hub on the embedded backend and on Redis interleaved in one run"
@@ -172,6 +180,7 @@ def loadtest(
     target: str,
     compare: bool,
     compare_backends: bool,
+    server: str,
     rounds: int,
     out: Path,
     url: str | None,
@@ -226,6 +235,7 @@ def loadtest(
         sos_per_min=2.0 if sos_rate is None else sos_rate,
         dropout=dropout,
         processes=processes,
+        server=server,
     )
     try:
         result = run(
