@@ -60,3 +60,20 @@ def test_the_hub_on_redis_and_on_the_embedded_backend_in_one_run(tmp_path: Path)
         assert not list(client.scan_iter(match="{loadtest-*", count=1000))
     finally:
         client.close()
+
+
+def test_the_hub_served_by_granian_for_the_server_comparison(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "realtime.cli", "loadtest", "--technicians", "10"]
+    command += ["--seconds", "3", "--server", "granian", "--target", "hub", "--sos-rate", "30"]
+    command += ["--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["server"] == "granian"
+    (hub,) = report["runs"]
+    assert hub["totals"]["every_fix_acked"] is True
+    assert hub["sos"]["reached_every_operator"] == hub["sos"]["sent"] >= 1
+    # Read from granian's worker process, not its supervisor: it holds the sockets.
+    assert hub["server"]["rss_per_connection_kib"] > 0
+    assert hub["server"]["cpu_per_wall_s"] > 0
