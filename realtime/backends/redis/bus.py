@@ -248,7 +248,14 @@ class RedisBus:
         return {self.keys.channel(c) for c in self._channels}
 
     def _check_synced(self) -> None:
-        if self.connected and self._confirmed == self._wanted():
+        # Called on every subscribe confirmation: the sizes first, so that a hub subscribing
+        # thousands of channels (one per watched booking) does not rebuild the wanted set
+        # for each of them (that was 5 % of a Redis hub at saturation).
+        if (
+            self.connected
+            and len(self._confirmed) == len(self._channels)
+            and self._confirmed == self._wanted()
+        ):
             self._synced.set()
 
     # ------------------------------------------------------------------ reader
