@@ -30,6 +30,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def terminate(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """SIGTERM and wait without blocking the loop; SIGKILL if it does not exit in time."""
+    process.terminate()
+    try:
+        await asyncio.to_thread(process.wait, timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class PrivateRedis:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -71,12 +81,7 @@ class PrivateRedis:
     async def stop(self) -> None:
         """SIGTERM, as an operator stopping Redis: it writes its append-only file and exits."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                await asyncio.to_thread(self.process.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            await terminate(self.process)
         self.process = None
 
 
@@ -152,12 +157,7 @@ class Hub:
     async def stop(self) -> None:
         if self.alive:
             assert self.process is not None
-            self.process.terminate()
-            try:
-                await asyncio.to_thread(self.process.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            await terminate(self.process)
 
     def log_tail(self) -> str:
         if not self.log_path.exists():
