@@ -277,31 +277,34 @@ class _Trip:
     # truth ----------------------------------------------------------------------------------
 
     def _truth(self, samples: list[Sample]) -> tuple[float | None, float | None]:
-        """Fence crossings of the visit: the inside run that contains the indoor stay."""
-        indoor = next((i for i, p in enumerate(samples) if p.phase == "indoor"), None)
-        if indoor is None:
-            return None, None
-        r = self.radius
-        dist = [math.hypot(p.x, p.y) for p in samples]
-        first = indoor
-        while first > 0 and dist[first - 1] <= r:
-            first -= 1
-        last = indoor
-        while last < len(samples) - 1 and dist[last + 1] <= r:
-            last += 1
-        arrived = departed = None
-        if first > 0:
-            arrived = _crossing(
-                samples[first - 1].t, dist[first - 1], samples[first].t, dist[first], r
-            )
-        if last < len(samples) - 1:
-            departed = _crossing(
-                samples[last].t, dist[last], samples[last + 1].t, dist[last + 1], r
-            )
-        return arrived, departed
+        return visit_crossings(samples, self.radius)
 
 
 _Optionals = tuple[float | None, ...]
+
+
+def visit_crossings(samples: list[Sample], r: float) -> tuple[float | None, float | None]:
+    """Fence crossings of the visit: the inside run that contains the indoor stay.
+
+    ``samples`` are in metres from the fence centre; None where there was no visit, or the
+    trace starts (or ends) inside the fence.
+    """
+    indoor = next((i for i, p in enumerate(samples) if p.phase == "indoor"), None)
+    if indoor is None:
+        return None, None
+    dist = [math.hypot(p.x, p.y) for p in samples]
+    first = indoor
+    while first > 0 and dist[first - 1] <= r:
+        first -= 1
+    last = indoor
+    while last < len(samples) - 1 and dist[last + 1] <= r:
+        last += 1
+    arrived = departed = None
+    if first > 0:
+        arrived = _crossing(samples[first - 1].t, dist[first - 1], samples[first].t, dist[first], r)
+    if last < len(samples) - 1:
+        departed = _crossing(samples[last].t, dist[last], samples[last + 1].t, dist[last + 1], r)
+    return arrived, departed
 
 
 def _phase(p: Sample) -> str:

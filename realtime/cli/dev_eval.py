@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from loadtest.traces import Trace
 
 
 @click.command("eval-arrival")
@@ -133,14 +137,52 @@ def eval_arrival(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for fixes.jsonl and trips.json (with ground truth).",
 )
-def simulate_traces(count: int, seed: int, out: Path) -> None:
-    """Write synthetic trips (driving, parking, walking in, visit, leaving) for eval-arrival."""
+@click.option(
+    "--engine",
+    type=click.Choice(["own", "sumo"]),
+    default="own",
+    show_default=True,
+    help="own: Doorstep's kinematic generator (fast). sumo: the SUMO traffic simulator on a "
+    "real street network with background traffic (pip install -e '.[sumo]').",
+)
+@click.option(
+    "--network",
+    default="berlin",
+    show_default=True,
+    help="With --engine sumo: berlin (tuning) or braunschweig (held out).",
+)
+def simulate_traces(count: int, seed: int, out: Path, engine: str, network: str) -> None:
+    """Write trips (driving, parking, walking in, visit, leaving) for eval-arrival."""
     from loadtest.arrival.files import write_traces
-    from loadtest.traces import generate_trip
 
     if count < 1:
         raise click.UsageError("--trips must be at least 1")
-    with click.progressbar(range(count), label="simulating trips", file=sys.stderr) as indices:
-        traces = [generate_trip(index, seed) for index in indices]
+    if engine == "sumo":
+        traces = _sumo_traces(count, seed, out, network)
+    else:
+        from loadtest.traces import generate_trip
+
+        with click.progressbar(range(count), label="simulating trips", file=sys.stderr) as bar:
+            traces = [generate_trip(index, seed) for index in bar]
     fixes_path, trips_path = write_traces(out, traces)
     click.echo(f"{fixes_path}\n{trips_path}\n{out / 'roads.json'}")
+
+
+def _sumo_traces(count: int, seed: int, out: Path, network: str) -> list[Trace]:
+    from loadtest.sumo.home import SumoMissing
+    from loadtest.sumo.networks import network as find_network
+    from loadtest.sumo.trips import generate
+
+    try:
+        chosen = find_network(network)
+        with click.progressbar(length=count, label="SUMO trips", file=sys.stderr) as bar:
+            traces, dropped = generate(chosen, count, seed, out / "sumo", progress=bar.update)
+    except (SumoMissing, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if dropped:
+        click.echo(
+            f"doorstep: {len(dropped)} SUMO trips dropped (teleported out of a gridlock, or "
+            f"no usable visit): {', '.join(dropped)}",
+            err=True,
+        )
+    return traces
