@@ -4,8 +4,10 @@ A pure state machine in the sans-I/O style of websockets' ``protocol.py``: fixes
 out. No clock (time is each fix's ``t``), no I/O, so the hub, the trace evaluation and the
 tests drive the same code. The whole machine::
 
-    OUTSIDE --check_in-->  INSIDE    INSIDE fixes for dwell_in_s since the vehicle last rolled
-    INSIDE  --check_out--> OUTSIDE   OUTSIDE fixes for dwell_out_s
+    OUTSIDE --check_in-->  INSIDE    INSIDE fixes for dwell_in_s since the vehicle last rolled,
+                                     and the phone went indoors; else for dwell_in_long_s
+    INSIDE  --check_out--> OUTSIDE   OUTSIDE fixes well away and moving off at driving speed;
+                                     else OUTSIDE fixes for dwell_out_s
 
 Each fix goes through three steps:
 
@@ -27,6 +29,20 @@ Events are back-dated: ``t`` is the first fix of the unbroken streak on the new 
 fence edge in which the run began, i.e. when the technician really crossed it (after a
 dead zone: the first fix after it, since the crossing lies somewhere in the silence).
 ``decided_t`` is the fix at which the detector became sure.
+
+Two kinds of evidence shorten the waits (issue 14, judged on SUMO's traffic):
+
+- A queue by the door is not an arrival. A car stuck behind a double-parked van or a red
+  light creeps at 0-1.5 m/s, which no "rolling" rule sees, for minutes. What a parked
+  technician leaves and a queued driver does not is the move indoors: the phone's reported
+  accuracy degrades to several times what it was on the road. With that evidence the
+  check-in takes ``dwell_in_s``; without it (a queue, or a phone that reports no accuracy)
+  ``dwell_in_long_s``, longer than any queue worth the name, while the customer sees the
+  technician at the door (``pending_arrival``).
+- Driving off is certain long before 3 minutes: well outside the fence (``depart_far_m``
+  beyond the edge, past the accuracy) and getting farther at driving speed over several
+  sure fixes. A walk to the van does neither; one outlier is held by the screening and never
+  makes a run of fixes moving away.
 """
 
 from __future__ import annotations
@@ -81,9 +97,27 @@ class PresenceConfig:
     # one: a red light (up to 60 s) plus creeping up to it fits in one minute, and the
     # evaluation (loadtest/results/arrival.md) showed 60 s checking in 5 % of drive-pasts.
     dwell_in_s: float = 120.0
+    # Check-in without the indoor evidence: longer than a queue by the door (the aim is none
+    # up to 5 minutes, issue 14) and far shorter than a visit (10 minutes and more).
+    dwell_in_long_s: float = 330.0
+    # The move indoors: at least indoor_fixes fixes during the run whose accuracy is worse
+    # than indoor_acc_ratio x the phone's accuracy on the road (its running mean outside the
+    # fence) and at least indoor_min_acc_m. Phones outdoors report 3-15 m, indoors 20-50 m;
+    # a few fixes just after a tunnel are coarse too, hence several.
+    indoor_acc_ratio: float = 1.8
+    indoor_min_acc_m: float = 18.0
+    indoor_fixes: int = 5
     # Check-out ends the visit (booking completed, customer tracking and safety watch stop):
     # a false one costs more than a late one, so wait longer than for a check-in.
     dwell_out_s: float = 180.0
+    # The departure is certain sooner when the technician is this far beyond the fence edge
+    # (past the fix's accuracy) and has been moving away from it at depart_speed_mps or
+    # more over at least depart_fixes sure fixes and depart_gain_m: driving, not a walk to
+    # the van, not an outlier (held by the screening), not indoor noise.
+    depart_far_m: float = 100.0
+    depart_speed_mps: float = 3.0
+    depart_gain_m: float = 50.0
+    depart_fixes: int = 3
     # Faster than a brisk walk by the phone's own speed: the vehicle is rolling. Only the
     # reported (Doppler, ~0.5 m/s) speed is used: speed implied by 40 m-noisy positions 1 s
     # apart reads 40 m/s. A rolling fix is no sign of a stop, either way:
@@ -134,6 +168,9 @@ class _Run:
     last_t: float = 0.0  # latest sure fix
     n: int = 0
     max_acc: float = 0.0
+    first_d_m: float = 0.0  # distance beyond the fence edge at the first sure fix
+    first_fix_t: float = 0.0
+    indoor: int = 0  # fixes since the run began that look indoors (check-in)
 
 
 class PresenceDetector:
@@ -155,10 +192,22 @@ class PresenceDetector:
         self._streak_inside: bool | None = None  # side of the fence edge of the last good fix
         self._streak_t = 0.0  # first fix on that side since it last changed
         self._streak_gap = 0.0  # silence just before that fix
+        self._road_acc: float | None = None  # the phone's mean accuracy outside the fence
 
     @property
     def state(self) -> PresenceState:
         return self._state
+
+    @property
+    def pending_arrival(self) -> bool:
+        """Inside the fence and stopped for ``dwell_in_s``, but not (yet) checked in: no
+        sign of the move indoors. The customer can be told the technician is at the door."""
+        run = self._run
+        return (
+            self._state is PresenceState.OUTSIDE
+            and run is not None
+            and run.last_t - run.first_t >= self.config.dwell_in_s
+        )
 
     def side(self, fix: Fix) -> Side:
         """Where ``fix`` alone puts the technician, its accuracy allowed for."""
@@ -197,6 +246,12 @@ class PresenceDetector:
         rolling = fix.speed is not None and fix.speed > cfg.rolling_speed_mps
         if checking_in and rolling and self._run is not None:
             self._run.first_t = fix.t  # not stopped yet: the dwell counts from here
+        if checking_in and fix.acc is not None:
+            if d > 0:
+                road = self._road_acc
+                self._road_acc = acc if road is None else road + (acc - road) / 10.0
+            elif self._run is not None and self._looks_indoors(acc):
+                self._run.indoor += 1
         side = self._side(d, acc)
         if side is Side.UNKNOWN:
             return []  # says nothing either way: keep the run, wait for a sharper fix
@@ -207,25 +262,60 @@ class PresenceDetector:
             return []
         run = self._run
         if run is None:
-            run = self._run = _Run(self._streak_t, self._streak_gap, first_t=fix.t, last_t=fix.t)
+            run = self._run = _Run(
+                self._streak_t,
+                self._streak_gap,
+                first_t=fix.t,
+                last_t=fix.t,
+                first_d_m=d,
+                first_fix_t=fix.t,
+            )
+            if checking_in and fix.acc is not None and self._looks_indoors(acc):
+                run.indoor += 1
         if not checking_in and fix.t - run.last_t > cfg.max_checkout_witness_gap_s:
             run.first_t = fix.t  # not witnessed throughout: the dwell starts again here
+            run.first_d_m, run.first_fix_t, run.n = d, fix.t, 0
         run.last_t = fix.t
         run.n += 1
         run.max_acc = max(run.max_acc, acc)
 
-        dwell = cfg.dwell_in_s if checking_in else cfg.dwell_out_s
-        if fix.t - run.first_t < dwell:
+        if checking_in:
+            dwell = cfg.dwell_in_s if run.indoor >= cfg.indoor_fixes else cfg.dwell_in_long_s
+            decided = fix.t - run.first_t >= dwell
+        else:
+            decided = fix.t - run.first_t >= cfg.dwell_out_s or self._driving_off(run, d, acc)
+        if not decided:
             return []
 
         self._state = PresenceState.INSIDE if checking_in else PresenceState.OUTSIDE
         self._run = None
         where = "inside fence" if checking_in else f"outside fence+{cfg.exit_margin_m:g} m"
         cause = f"{where} for {now - run.start_t:.0f} s ({run.n} fixes, acc<={run.max_acc:.0f} m)"
+        if checking_in:
+            indoors = run.indoor >= cfg.indoor_fixes
+            cause += ", moved indoors" if indoors else ", no sign of moving indoors"
+        elif fix.t - run.first_t < cfg.dwell_out_s:
+            cause += f", driving away ({d:.0f} m beyond the fence)"
         if run.gap_s > cfg.max_gap_s:
             cause += f", first fix after {run.gap_s:.0f} s without fixes"
         kind: Literal["check_in", "check_out"] = "check_in" if checking_in else "check_out"
         return [PresenceEvent(kind, t=run.start_t, decided_t=now, cause=cause)]
+
+    def _looks_indoors(self, acc: float) -> bool:
+        cfg = self.config
+        road = self._road_acc
+        if road is None:
+            return False  # no fix outside seen: nothing to compare with
+        return acc >= max(cfg.indoor_min_acc_m, cfg.indoor_acc_ratio * road)
+
+    def _driving_off(self, run: _Run, d: float, acc: float) -> bool:
+        """Well beyond the fence and moving away from it at driving speed."""
+        cfg = self.config
+        if run.n < cfg.depart_fixes or d - cfg.accuracy_k * acc < cfg.depart_far_m:
+            return False
+        gain = d - run.first_d_m
+        elapsed = run.last_t - run.first_fix_t
+        return gain >= cfg.depart_gain_m and gain >= cfg.depart_speed_mps * elapsed
 
     def _side(self, d: float, acc: float) -> Side:
         cfg = self.config

@@ -144,6 +144,11 @@ def _presence_table(report: Report) -> list[str]:
             _pair(ours.checkout_delay_s),
             _pair(naive.checkout_delay_s),
         ),
+        (
+            "check-out timestamp error, median / p95 (stamped - true departure)",
+            _pair(ours.checkout_stamp_s),
+            _pair(naive.checkout_stamp_s),
+        ),
     ]
     lines = ["| presence | ours | baseline (raw fence test) |", "|---|---:|---:|"]
     lines += [f"| {name} | {a} | {b} |" for name, a, b in rows]

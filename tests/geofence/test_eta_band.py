@@ -112,7 +112,7 @@ def test_the_tracker_samples_the_shown_eta_every_30_seconds():
     start = destination_point(*HOME, 90.0, 1500.0)
     summary = None
     t = 1000.0
-    for k in range(400):
+    for k in range(600):  # 150 s driving, then parked in the van: the long dwell
         along = min(10.0 * k, 1500.0)
         lat, lon = destination_point(*start, 270.0, along)
         update = tracker.update(Fix(t=t + k, lat=lat, lon=lon, acc=5.0, speed=None))

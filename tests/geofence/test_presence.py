@@ -195,11 +195,14 @@ def test_driving_through_a_large_fence_does_not_check_in_until_the_vehicle_stops
     estate = CircleFence(*DEST, radius_m=600)
     trip = Trip(1, near(0, 1500)).go_to(near(180, 1500), 12.0)
     assert detect(trip.fixes, fence=estate)[1] == []
-    stopping = Trip(1, near(0, 1500)).go_to(DEST, 12.0).stay(120, OUTDOOR)
+    # Stopping in the van (no move indoors): the long dwell, since a queue looks the same.
+    long_dwell = PresenceConfig().dwell_in_long_s
+    stopping = Trip(1, near(0, 1500)).go_to(DEST, 12.0).stay(long_dwell + 10, OUTDOOR)
     events = detect(stopping.fixes, fence=estate)[1]
     assert kinds(events) == ["check_in"]
-    assert events[0].t < stopping.t - 120  # back-dated to the fence edge, not the stop
-    assert events[0].decided_t > stopping.t - 120
+    stopped_t = stopping.t - long_dwell - 10
+    assert events[0].t < stopped_t  # back-dated to the fence edge, not the stop
+    assert events[0].decided_t >= stopped_t + long_dwell - 1
 
 
 def test_arrival_time_is_the_first_fix_inside_not_the_decision_time() -> None:
@@ -317,7 +320,9 @@ def test_leaving_after_the_visit_checks_out_at_the_first_fix_outside(seed: int) 
         abs(check_out.t - true_crossing(trip, inside=False, after=events[0].decided_t))
         <= WALK_SLACK_S
     )
-    assert check_out.decided_t - check_out.t >= 120
+    # Driving off is certain well before the 180 s dwell: decided within a minute.
+    assert check_out.decided_t - check_out.t <= 60
+    assert "driving away" in check_out.cause
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -413,8 +418,14 @@ def test_fix_older_than_the_last_one_is_ignored() -> None:
 def test_event_cause_says_how_long_how_many_fixes_and_how_accurate() -> None:
     _, events = detect(leave(visit(seed=5)).fixes)
     check_in, check_out = events
-    assert re.fullmatch(r"inside fence for \d+ s \(\d+ fixes, acc<=\d+ m\)", check_in.cause)
-    assert re.fullmatch(r"outside fence\+50 m for \d+ s \(\d+ fixes, acc<=\d+ m\)", check_out.cause)
+    assert re.fullmatch(
+        r"inside fence for \d+ s \(\d+ fixes, acc<=\d+ m\), moved indoors", check_in.cause
+    )
+    assert re.fullmatch(
+        r"outside fence\+50 m for \d+ s \(\d+ fixes, acc<=\d+ m\), "
+        r"driving away \(\d+ m beyond the fence\)",
+        check_out.cause,
+    )
 
 
 def test_config_defaults_put_the_exit_boundary_beyond_the_entry_boundary() -> None:
@@ -440,3 +451,77 @@ def test_scattered_sure_fixes_between_long_unknown_stretches_do_not_check_out() 
     for step in range(25):
         events += detector.update(Fix(t + step * 10, *far, acc=10.0))
     assert [e.kind for e in events] == ["check_out"]
+
+
+# --- issue 14: queues by the door, and driving off ------------------------------------------
+
+
+def queue_by_the_door(seed: int, seconds: float = 240.0) -> Trip:
+    """Drive in and queue 20-40 m from the house: standing, creeping 5 m at 0.5-1.5 m/s."""
+    trip = Trip(seed, near(0, 1500)).go_to(near(0, 40), DRIVE)
+    rng = random.Random(seed)
+    start = trip.t
+    while trip.t - start < seconds:
+        trip.stay(rng.uniform(10, 40), OUTDOOR)
+        trip.go_to(near(0, max(40 - (trip.t - start) / 12, 20)), rng.uniform(0.5, 1.5))
+    return trip
+
+
+def without(fixes: list[Fix], field: str) -> list[Fix]:
+    return [replace(fix, **{field: None}) for fix in fixes]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_queued_by_the_door_for_four_minutes_then_driving_on_does_not_check_in(seed: int) -> None:
+    trip = queue_by_the_door(seed).go_to(near(180, 20), 4.0).go_to(near(180, 1500), DRIVE)
+    detector = PresenceDetector(FENCE)
+    events, pending = [], False
+    for fix in trip.fixes:
+        events += detector.update(fix)
+        pending = pending or detector.pending_arrival
+    assert events == []
+    assert pending  # meanwhile the customer could be told "at your door"
+    assert not detector.pending_arrival
+    # A phone that reports no speed or no accuracy is no easier to fool.
+    assert detect(without(trip.fixes, "speed"))[1] == []
+    assert detect(without(trip.fixes, "acc"))[1] == []
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_queued_then_parked_and_walked_in_checks_in_at_the_real_arrival(seed: int) -> None:
+    trip = queue_by_the_door(seed).stay(30, OUTDOOR).go_to(DEST, WALK).stay(600)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in"]
+    assert abs(events[0].t - true_crossing(trip, inside=True)) <= DRIVE_SLACK_S
+    assert events[0].cause.endswith("moved indoors")
+    # No accuracy reported: nothing shows the move indoors, so it takes the long dwell,
+    # still stamped at the crossing.
+    _, events = detect(without(trip.fixes, "acc"))
+    assert kinds(events) == ["check_in"]
+    assert abs(events[0].t - true_crossing(trip, inside=True)) <= DRIVE_SLACK_S
+    assert events[0].decided_t - events[0].t >= PresenceConfig().dwell_in_long_s
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drives_off_checked_out_within_60_s_even_without_reported_speed(seed: int) -> None:
+    trip = leave(visit(seed, minutes=10))
+    for fixes in (trip.fixes, without(trip.fixes, "speed")):
+        _, events = detect(fixes)
+        assert kinds(events) == ["check_in", "check_out"]
+        crossing = true_crossing(trip, inside=False, after=events[0].decided_t)
+        assert events[1].decided_t - crossing <= 60
+        assert abs(events[1].t - crossing) <= WALK_SLACK_S
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sitting_two_minutes_in_a_van_150_m_away_does_not_check_out(seed: int) -> None:
+    van = near(90, 150)
+    trip = visit(seed, minutes=10).go_to(van, WALK).stay(120, OUTDOOR).go_to(DEST, WALK)
+    trip.stay(600)
+    assert kinds(detect(trip.fixes)[1]) == ["check_in"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_two_outliers_in_a_row_during_the_visit_do_not_check_out(seed: int) -> None:
+    trip = visit(seed, minutes=10).glitch(400).glitch(400).glitch(420).stay(600)
+    assert kinds(detect(trip.fixes)[1]) == ["check_in"]
