@@ -57,6 +57,9 @@ class ArrivalUpdate:
     events: tuple[PresenceEvent, ...] = ()
     approaching: bool = False
     trip: TripSummary | None = None
+    # Stopped inside the fence long enough for a check-in, but the detector waits for the
+    # move indoors (a queue by the door looks the same): the customer sees "at your door".
+    at_door: bool = False
 
 
 class ArrivalTracker:
@@ -140,7 +143,13 @@ class ArrivalTracker:
         approaching = False
         if not self.approached and eta.seconds <= self.config.arriving_threshold_s:
             self.approached = approaching = True
-        return ArrivalUpdate(eta=eta, events=events, approaching=approaching, trip=trip)
+        return ArrivalUpdate(
+            eta=eta,
+            events=events,
+            approaching=approaching,
+            trip=trip,
+            at_door=self.presence.pending_arrival,
+        )
 
     def _measure(self, fix: Fix) -> None:
         """Distance driven, measured between anchors at least ANCHOR_STEP_M apart.

@@ -107,6 +107,10 @@ class PresenceConfig:
     indoor_acc_ratio: float = 1.8
     indoor_min_acc_m: float = 18.0
     indoor_fixes: int = 5
+    # With no fix outside the fence seen (the detector started with the technician already
+    # parked: a hub restart, a failover), only an accuracy worse than phones report in the
+    # open counts as indoors.
+    indoor_acc_alone_m: float = 25.0
     # Check-out ends the visit (booking completed, customer tracking and safety watch stop):
     # a false one costs more than a late one, so wait longer than for a check-in.
     dwell_out_s: float = 180.0
@@ -305,7 +309,7 @@ class PresenceDetector:
         cfg = self.config
         road = self._road_acc
         if road is None:
-            return False  # no fix outside seen: nothing to compare with
+            return acc >= cfg.indoor_acc_alone_m  # no fix outside seen: nothing to compare
         return acc >= max(cfg.indoor_min_acc_m, cfg.indoor_acc_ratio * road)
 
     def _driving_off(self, run: _Run, d: float, acc: float) -> bool:

@@ -207,9 +207,9 @@ class Arrivals:
             if tracker is None:
                 continue
             updates = [tracker.update(fix, self._routed_distance(booking_id, fix)) for fix in fixes]
-            latest_eta = next((u.eta for u in reversed(updates) if u.eta is not None), None)
-            if latest_eta is not None and not tracker.checked_in:
-                await self._publish_eta(booking_id, fixes[-1].t, latest_eta)
+            latest = next((u for u in reversed(updates) if u.eta is not None), None)
+            if latest is not None and latest.eta is not None and not tracker.checked_in:
+                await self._publish_eta(booking_id, fixes[-1].t, latest.eta, latest.at_door)
             threshold = self.config.arriving_threshold_s
             decided = [d for u in updates for d in decisions_of(u, threshold)]
             if decided:
@@ -338,7 +338,7 @@ class Arrivals:
         finally:
             self._route_tasks.pop(booking_id, None)
 
-    async def _publish_eta(self, booking_id: str, t: float, eta: Eta) -> None:
+    async def _publish_eta(self, booking_id: str, t: float, eta: Eta, at_door: bool) -> None:
         """Keep the newest estimate for snapshots; send it when the customer would see the
         difference (``realtime/eta_throttle.py``)."""
         message = wire.EtaMessage(
@@ -349,9 +349,16 @@ class Arrivals:
             distance_m=round(eta.distance_m, 1),
             low_s=round(eta.low_s, 1),
             high_s=round(eta.high_s, 1),
+            at_door=at_door,
         )
         self._last_eta[booking_id] = message
-        shown = EtaShown(t=t, arrival_t=eta.arrival_t, low_t=t + eta.low_s, high_t=t + eta.high_s)
+        shown = EtaShown(
+            t=t,
+            arrival_t=eta.arrival_t,
+            low_t=t + eta.low_s,
+            high_t=t + eta.high_s,
+            at_door=at_door,
+        )
         if self.eta_throttle.worth_sending(self._eta_shown.get(booking_id), shown):
             self._eta_shown[booking_id] = shown
             await self.publisher.eta(message)

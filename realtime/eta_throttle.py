@@ -23,6 +23,7 @@ class EtaShown:
     arrival_t: float
     low_t: float
     high_t: float
+    at_door: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class EtaThrottle:
         """Whether ``new`` should go to the customer, after ``shown`` was the last sent."""
         if shown is None or new.t - shown.t >= self.heartbeat_s or new.t < shown.t:
             return True
+        if new.at_door is not shown.at_door:
+            return True  # "at your door" comes and goes at once, not at the next heartbeat
         threshold = max(self.min_change_s, self.share * max(0.0, new.arrival_t - new.t))
         return (
             abs(new.arrival_t - shown.arrival_t) >= threshold

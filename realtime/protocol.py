@@ -289,6 +289,9 @@ class EtaMessage(msgspec.Struct, tag="eta", tag_field="type"):
     distance_m: float
     low_s: float
     high_s: float
+    # Stopped at the door, the check-in not yet decided (it waits for the technician to go
+    # indoors, since a car queued by the door looks the same): pages say "at your door".
+    at_door: bool = False
 
 
 class Alert(msgspec.Struct, tag="alert", tag_field="type", omit_defaults=True):

@@ -143,7 +143,7 @@ class Soak:
             for n, tech in enumerate(self.techs):
                 fix = fix_of(n, k, config.rate_hz, config.time_scale)
                 t = origin + fix.offset_s
-                seq = tech.send_fix(t, fix.lat, fix.lon, acc=8.0, speed=fix.speed)
+                seq = tech.send_fix(t, fix.lat, fix.lon, acc=fix.acc, speed=fix.speed)
                 tech.record.stamps[seq] = t
             now_s = time.monotonic() - self.started
             due, cursor = plan.due(faults, cursor, now_s)

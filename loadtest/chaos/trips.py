@@ -16,6 +16,9 @@ DESTINATION = (52.52, 13.405)
 _M_PER_DEG_LAT = 111_320.0
 SPEED_M_S = 8.0
 ACC_M = 8.0
+# Parked means gone indoors, where a phone's accuracy is several times worse: the hub's
+# check-in takes its 120 s dwell only with that sign (a car queued by the door has none).
+INDOOR_ACC_M = 30.0
 # Parked fixes wander this far around the door (a phone indoors), well inside the 75 m fence.
 JITTER_M = 4.0
 # Within this of the door a fix is inside the fence whatever its accuracy: "parked".
@@ -28,6 +31,7 @@ class TripFix:
     lat: float
     lon: float
     speed: float
+    acc: float = ACC_M
 
 
 def start_distance_m(index: int) -> float:
@@ -40,9 +44,11 @@ def fix_of(index: int, k: int, rate_hz: float, time_scale: float) -> TripFix:
     offset = k * time_scale / rate_hz
     bearing = (index * 2.399963) % (2 * math.pi)  # golden angle: from all sides
     left = max(0.0, start_distance_m(index) - SPEED_M_S * offset)
+    acc = ACC_M
     if left > 0:
         speed = SPEED_M_S
     else:
+        acc = INDOOR_ACC_M
         # Parked: a small deterministic wander, no speed (the detector's "not rolling").
         speed = 0.0
         left = JITTER_M * abs(math.sin(k * 1.7 + index))
@@ -50,7 +56,7 @@ def fix_of(index: int, k: int, rate_hz: float, time_scale: float) -> TripFix:
     lat0, lon0 = DESTINATION
     lat = lat0 + left * math.cos(bearing) / _M_PER_DEG_LAT
     lon = lon0 + left * math.sin(bearing) / (_M_PER_DEG_LAT * math.cos(math.radians(lat0)))
-    return TripFix(offset, lat, lon, speed)
+    return TripFix(offset, lat, lon, speed, acc)
 
 
 def parked_from_s(index: int) -> float:

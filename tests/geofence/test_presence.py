@@ -525,3 +525,14 @@ def test_sitting_two_minutes_in_a_van_150_m_away_does_not_check_out(seed: int) -
 def test_two_outliers_in_a_row_during_the_visit_do_not_check_out(seed: int) -> None:
     trip = visit(seed, minutes=10).glitch(400).glitch(400).glitch(420).stay(600)
     assert kinds(detect(trip.fixes)[1]) == ["check_in"]
+
+
+def test_a_detector_started_with_the_technician_parked_judges_indoors_by_accuracy_alone() -> None:
+    # A hub restarted (or a failover) while the technician is at the door: no road fix to
+    # compare with, so only an accuracy no phone has in the open counts as indoors.
+    indoors = Trip(1, DEST).stay(400, 30.0)
+    (event,) = detect(indoors.fixes)[1]
+    assert event.decided_t - event.t < 130 and event.cause.endswith("moved indoors")
+    outdoors = Trip(1, DEST).stay(400, 12.0)
+    (event,) = detect(outdoors.fixes)[1]
+    assert event.decided_t - event.t >= PresenceConfig().dwell_in_long_s

@@ -12,6 +12,7 @@ from geofence.geo import bearing_deg, destination_point, distance_m
 from tests.conftest import RunningHub, receive_json, receive_until
 
 HOME = (52.5200, 13.4050)
+INDOOR_ACC = 30.0
 
 
 def drive(start: tuple[float, float], end: tuple[float, float], t0: float, speed: float):
@@ -25,7 +26,9 @@ def drive(start: tuple[float, float], end: tuple[float, float], t0: float, speed
 
 
 def stay(at: tuple[float, float], t0: float, seconds: int, step: int = 5):
-    return [(t0 + i, *at) for i in range(0, seconds, step)]
+    """Parked and gone indoors: the phone reports 30 m accuracy (check-in wants the move
+    indoors; without it the hub waits 330 s, as for a car queued by the door)."""
+    return [(t0 + i, *at, INDOOR_ACC) for i in range(0, seconds, step)]
 
 
 async def send_track(tech, points, first_seq: int, acc: float = 8.0) -> int:
@@ -33,8 +36,9 @@ async def send_track(tech, points, first_seq: int, acc: float = 8.0) -> int:
     seq = first_seq
     for start in range(0, len(points), 50):
         chunk = []
-        for t, lat, lon in points[start : start + 50]:
-            chunk.append({"seq": seq, "t": t, "lat": lat, "lon": lon, "acc": acc})
+        for t, lat, lon, *own in points[start : start + 50]:
+            fix_acc = own[0] if own else acc
+            chunk.append({"seq": seq, "t": t, "lat": lat, "lon": lon, "acc": fix_acc})
             seq += 1
         await tech.send(json.dumps({"type": "batch", "points": chunk}))
         ack = await receive_until(tech, "ack")

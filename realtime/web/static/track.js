@@ -45,7 +45,7 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   booking: null,
-  eta: null, // {seconds, low_s, high_s, receivedAt (performance.now())}
+  eta: null, // {seconds, low_s, high_s, atDoor, receivedAt (performance.now())}
   positionAt: null,
   finished: false,
   fitted: false,
@@ -82,6 +82,12 @@ function renderEta() {
   if (!eta || !SHOW_ETA.has(status)) {
     const here = status === "arrived" || status === "in_service";
     $("eta").textContent = here ? "Here" : SHOW_ETA.has(status) ? "–" : "";
+    $("eta-band").textContent = "";
+    return;
+  }
+  if (eta.atDoor) {
+    // Stopped at the door; the visit starts when the hub sees them go in.
+    $("eta").textContent = "At your door";
     $("eta-band").textContent = "";
     return;
   }
@@ -173,6 +179,7 @@ function setEta(eta) {
     seconds: eta.seconds,
     low_s: eta.low_s ?? eta.seconds,
     high_s: eta.high_s ?? eta.seconds,
+    atDoor: eta.at_door === true,
     receivedAt: performance.now(),
   };
   renderEta();
