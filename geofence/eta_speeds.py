@@ -225,9 +225,7 @@ class SpeedModel:
             overall = self._shrunk(self._global, 1.0 / self.prior_speed_mps)
             at_hour = self._shrunk(self._hours.get(hour), overall)
             in_cell = self._shrunk(self._cells.get(cell), overall)
-            pace = self._paces[key] = self._shrunk(
-                self._fine.get(key), in_cell * at_hour / overall
-            )
+            pace = self._paces[key] = self._shrunk(self._fine.get(key), in_cell * at_hour / overall)
         return pace
 
     def speed_mps(self, lat: float, lon: float, t: float) -> float:
