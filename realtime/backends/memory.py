@@ -54,8 +54,11 @@ class MemoryBus:
 
 
 class MemoryCounters:
-    """``Store.add_counters``/``get_counters`` in one process's memory, nothing durable: for
-    a hub without a store of its own to share them (tools, tests of the hub logic)."""
+    """``Store.add_counters``/``get_counters`` in one process's memory, nothing durable.
+
+    The plain reference the SQLite and Redis counters are held to by the same contract
+    tests (``tests/realtime/backends/test_counters_contract.py``), and what a tool that has
+    no store can count with."""
 
     def __init__(self) -> None:
         self._sets: dict[tuple[str, str], dict[str, float]] = {}
