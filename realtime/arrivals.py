@@ -185,7 +185,11 @@ class Arrivals:
             except Exception:
                 # A store away is no reason to restart the task (nor to mark the hub not
                 # ready): the ETA keeps the totals it has, the next period reads again.
-                log.warning("speed model not reloaded; retried in %g s", self.models_reload_s)
+                log.warning(
+                    "speed model not reloaded; retried in %g s",
+                    self.models_reload_s,
+                    exc_info=True,
+                )
 
     async def close(self) -> None:
         reload, self._reload_task = self._reload_task, None
