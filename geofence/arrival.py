@@ -3,8 +3,9 @@
 ``ArrivalTracker`` is what the hub keeps per active booking. Fed the technician's fixes in
 time order, it answers the customer's two questions — when will they be here (``eta``),
 are they here (``events``) — and says when the ETA first drops under the "arriving"
-threshold. On check-in it also summarises the trip (where it started, how far was driven)
-so the circuity model can learn from it. Pure: no I/O, no clock.
+threshold. On check-in it also summarises the trip (where it started, how far was driven,
+how long the streets on the way took) so the learned models can learn from it.
+Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from geofence.eta import Eta, EtaConfig, EtaEstimator, RouteProvider
 from geofence.eta_band import SAMPLE_EVERY_S, ErrorBands
 from geofence.eta_models import TravelTimeModel
+from geofence.eta_speeds import SpeedModel, TrackPoint
 from geofence.fences import Fence
 from geofence.geo import distance_m
 from geofence.model import Fix
@@ -24,6 +26,10 @@ MAX_PLAUSIBLE_SPEED_MS = 60.0
 # Well above GPS jitter, well below a city block: the polyline through anchors this far
 # apart follows the streets without adding the noise.
 ANCHOR_STEP_M = 80.0
+# One track point per this much driving for the speed model: several fixes long, so jitter
+# and Doppler integrate within a segment, and short against its ~1.5 km cells, so the
+# segment's midpoint is in the cell it was driven through.
+TRACK_STEP_M = 250.0
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,8 @@ class TripSummary:
     circuity model); when the fence was crossed and, before that, (t, metres left to the
     fence, state) at the first estimate in each band of distance and state (the travel time
     model: ``TravelTimeModel.observe(samples, arrived_t)``) and (t, ETA shown) every
-    ``SAMPLE_EVERY_S`` (``ErrorBands.observe(eta_samples, arrived_t)``)."""
+    ``SAMPLE_EVERY_S`` (``ErrorBands.observe(eta_samples, arrived_t)``); a point every
+    ``TRACK_STEP_M`` driven (the speed model: ``SpeedModel.tally(track)``)."""
 
     origin_lat: float
     origin_lon: float
@@ -49,6 +56,7 @@ class TripSummary:
     arrived_t: float | None = None
     samples: tuple[tuple[float, float, str], ...] = ()
     eta_samples: tuple[tuple[float, float], ...] = ()
+    track: tuple[TrackPoint, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class ArrivalTracker:
         approached: bool = False,
         travel_times: TravelTimeModel | None = None,
         error_bands: ErrorBands | None = None,
+        speeds: SpeedModel | None = None,
     ) -> None:
         self.dest_lat = dest_lat
         self.dest_lon = dest_lon
@@ -84,14 +93,17 @@ class ArrivalTracker:
         self.fence = fence
         self.presence = PresenceDetector(fence, self.config.presence, state)
         self.estimator = EtaEstimator(
-            dest_lat, dest_lon, self.config.eta, travel_times, error_bands
+            dest_lat, dest_lon, self.config.eta, travel_times, error_bands, speeds
         )
         self.travel_times = travel_times
         self.error_bands = error_bands
+        self.speeds = speeds
         # First (t, metres to the fence, state) per band and state: what the trip teaches.
         self._samples: dict[tuple[str, int], tuple[float, float, str]] = {}
         # (t, ETA shown) every SAMPLE_EVERY_S: what the trip teaches about the ETA's error.
         self._eta_samples: list[tuple[float, float]] = []
+        # A point every TRACK_STEP_M driven: what the trip teaches about the streets' speed.
+        self._track: list[TrackPoint] = []
         self.checked_in = inside
         self.approached = approached or inside
         self.last_eta: Eta | None = None
@@ -116,10 +128,12 @@ class ArrivalTracker:
                         event.t,
                         tuple(sorted(self._samples.values())),
                         tuple(self._eta_samples),
+                        tuple(self._track),
                     )
                 # A later approach (after a check-out) starts afresh.
                 self._samples.clear()
                 self._eta_samples.clear()
+                self._track.clear()
             elif event.kind == "check_out":
                 self.checked_in = False
         if self.checked_in or self.presence.state is PresenceState.INSIDE:
@@ -140,6 +154,8 @@ class ArrivalTracker:
         last = self._eta_samples[-1][0] if self._eta_samples else None
         if self.error_bands is not None and (last is None or fix.t - last >= SAMPLE_EVERY_S):
             self._eta_samples.append((fix.t, eta.seconds))
+        if self.speeds is not None:
+            self._extend_track(fix)
         approaching = False
         if not self.approached and eta.seconds <= self.config.arriving_threshold_s:
             self.approached = approaching = True
@@ -149,6 +165,23 @@ class ArrivalTracker:
             approaching=approaching,
             trip=trip,
             at_door=self.presence.pending_arrival,
+        )
+
+    def _extend_track(self, fix: Fix) -> None:
+        """A track point when the estimator has counted TRACK_STEP_M more driving.
+
+        Its distance and driving clock, not the raw fixes: jitter is not driving, and a stop
+        longer than a long red light (an errand, a break) is not slow streets. Nothing before
+        the technician first moves: waiting at the last job is not travel either.
+        """
+        estimator = self.estimator
+        travelled = estimator.travelled_m
+        if estimator.last_fix is not fix or travelled <= 0:
+            return  # an outlier, or not moved yet
+        if self._track and travelled - self._track[-1].travelled_m < TRACK_STEP_M:
+            return
+        self._track.append(
+            TrackPoint(fix.t, fix.lat, fix.lon, travelled, estimator.driving_s(fix.t))
         )
 
     def _measure(self, fix: Fix) -> None:

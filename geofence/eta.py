@@ -10,7 +10,9 @@ reason. Three parts, all pure (fixes and times in, estimates out; no I/O, no clo
   routing engine is needed. The hub may instead pass a routing engine's distance
   (``realtime/routing.py``).
 - Speed: the technician's travel speed over the last few minutes *including stops*, pooled
-  with a prior speed in proportion to the evidence. Stops at lights are part of driving in
+  with a prior speed in proportion to the evidence. The prior is fixed, or, with a
+  ``SpeedModel`` (``geofence/eta_speeds.py``), what the fleet drove along the way to the
+  door at this hour of the day. Stops at lights are part of driving in
   a city; the ones just seen predict the ones ahead, so a red light nudges the ETA instead
   of making it explode as an instantaneous speed of zero would. A stop longer than a long
   light is not counted as driving at all: the arrival simply slips with it.
@@ -44,6 +46,7 @@ from geofence.model import Fix
 
 if TYPE_CHECKING:
     from geofence.eta_models import TravelTimeModel
+    from geofence.eta_speeds import SpeedModel
 
 # The baseline the estimator is evaluated against: 30 km/h on the straight line.
 BASELINE_SPEED_MPS = 8.33
@@ -164,6 +167,7 @@ class EtaEstimator:
         config: EtaConfig | None = None,
         travel_times: TravelTimeModel | None = None,
         error_bands: ErrorBands | None = None,
+        speeds: SpeedModel | None = None,
     ) -> None:
         self.dest_lat = dest_lat
         self.dest_lon = dest_lon
@@ -174,6 +178,11 @@ class EtaEstimator:
         # With learned error bands the range is the one that held most past arrivals at
         # this ETA; without (or before they have enough trips), the fixed-width band.
         self.error_bands = error_bands
+        # With learned speeds the prior is the fleet's speed toward the door at this hour;
+        # without, ``config.prior_speed_mps``.
+        self.speeds = speeds
+        self._prior_speed = self.config.prior_speed_mps
+        self._prior_at: tuple[float, float, int] | None = None  # (lat, lon, hour) it is for
         self.margin_m = 0.0  # route metres inside the fence: the ETA is to its edge
         self.state = "moving"  # of the latest estimate: "moving" or "stopped"
         self.travelled_m = 0.0  # distance driven since the first fix (jitter excluded)
@@ -232,7 +241,18 @@ class EtaEstimator:
             self._history.append((fix.t, 0.0))
             self._route_m = route_distance_m
         self._rejected = 0
+        self._prior_speed = self._road_prior(fix)
         return self._estimate(fix.t, max(0.0, self._route_m))
+
+    @property
+    def last_fix(self) -> Fix | None:
+        """The last accepted fix (an outlier is not)."""
+        return self._last
+
+    def driving_s(self, t: float) -> float:
+        """The driving clock at ``t``: Unix time less the stops not counted as driving
+        (longer than ``max_counted_stop_s``). What the speed model learns seconds on."""
+        return self._clock(t)
 
     def estimate_at(self, t: float) -> Eta | None:
         """The current estimate as seen at ``t`` (between fixes): it counts down 1 s/s."""
@@ -301,6 +321,26 @@ class EtaEstimator:
             self._history.popleft()
         return step
 
+    def _road_prior(self, fix: Fix) -> float:
+        """The prior speed for the road from this fix to the door (see ``speeds``).
+
+        Asked again only once the technician has moved a quarter of a cell or the hour has
+        turned: the answer averages whole cells, so it changes no faster than that, and the
+        hot path does not walk the line to the door at every fix.
+        """
+        speeds = self.speeds
+        if speeds is None:
+            return self.config.prior_speed_mps
+        hour, at = speeds.hour(fix.t), self._prior_at
+        if (
+            at is not None
+            and at[2] == hour
+            and distance_m(at[0], at[1], fix.lat, fix.lon) < 0.25 * speeds.cell_m
+        ):
+            return self._prior_speed
+        self._prior_at = (fix.lat, fix.lon, hour)
+        return speeds.speed_along(fix.lat, fix.lon, self.dest_lat, self.dest_lon, fix.t)
+
     def _clock(self, t: float) -> float:
         """Driving time: ``t`` less the stalls not counted as part of driving."""
         return t - self._skipped_s
@@ -315,8 +355,9 @@ class EtaEstimator:
         (t0, d0), (t1, d1) = self._history[0], self._history[-1]
         driven_s = 0.0 if self._departed is None else t1 - self._departed
         share = cfg.prior_weight_s / (cfg.prior_weight_s + driven_s)
-        observed = (d1 - d0) / (t1 - t0) if t1 > t0 else cfg.prior_speed_mps
-        speed = share * cfg.prior_speed_mps + (1.0 - share) * observed
+        prior = self._prior_speed
+        observed = (d1 - d0) / (t1 - t0) if t1 > t0 else prior
+        speed = share * prior + (1.0 - share) * observed
         return max(cfg.min_speed_mps, speed), share
 
     # --- estimate ---

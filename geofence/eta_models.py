@@ -22,13 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from geofence.geo import distance_m
+from geofence.geo import distance_m, grid_cell
 
 # Driven / straight-line distance in cities: road-network studies find 1.2-1.5 (grids,
 # rivers and one-way streets push it up). The model starts here and learns each area's own.
 CIRCUITY_PRIOR = 1.35
-
-_M_PER_DEG_LAT = 111_320.0
 
 
 # --- circuity ------------------------------------------------------------------------------
@@ -87,13 +85,7 @@ class CircuityModel:
 
     def cell(self, lat: float, lon: float) -> str:
         """The grid cell key ("row:col") of a point; JSON-friendly."""
-        step = self.cell_m / _M_PER_DEG_LAT
-        row = math.floor(lat / step)
-        # Meridians converge: size longitude cells at the row's centre latitude so cells are
-        # about cell_m wide everywhere (clamped near the poles, where nobody drives).
-        centre = (row + 0.5) * step
-        lon_step = step / max(math.cos(math.radians(centre)), 0.01)
-        return f"{row}:{math.floor(lon / lon_step)}"
+        return grid_cell(lat, lon, self.cell_m)
 
     def observe(
         self,

@@ -7,6 +7,7 @@ distances from the centre are exact and distortion over a city is far below GPS 
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 from pyproj import CRS, Geod, Transformer
@@ -28,6 +29,24 @@ def destination_point(lat: float, lon: float, bearing: float, metres: float) -> 
     """The point ``metres`` away along ``bearing``: (lat, lon)."""
     lon2, lat2, _ = WGS84.fwd(lon, lat, bearing, metres)
     return lat2, lon2
+
+
+# Metres per degree of latitude (the mean; grid cells need no more precision than this).
+M_PER_DEG_LAT = 111_320.0
+
+
+def grid_cell(lat: float, lon: float, cell_m: float) -> str:
+    """The key ("row:col") of the ~``cell_m`` square grid cell holding a point; JSON-friendly.
+
+    Rows are ``cell_m`` of latitude; meridians converge, so longitude columns are sized at
+    the row's centre latitude to be about ``cell_m`` wide everywhere (clamped near the
+    poles, where nobody drives).
+    """
+    step = cell_m / M_PER_DEG_LAT
+    row = math.floor(lat / step)
+    centre = (row + 0.5) * step
+    lon_step = step / max(math.cos(math.radians(centre)), 0.01)
+    return f"{row}:{math.floor(lon / lon_step)}"
 
 
 class LocalProjection:

@@ -5,7 +5,10 @@ a visit. This module feeds it the technician's fixes, publishes ``eta`` messages
 booking's watchers, and turns its decisions into booking transitions: ``approach`` when the
 ETA drops under the threshold, ``check_in`` at the real arrival time, ``check_out`` at the
 real departure time. Completed approaches teach the circuity and travel time models and the
-ETA's error bands, which are persisted.
+ETA's error bands, which are persisted as documents (the last hub to learn writes the whole
+model), and the speed model by area and hour (``geofence/eta_speeds.py``), which is kept as
+additive counters: each hub adds what its trips taught (``Store.add_counters``) and reads
+the merged totals of every hub back at start and every ``models_reload_s``.
 
 A decision is not done until it is stored. The tracker's decisions for a booking wait in
 an ordered queue (approach, check-in, check-out) and leave it only once their transition is
@@ -31,6 +34,7 @@ from geofence.arrival import ArrivalConfig, ArrivalTracker, ArrivalUpdate
 from geofence.eta import Eta, StraightLineProvider
 from geofence.eta_band import ErrorBands
 from geofence.eta_models import CircuityModel, TravelTimeModel
+from geofence.eta_speeds import SpeedModel
 from geofence.fences import CircleFence, Fence, fence_from_geojson
 from geofence.model import Fix
 from realtime import protocol as wire
@@ -39,7 +43,7 @@ from realtime.backends.base import Store
 from realtime.booking import Booking, BookingEvent, BookingStatus, IllegalTransition
 from realtime.eta_throttle import EtaShown, EtaThrottle
 from realtime.metrics import Metrics
-from realtime.ports import AcceptedFixes, BookingCommands
+from realtime.ports import AcceptedFixes, BookingCommands, Spawn
 from realtime.positions import plain_fix
 from realtime.publish import Publisher
 from realtime.routing import CachedRoute, OsrmRouter
@@ -52,6 +56,7 @@ MODELS = "models"
 CIRCUITY_KEY = "circuity"
 TRAVEL_TIMES_KEY = "travel_times"
 ERROR_BANDS_KEY = "eta_error_bands"
+SPEEDS_KEY = "eta_speeds"  # counters, not a document: see the module docstring
 HUB_ACTOR = "hub:arrivals"
 # Backoff between retries of a decision whose write failed: soon after a blip, at most this
 # rarely during an outage (a technician's fix retries at once anyway).
@@ -107,6 +112,8 @@ class Arrivals:
         metrics: Metrics,
         arriving_threshold_s: float,
         routing: RoutingEngine | None = None,
+        spawn: Spawn | None = None,
+        models_reload_s: float = 60.0,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -117,6 +124,12 @@ class Arrivals:
         self.provider = StraightLineProvider(self.circuity)
         self.travel_times = TravelTimeModel(self.config.eta.prior_speed_mps)
         self.error_bands = ErrorBands()
+        # One object for the hub's life: a reload replaces its totals in place, so trackers
+        # already running use the merged speeds from then on.
+        self.speeds = SpeedModel(self.config.eta.prior_speed_mps)
+        self.spawn = spawn
+        self.models_reload_s = models_reload_s
+        self._reload_task: asyncio.Task[None] | None = None
         self._trackers: dict[str, ArrivalTracker] = {}
         self._last_eta: dict[str, wire.EtaMessage] = {}
         self._eta_shown: dict[str, EtaShown] = {}  # what each booking's customer was sent
@@ -148,9 +161,39 @@ class Arrivals:
         stored = await self.store.get_document(MODELS, ERROR_BANDS_KEY)
         if stored is not None:
             self.error_bands = ErrorBands.from_dict(msgspec.json.decode(stored))
+        await self.reload_speeds()
+
+    async def reload_speeds(self) -> None:
+        """Take the merged speed totals of every hub from the store.
+
+        A trip this hub learns while the read is in flight may be missing from what it
+        returns (added after the read) and is then absent here until the next reload; it is
+        in the store either way, so nothing is lost, only seen a period late.
+        """
+        self.speeds.replace(await self.store.get_counters(MODELS, SPEEDS_KEY))
+
+    def start(self) -> None:
+        """Reload the merged speeds every ``models_reload_s`` (under the hub's supervisor)."""
+        if self.spawn is not None and self._reload_task is None:
+            self._reload_task = self.spawn("doorstep-arrival-models", self._reload_loop)  # type: ignore[assignment]
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.models_reload_s)
+            try:
+                await self.reload_speeds()
+            except Exception:
+                # A store away is no reason to restart the task (nor to mark the hub not
+                # ready): the ETA keeps the totals it has, the next period reads again.
+                log.warning(
+                    "speed model not reloaded; retried in %g s",
+                    self.models_reload_s,
+                    exc_info=True,
+                )
 
     async def close(self) -> None:
-        await stop_tasks([*self._route_tasks.values(), *self._retry_tasks.values()])
+        reload, self._reload_task = self._reload_task, None
+        await stop_tasks([reload, *self._route_tasks.values(), *self._retry_tasks.values()])
         if self.router is not None:
             await self.router.aclose()
 
@@ -188,6 +231,7 @@ class Arrivals:
             approached=booking.status is not S.EN_ROUTE,
             travel_times=self.travel_times,
             error_bands=self.error_bands,
+            speeds=self.speeds,
         )
 
     def eta_of(self, booking_id: str) -> wire.EtaMessage | None:
@@ -428,6 +472,12 @@ class Arrivals:
         await self.store.put_document(
             MODELS, CIRCUITY_KEY, msgspec.json.encode(self.circuity.to_dict())
         )
+        increments = self.speeds.tally(trip.track)
+        if increments:
+            # Stored first, then learned here: what this hub knows is what the store holds
+            # (if the write fails, the trip is learned by no hub rather than by this one).
+            await self.store.add_counters(MODELS, SPEEDS_KEY, increments)
+            self.speeds.add(increments)
         if trip.arrived_t is None:
             return
         if self.travel_times.observe(trip.samples, trip.arrived_t):

@@ -100,6 +100,8 @@ class Hub:
                 if settings.osrm_url
                 else None
             ),
+            spawn=spawn,
+            models_reload_s=settings.models_reload_interval_s,
         )
         self.bookings.on_change(self.arrivals.booking_changed)
         self.dispatcher = Dispatcher(
@@ -216,6 +218,7 @@ class Hub:
         await self.bus.connect()
         await self.roster.open()
         await self.arrivals.load()
+        self.arrivals.start()
         # Subscribed before the mirrors are read: a change made meanwhile by another hub is
         # applied after the read, never lost between the two.
         self.cluster.start()

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     track_max_points: int = Field(50_000, ge=10)
     # Customers see "arriving" when the ETA first drops under this.
     arriving_threshold_s: float = Field(180.0, gt=0, le=3600)
+    # Each hub re-reads the learned speeds every other hub added (merged counters) this
+    # often: a minute late is nothing for a model that learns over weeks, and one HGETALL a
+    # minute per hub is nothing for the store.
+    models_reload_interval_s: float = Field(60.0, gt=0, le=3600)
     # Optional OSRM routing engine (``http://host:5000``); without it, or when it does not
     # answer within the timeout, ETAs use straight-line distance x learned circuity.
     osrm_url: str | None = None

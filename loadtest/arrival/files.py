@@ -10,11 +10,14 @@ same code. Formats (times Unix seconds, WGS84 degrees, metres):
   "arrived_t"?, "departed_t"?}``. ``"arrived_t": null`` says "never arrived" (a drive-past);
   without the key the trip has no ground truth and is not scored. Extra keys ``kind`` and
   ``tags`` (strings) group trips in the breakdown table.
-- predictions.csv ``trip_id,t,eta_s``: one row per fix before the trip's check-in (and
-  ``eta_routed_s`` when a routing engine was given).
+- predictions.csv ``trip_id,t,eta_s,low_s,high_s``: one row per fix before the trip's
+  check-in; ``low_s``/``high_s`` the range shown with the ETA (the arrival expected
+  between ``t + low_s`` and ``t + high_s``). With a routing engine also ``eta_routed_s``
+  (and its range, ``routed_low_s,routed_high_s``).
 - events.csv ``trip_id,event,t``: ``check_in``/``check_out`` as stamped by the detector.
 - models.json: what the arrival logic learned by the end of the replay (circuity, travel
-  times per distance source); ``--models`` starts a later replay from it.
+  times and error bands per distance source, speeds by area and hour); ``--models``
+  starts a later replay from it.
 - roads.json (written by ``simulate-traces``, read by ``loadtest/osrm_sim.py``): per trip
   ``{"trip_id", "destination": {"lat", "lon"}, "route": [[lat, lon], ...]}``, the streets a
   routing engine would route it over (``loadtest/roads.py``).
@@ -101,11 +104,20 @@ def write_predictions(path: Path, predictions: Sequence[Prediction], order: list
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         routed = any(p.routed_s is not None for p in rows)
-        writer.writerow(["trip_id", "t", "eta_s", *(["eta_routed_s"] if routed else [])])
+        routed_columns = ["eta_routed_s", "routed_low_s", "routed_high_s"] if routed else []
+        writer.writerow(["trip_id", "t", "eta_s", "low_s", "high_s", *routed_columns])
         for p in rows:
-            extra = [] if not routed else ["" if p.routed_s is None else f"{p.routed_s:.1f}"]
-            writer.writerow([p.trip_id, f"{p.t:.3f}", f"{p.eta_s:.1f}", *extra])
+            extra = [] if not routed else [_s(p.routed_s), *_range(p.routed_band)]
+            writer.writerow([p.trip_id, f"{p.t:.3f}", f"{p.eta_s:.1f}", *_range(p.band), *extra])
     return len(rows)
+
+
+def _s(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _range(band: tuple[float, float] | None) -> list[str]:
+    return ["", ""] if band is None else [_s(band[0]), _s(band[1])]
 
 
 def write_events(path: Path, events: Sequence[Event], order: list[str]) -> int:

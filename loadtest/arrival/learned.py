@@ -1,4 +1,4 @@
-"""What a replay learns (circuity, travel times, error bands), kept to seed the next one."""
+"""What a replay learns (circuity, travel times, error bands, speeds), kept to seed the next."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from geofence.arrival import ArrivalConfig
 from geofence.eta_band import ErrorBands
 from geofence.eta_models import CircuityModel, TravelTimeModel
+from geofence.eta_speeds import SpeedModel
 
 
 @dataclass
@@ -26,11 +27,17 @@ class LearnedModels:
     routed_travel_times: TravelTimeModel
     error_bands: ErrorBands = field(default_factory=ErrorBands)
     routed_error_bands: ErrorBands = field(default_factory=ErrorBands)
+    speeds: SpeedModel = field(default_factory=SpeedModel)
 
     @classmethod
     def fresh(cls, config: ArrivalConfig) -> LearnedModels:
         prior = config.eta.prior_speed_mps
-        return cls(CircuityModel(), TravelTimeModel(prior), TravelTimeModel(prior))
+        return cls(
+            CircuityModel(),
+            TravelTimeModel(prior),
+            TravelTimeModel(prior),
+            speeds=SpeedModel(prior),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +47,7 @@ class LearnedModels:
             "routed_travel_times": self.routed_travel_times.to_dict(),
             "error_bands": self.error_bands.to_dict(),
             "routed_error_bands": self.routed_error_bands.to_dict(),
+            "speeds": self.speeds.to_dict(),
         }
 
     @classmethod
@@ -57,6 +65,8 @@ class LearnedModels:
                     ErrorBands.from_dict(data[key]) if key in data else ErrorBands()
                     for key in ("error_bands", "routed_error_bands")
                 ),
+                # ... and files saved before the speed model start it from the prior.
+                SpeedModel.from_dict(data["speeds"]) if "speeds" in data else SpeedModel(),
             )
         except KeyError as exc:
             raise ValueError(f"learned models file lacks {exc}") from None

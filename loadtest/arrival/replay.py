@@ -2,7 +2,10 @@
 
 ``replay`` drives exactly what the hub runs per booking (``ArrivalTracker``: the presence
 detector and the ETA estimator over ``StraightLineProvider``), with one ``CircuityModel``
-that learns from each completed approach the moment it is checked in, like the hub does.
+that learns from each completed approach the moment it is checked in, like the hub does;
+so do the travel times, the error bands and the speeds by area and hour (``SpeedModel``:
+the hub adds the trip's tally to its own model and to the store's counters; one hub's
+replay has no other hub's counters to merge).
 Fixes of all trips are merged into one time order first, so a trip only ever benefits from
 trips that had finished before it: no peeking at the future through the learned model.
 
@@ -116,12 +119,13 @@ def replay(
     # One travel time model per distance source: the distances they are learned on differ.
     times, routed_times = start.travel_times, start.routed_travel_times
     bands, routed_bands = start.error_bands, start.routed_error_bands
+    speeds = start.speeds
     live: dict[str, _Live] = {}
     for spec in trips:
         fence = CircleFence(spec.dest_lat, spec.dest_lon, spec.radius_m)
         dest = (spec.dest_lat, spec.dest_lon)
         tracker = ArrivalTracker(
-            *dest, fence, provider, config, travel_times=times, error_bands=bands
+            *dest, fence, provider, config, travel_times=times, error_bands=bands, speeds=speeds
         )
         routed = None
         if route_distance is not None:
@@ -132,10 +136,11 @@ def replay(
                 config,
                 travel_times=routed_times,
                 error_bands=routed_bands,
+                speeds=speeds,
             )
         live[spec.trip_id] = _Live(spec, tracker, fence, routed)
     out = Replay(circuity=model, travel_times=times)
-    out.learned = LearnedModels(model, times, routed_times, bands, routed_bands)
+    out.learned = LearnedModels(model, times, routed_times, bands, routed_bands, speeds)
     if route_distance is not None:
         out.routed_travel_times = routed_times
     done = 0
@@ -207,6 +212,9 @@ def _step(
         )
         out.learned_trips += int(learned)
         _learn_times(trip.tracker, summary)
+        if trip.tracker.speeds is not None:
+            # Once per approach, from this tracker: the routed one drove the same streets.
+            trip.tracker.speeds.add(trip.tracker.speeds.tally(summary.track))
     inside = trip.fence.signed_distance_m(fix.lat, fix.lon) < 0
     if inside is not trip.naive_inside:
         trip.naive_inside = inside

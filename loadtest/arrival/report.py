@@ -75,14 +75,15 @@ def _routed_eta_table(report: Report) -> list[str]:
 
 
 def _band_table(report: Report) -> list[str]:
-    """How honest the band shown with the ETA is: how often the arrival fell inside it."""
+    """How honest the range shown with the ETA is: how often the arrival fell inside it
+    ("range held": t + low_s <= true arrival <= t + high_s), by horizon and overall."""
     if all(math.isnan(h.in_band) for _, h in _horizon_rows(report)):
         return []
     routed = report.routed
     lines = [
-        "| ETA band (low..high), time to arrival | arrival inside the band, ours "
-        "| band width, median |"
-        + (" arrival inside, routed | band width, routed |" if routed else ""),
+        "| ETA range shown (low..high), time to arrival "
+        "| range held (arrival inside the band), ours | band width, median |"
+        + (" range held, routed | band width, routed |" if routed else ""),
         "|---|---:|---:|" + ("---:|---:|" if routed else ""),
     ]
     for label, h in _horizon_rows(report):

@@ -8,7 +8,7 @@ these methods, and the contract tests run against every implementation.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -248,6 +248,16 @@ class Store(Protocol):
         ...
 
     async def list_documents(self, namespace: str) -> dict[str, bytes]: ...
+
+    async def add_counters(self, namespace: str, key: str, deltas: Mapping[str, float]) -> None:
+        """Add each delta to its field of the counter set ``key`` (a missing field is 0),
+        all of them or none. Additive, so hubs that learn concurrently merge instead of
+        overwriting each other: the learned speed model (``geofence/eta_speeds.py``)."""
+        ...
+
+    async def get_counters(self, namespace: str, key: str) -> dict[str, float]:
+        """Every field of the counter set ``key`` with its total ({} when none)."""
+        ...
 
     # ---------------------------------------------------------------- privacy
     # Retention and erasure (realtime/retention.py, realtime/erasure.py); the rules of

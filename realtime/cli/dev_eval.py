@@ -79,8 +79,10 @@ def eval_arrival(
 
     Prints ETA error by horizon, check-in delay and false/missed check-ins beside the
     straight-line baseline when TRIPS.json has ground truth (arrived_t/departed_t). With
-    --osrm-url a second ETA column uses the routing engine's distances; predictions.csv
-    then has an eta_routed_s column. OUT/models.json keeps what was learned, for --models.
+    --osrm-url a second ETA column uses the routing engine's distances. predictions.csv has
+    trip_id,t,eta_s,low_s,high_s (the range shown with the ETA; metrics.md scores how often
+    it held), plus eta_routed_s,routed_low_s,routed_high_s with a routing engine.
+    OUT/models.json keeps what was learned, for --models.
     """
     from loadtest.arrival import files
     from loadtest.arrival.replay import replay

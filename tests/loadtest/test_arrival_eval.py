@@ -238,6 +238,21 @@ def test_a_replay_can_start_from_what_an_earlier_one_learned():
     assert warm.circuity is not None and warm.circuity.to_dict()["global"][0] == 2
 
 
+def test_the_replay_learns_speeds_once_per_approach_with_or_without_a_routing_engine(small_run):
+    specs, result = small_run
+    assert result.learned is not None
+    speeds = result.learned.speeds
+    # Both approaches drove several ~1.5 km cells; each cell and hour counts a trip once.
+    assert speeds.trips >= 4
+    traces = [generate_trip(i, seed=5, kind=kind) for i, kind in enumerate(("normal", "normal"))]
+    fixes = {t.truth.trip_id: t.fixes for t in traces}
+    # An engine that never answers: the second tracker per trip drives the same streets,
+    # and must not teach them a second time.
+    routed = replay(specs, fixes, route_distance=lambda spec, fix: None)
+    assert routed.learned is not None
+    assert routed.learned.speeds.counters() == pytest.approx(speeds.counters())
+
+
 @pytest.mark.parametrize(
     "data, complaint",
     [

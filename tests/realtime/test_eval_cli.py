@@ -52,9 +52,11 @@ def test_eval_arrival_writes_predictions_and_events_and_prints_the_metrics(
     assert result.returncode == 0, result.stderr
     trips = json.loads((traces / "trips.json").read_text())
     predictions = rows(out / "predictions.csv")
-    assert predictions[0] == ["trip_id", "t", "eta_s"]
+    assert predictions[0] == ["trip_id", "t", "eta_s", "low_s", "high_s"]
     assert {row[0] for row in predictions[1:]} == {trip["trip_id"] for trip in trips}
     assert all(float(row[2]) >= 0 for row in predictions[1:])
+    # The range shown beside each ETA holds the ETA itself.
+    assert all(float(row[3]) <= float(row[2]) <= float(row[4]) for row in predictions[1:])
     events = rows(out / "events.csv")
     assert events[0] == ["trip_id", "event", "t"]
     assert {row[1] for row in events[1:]} <= {"check_in", "check_out"}
@@ -67,6 +69,8 @@ def test_eval_arrival_writes_predictions_and_events_and_prints_the_metrics(
         last_eta = max(float(r[1]) for r in predictions[1:] if r[0] == trip["trip_id"])
         assert last_eta < first_in + 600
     for label in ("0-2 min", "2-5 min", "5-10 min", "10-20 min", "MAE baseline"):
+        assert label in result.stdout
+    for label in ("range held", "within 20 %"):
         assert label in result.stdout
     for label in ("missed check-ins", "false check-ins", "false check-outs", "check-in delay"):
         assert label in result.stdout
@@ -120,6 +124,12 @@ def test_what_a_run_learned_is_saved_and_starts_the_next_run(traces: Path, tmp_p
     # the warm run learned the same trips once more on top of the first run's
     again = json.loads((tmp_path / "warm" / "models.json").read_text())
     assert again["circuity"]["global"][0] == 2 * saved["circuity"]["global"][0]
+    # ... and so did the speeds by area and hour (trips counted per cell and hour)
+    trip_cells = [
+        sum(v for field, v in learned["speeds"]["counters"].items() if field.endswith("|n"))
+        for learned in (saved, again)
+    ]
+    assert trip_cells[0] > 0 and trip_cells[1] == 2 * trip_cells[0]
 
 
 def test_a_models_file_that_is_not_one_is_a_clear_error(traces: Path, tmp_path: Path):

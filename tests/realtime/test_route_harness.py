@@ -145,8 +145,14 @@ def test_eval_arrival_scores_the_routed_eta_beside_the_others(
     assert "MAE ours, with routing engine" in result.stdout
     with (out / "predictions.csv").open(newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["trip_id", "t", "eta_s", "eta_routed_s"]
-    assert rows[1:] and all(float(row[3]) >= 0 for row in rows[1:])
+    assert rows[0] == [
+        "trip_id", "t", "eta_s", "low_s", "high_s",
+        "eta_routed_s", "routed_low_s", "routed_high_s",
+    ]  # fmt: skip
+    assert rows[1:] and all(float(row[5]) >= 0 for row in rows[1:])
+    # Each range holds its own ETA.
+    assert all(float(r[3]) <= float(r[2]) <= float(r[4]) for r in rows[1:])
+    assert all(float(r[6]) <= float(r[5]) <= float(r[7]) for r in rows[1:])
 
 
 def test_eval_arrival_refuses_a_routing_engine_that_never_answers(traces: Path, tmp_path: Path):

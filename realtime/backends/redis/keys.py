@@ -15,6 +15,7 @@ Key layout (``p`` is ``DOORSTEP_REDIS_PREFIX``, ``doorstep`` by default)::
     {p}:alerts:open               ZSET   open ids, score t
     {p}:alert-audit:<id>          STREAM AuditEntry JSON
     {p}:doc:<namespace>           HASH   key -> document bytes
+    {p}:counters:<namespace>:<key> HASH  field -> total (HINCRBYFLOAT: hubs add, never overwrite)
     {p}:lock:<name>               STRING a named lock (redis-py's Lock: token, expiry)
     {p}:lease:<name>              STRING the holder of a lease, with its expiry
     {p}:work:<queue>              STREAM durable work, consumer group ``hubs``; each hub reads
@@ -120,6 +121,9 @@ class Keys:
 
     def documents(self, namespace: str) -> str:
         return f"{self._core}:doc:{namespace}"
+
+    def counters(self, namespace: str, key: str) -> str:
+        return f"{self._core}:counters:{namespace}:{key}"
 
     def lock(self, name: str) -> str:
         return f"{self._core}:lock:{name}"

@@ -248,6 +248,23 @@ class RedisStore(RedisHistory, RedisCoordination):
         raw = await self.redis.hgetall(self.keys.documents(namespace))
         return {k.decode(): raw[k] for k in sorted(raw)}
 
+    @bounded
+    async def add_counters(self, namespace: str, key: str, deltas: Mapping[str, float]) -> None:
+        if not deltas:
+            return
+        # MULTI/EXEC: every field of one trip is added, or (connection lost before EXEC)
+        # none; HINCRBYFLOAT adds on the server, so concurrent hubs never overwrite.
+        name = self.keys.counters(namespace, key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for field, delta in deltas.items():
+                pipe.hincrbyfloat(name, field, float(delta))
+            await pipe.execute()
+
+    @bounded
+    async def get_counters(self, namespace: str, key: str) -> dict[str, float]:
+        raw = await self.redis.hgetall(self.keys.counters(namespace, key))
+        return {field.decode(): float(value) for field, value in raw.items()}
+
     # ------------------------------------------------------------------ privacy
     # Retention and erasure. Bookings and incidents have no time index, so the job scans
     # their hashes (HSCAN, in pages); it runs every few minutes and touches a few keys.

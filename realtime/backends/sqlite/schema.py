@@ -21,7 +21,7 @@ from realtime.backends.base import DataDirLocked
 LOCK_FILE = "doorstep.lock"
 FILE_MODE = 0o600
 
-SCHEMA_VERSION = 2  # 2: the work table
+SCHEMA_VERSION = 3  # 2: the work table; 3: the counters table
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bookings (
@@ -85,6 +85,14 @@ CREATE TABLE IF NOT EXISTS documents (
     key TEXT NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+-- Additive counters (Store.add_counters): one row per field, added to in place.
+CREATE TABLE IF NOT EXISTS counters (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (namespace, key, field)
 ) WITHOUT ROWID;
 -- Privacy (realtime/privacy.py). The retention job deletes fixes by time alone, hence the
 -- index on t; seq_floor remembers the highest seq of purged or erased fixes, so that

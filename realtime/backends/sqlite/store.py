@@ -8,6 +8,8 @@ what its errors mean are ``connection.py``; the tables and the data dir lock ``s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 from realtime.backends.sqlite.connection import transaction
@@ -123,6 +125,31 @@ class SQLiteStore(SQLiteHistory, SQLiteSafety, SQLiteCoordination):
             ).fetchall()
         )
         return {key: bytes(data) for key, data in rows}
+
+    async def add_counters(self, namespace: str, key: str, deltas: Mapping[str, float]) -> None:
+        rows = [(namespace, key, field, float(delta)) for field, delta in deltas.items()]
+
+        def add() -> None:
+            # One transaction: a hub that dies mid-way has added all of its trip or nothing.
+            with transaction(self.db) as db:
+                db.executemany(
+                    "INSERT INTO counters (namespace, key, field, value) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (namespace, key, field) DO UPDATE"
+                    " SET value = value + excluded.value",
+                    rows,
+                )
+
+        if rows:
+            await self._run(add)
+
+    async def get_counters(self, namespace: str, key: str) -> dict[str, float]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT field, value FROM counters WHERE namespace = ? AND key = ?",
+                (namespace, key),
+            ).fetchall()
+        )
+        return {field: float(value) for field, value in rows}
 
     # ------------------------------------------------------------------ privacy
 
