@@ -284,7 +284,7 @@ def test_learned_slow_streets_lengthen_the_eta_before_the_technician_has_driven_
 def test_a_completed_approach_carries_its_track_without_the_long_stop():
     start = destination_point(*HOME, 60.0, 3000.0)
     fixes = approach(start, hour_t(8), 10.0, stop_s=300.0)
-    fixes += [Fix(fixes[-1].t + i, *HOME, acc=8.0) for i in range(1, 300, 5)]
+    fixes += [Fix(fixes[-1].t + i, *HOME, acc=30.0) for i in range(1, 300, 5)]  # indoors
     model = SpeedModel()
     tracker = ArrivalTracker(
         *HOME, CircleFence(*HOME, 75.0), StraightLineProvider(CircuityModel()), speeds=model
