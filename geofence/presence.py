@@ -47,6 +47,7 @@ Two kinds of evidence shorten the waits (issue 14, judged on SUMO's traffic):
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -114,14 +115,22 @@ class PresenceConfig:
     # Check-out ends the visit (booking completed, customer tracking and safety watch stop):
     # a false one costs more than a late one, so wait longer than for a check-in.
     dwell_out_s: float = 180.0
-    # The departure is certain sooner when the technician is this far beyond the fence edge
-    # (past the fix's accuracy) and has been moving away from it at depart_speed_mps or
-    # more over at least depart_fixes sure fixes and depart_gain_m: driving, not a walk to
-    # the van, not an outlier (held by the screening), not indoor noise.
+    # The departure is certain sooner once the run has seen the technician drive away (a
+    # sure-outside fix at least depart_gain_m farther from the fence than a fix of the last
+    # depart_window_s, at depart_speed_mps or more, both fixes at most depart_max_acc_m:
+    # driving, not a walk to the van, not indoor noise, not an outlier, which the screening
+    # holds) and they are depart_far_m beyond the fence edge past the fix's accuracy, with
+    # at least depart_fixes sure fixes. Once seen, the drive counts for the rest of the
+    # run: vans leaving stop at the next junction or light, 100 m on, for a minute.
     depart_far_m: float = 100.0
     depart_speed_mps: float = 3.0
     depart_gain_m: float = 50.0
     depart_fixes: int = 3
+    depart_window_s: float = 30.0
+    depart_max_acc_m: float = 25.0
+    # Seen driving away but held up within depart_far_m (a jam, a queue at the lights just
+    # past the house): this long outside the exit boundary since is enough.
+    depart_dwell_s: float = 60.0
     # Faster than a brisk walk by the phone's own speed: the vehicle is rolling. Only the
     # reported (Doppler, ~0.5 m/s) speed is used: speed implied by 40 m-noisy positions 1 s
     # apart reads 40 m/s. A rolling fix is no sign of a stop, either way:
@@ -172,8 +181,7 @@ class _Run:
     last_t: float = 0.0  # latest sure fix
     n: int = 0
     max_acc: float = 0.0
-    first_d_m: float = 0.0  # distance beyond the fence edge at the first sure fix
-    first_fix_t: float = 0.0
+    drove_off_t: float | None = None  # when seen driving away from the fence (check-out)
     indoor: int = 0  # fixes since the run began that look indoors (check-in)
 
 
@@ -197,6 +205,10 @@ class PresenceDetector:
         self._streak_t = 0.0  # first fix on that side since it last changed
         self._streak_gap = 0.0  # silence just before that fix
         self._road_acc: float | None = None  # the phone's mean accuracy outside the fence
+        # (fix, metres beyond the fence edge, accuracy) of the good fixes of the last
+        # depart_window_s while checked in, each a plausible step from the one before (a
+        # jump restarts it): what "driving away" is measured against
+        self._trail: deque[tuple[Fix, float, float]] = deque()
 
     @property
     def state(self) -> PresenceState:
@@ -246,6 +258,13 @@ class PresenceDetector:
         self._good = fix
 
         checking_in = self._state is PresenceState.OUTSIDE
+        if not checking_in:
+            trail = self._trail
+            if trail and self._jumped(trail[-1][0], fix):
+                trail.clear()  # a drive is a chain of plausible steps, not a teleport
+            while trail and fix.t - trail[0][0].t > cfg.depart_window_s:
+                trail.popleft()
+            trail.append((fix, d, acc))
         wanted = Side.INSIDE if checking_in else Side.OUTSIDE
         rolling = fix.speed is not None and fix.speed > cfg.rolling_speed_mps
         if checking_in and rolling and self._run is not None:
@@ -271,17 +290,18 @@ class PresenceDetector:
                 self._streak_gap,
                 first_t=fix.t,
                 last_t=fix.t,
-                first_d_m=d,
-                first_fix_t=fix.t,
             )
             if checking_in and fix.acc is not None and self._looks_indoors(acc):
                 run.indoor += 1
         if not checking_in and fix.t - run.last_t > cfg.max_checkout_witness_gap_s:
             run.first_t = fix.t  # not witnessed throughout: the dwell starts again here
-            run.first_d_m, run.first_fix_t, run.n = d, fix.t, 0
+            run.n = 0
+            run.drove_off_t = None
         run.last_t = fix.t
         run.n += 1
         run.max_acc = max(run.max_acc, acc)
+        if not checking_in and run.drove_off_t is None and self._moved_away(fix.t, d, acc):
+            run.drove_off_t = fix.t
 
         if checking_in:
             dwell = cfg.dwell_in_s if run.indoor >= cfg.indoor_fixes else cfg.dwell_in_long_s
@@ -315,11 +335,22 @@ class PresenceDetector:
     def _driving_off(self, run: _Run, d: float, acc: float) -> bool:
         """Well beyond the fence and moving away from it at driving speed."""
         cfg = self.config
-        if run.n < cfg.depart_fixes or d - cfg.accuracy_k * acc < cfg.depart_far_m:
+        if run.drove_off_t is None or run.n < cfg.depart_fixes:
             return False
-        gain = d - run.first_d_m
-        elapsed = run.last_t - run.first_fix_t
-        return gain >= cfg.depart_gain_m and gain >= cfg.depart_speed_mps * elapsed
+        far = d - cfg.accuracy_k * acc >= cfg.depart_far_m
+        return far or run.last_t - run.drove_off_t >= cfg.depart_dwell_s
+
+    def _moved_away(self, t: float, d: float, acc: float) -> bool:
+        """Whether the fix lies farther from the fence than one of the last few seconds' by
+        a drive's worth (both fixes sharp enough to tell)."""
+        cfg = self.config
+        if acc > cfg.depart_max_acc_m:
+            return False
+        return any(
+            gain >= cfg.depart_gain_m and gain >= cfg.depart_speed_mps * (t - then.t)
+            for then, d0, acc0 in self._trail
+            if acc0 <= cfg.depart_max_acc_m and (gain := d - d0) > 0
+        )
 
     def _side(self, d: float, acc: float) -> Side:
         cfg = self.config

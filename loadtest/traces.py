@@ -90,6 +90,9 @@ class TripTruth:
     straight_m: float
     park_m: float | None
     tags: tuple[str, ...] = ()
+    # When the vehicle pulled away after the visit: on a park-and-walk the departure
+    # (crossing the fence on foot) comes a walk and a sit in the van earlier.
+    drove_off_t: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The TRIPS.json entry: the documented fields plus ``kind``/``tags`` for breakdowns."""
@@ -101,6 +104,7 @@ class TripTruth:
             "departed_t": self.departed_t,
             "kind": self.kind,
             "tags": list(self.tags),
+            **({} if self.drove_off_t is None else {"drove_off_t": self.drove_off_t}),
         }
 
 
@@ -227,6 +231,7 @@ class _Trip:
             straight_m=round(straight_m, 1),
             park_m=None if park_m is None else round(park_m, 1),
             tags=tuple(sorted(set(self.tags))),
+            drove_off_t=drive_off_time(samples),
         )
         route = tuple(self.to_latlon(*motion.to_xy(u, v)) for u, v in motion.planned)
         free_flow, route_left, to_fence = self._left_on_approach(truths)
@@ -305,6 +310,16 @@ def visit_crossings(samples: list[Sample], r: float) -> tuple[float | None, floa
     if last < len(samples) - 1:
         departed = _crossing(samples[last].t, dist[last], samples[last + 1].t, dist[last + 1], r)
     return arrived, departed
+
+
+def drive_off_time(samples: list[Sample]) -> float | None:
+    """When the vehicle first moved after the visit (None without a visit)."""
+    indoor = [i for i, p in enumerate(samples) if p.phase == "indoor"]
+    if not indoor:
+        return None
+    after = (p for p in samples[indoor[-1] :] if p.phase == "drive" and p.v > 0.5)
+    moving = next(after, None)
+    return None if moving is None else round(moving.t, 3)
 
 
 def _phase(p: Sample) -> str:

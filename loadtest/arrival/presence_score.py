@@ -63,6 +63,8 @@ class PresenceScore:
     checkin_stamp_s: tuple[float, float]  # median, p95 of |t - arrived_t|
     checkout_delay_s: tuple[float, float]  # median, p95 of |decided_t - departed_t|
     checkout_stamp_s: tuple[float, float] = (math.nan, math.nan)  # of |t - departed_t|
+    # of decided_t - drove_off_t, where the truth has it: how fast a drive-off is seen
+    checkout_after_drive_s: tuple[float, float] = (math.nan, math.nan)
 
 
 def judge(spec: TripSpec, events: Sequence[Event], last_t: float | None = None) -> TripVerdict:
@@ -131,7 +133,7 @@ def judge_all(
 
 def presence_score(scored: Sequence[TripSpec], verdicts: Sequence[TripVerdict]) -> PresenceScore:
     specs = {spec.trip_id: spec for spec in scored}
-    delays, stamps, out_delays, out_stamps = [], [], [], []
+    delays, stamps, out_delays, out_stamps, after_drive = [], [], [], [], []
     for v in verdicts:
         spec = specs[v.trip_id]
         if v.check_in is not None and spec.arrived_t is not None:
@@ -140,6 +142,8 @@ def presence_score(scored: Sequence[TripSpec], verdicts: Sequence[TripVerdict]) 
         if v.check_out is not None and spec.departed_t is not None:
             out_delays.append(abs(v.check_out.decided_t - spec.departed_t))
             out_stamps.append(abs(v.check_out.t - spec.departed_t))
+            if spec.drove_off_t is not None:
+                after_drive.append(v.check_out.decided_t - spec.drove_off_t)
     visits = sum(1 for spec in scored if spec.visit)
     return PresenceScore(
         visits=visits,
@@ -158,6 +162,7 @@ def presence_score(scored: Sequence[TripSpec], verdicts: Sequence[TripVerdict]) 
         checkin_stamp_s=_median_p95(stamps),
         checkout_delay_s=_median_p95(out_delays),
         checkout_stamp_s=_median_p95(out_stamps),
+        checkout_after_drive_s=_median_p95(after_drive),
     )
 
 

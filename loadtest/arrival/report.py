@@ -146,6 +146,11 @@ def _presence_table(report: Report) -> list[str]:
             _pair(naive.checkout_delay_s),
         ),
         (
+            "... after the van pulled away, median / p95 (decided - drove off)",
+            _pair(ours.checkout_after_drive_s),
+            _pair(naive.checkout_after_drive_s),
+        ),
+        (
             "check-out timestamp error, median / p95 (stamped - true departure)",
             _pair(ours.checkout_stamp_s),
             _pair(naive.checkout_stamp_s),

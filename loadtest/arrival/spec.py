@@ -30,6 +30,7 @@ class TripSpec:
     has_truth: bool = False
     arrived_t: float | None = None
     departed_t: float | None = None
+    drove_off_t: float | None = None  # when the van pulled away (optional, diagnostic)
     kind: str | None = None
     tags: tuple[str, ...] = ()
 
@@ -51,6 +52,7 @@ class TripSpec:
                 has_truth="arrived_t" in data,
                 arrived_t=_optional(data.get("arrived_t")),
                 departed_t=_optional(data.get("departed_t")),
+                drove_off_t=_optional(data.get("drove_off_t")),
                 kind=None if data.get("kind") is None else str(data["kind"]),
                 tags=tuple(str(tag) for tag in data.get("tags") or ()),
             )

@@ -22,7 +22,7 @@ from loadtest.sumo.plan import StopPlan, TechPlan, plan_trips
 from loadtest.sumo.run import Track, simulate
 from loadtest.trace_motion import Sample
 from loadtest.trace_phone import Phone
-from loadtest.traces import EPOCH, Trace, TripTruth, visit_crossings
+from loadtest.traces import EPOCH, Trace, TripTruth, drive_off_time, visit_crossings
 
 TECHNICIANS_PER_RUN = 40
 DEPART_S = (300.0, 1800.0)  # after the background traffic has filled the network
@@ -115,6 +115,7 @@ def to_trace(net: Any, track: Track, epoch: float) -> Trace | None:
         if stop is None
         else round(math.hypot(stop.x - plan.dest_x, stop.y - plan.dest_y), 1),
         tags=tuple(sorted(set(tags))),
+        drove_off_t=drive_off_time(samples),
     )
     return Trace(truth, fixes, [to_latlon(p.x, p.y) for p in truths], _road(net, plan, to_latlon))
 
