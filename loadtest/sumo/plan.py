@@ -21,7 +21,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 KINDS = ("normal", "park_walk", "overshoot", "drive_past", "queue_past")
@@ -41,7 +42,11 @@ HOUSE_STREETS = (
     "highway.secondary",
 )
 FENCE_RADII_M = ((75.0, 0.7), (100.0, 0.15), (50.0, 0.15))
-START_M = (600.0, 3000.0)  # straight line from the start to the door
+# Straight line from the start to the door, drawn uniformly (then the nearest edges to that
+# distance), so that long approaches are as common as the network allows: drawing among
+# the edges in the ring would make most trips short, as most of a city is near any door.
+START_M = (800.0, 3500.0)
+START_SLACK_M = 200.0
 AWAY_M = (700.0, 2500.0)  # and from the door to the next job
 VISIT_S = (600.0, 2400.0)  # 10-40 minutes indoors
 BLOCK_S = (180.0, 300.0)  # how long the double-parked van holds the street
@@ -119,8 +124,14 @@ def plan_trips(
     prefix: str,
     depart_s: tuple[float, float],
     mix: dict[str, float] | None = None,
+    kinds: Sequence[str] = (),
+    visit_s: tuple[float, float] = VISIT_S,
 ) -> list[TechPlan]:
-    """``count`` technician trips departing within ``depart_s``; ``seed`` decides all."""
+    """``count`` technician trips departing within ``depart_s``; ``seed`` decides all.
+
+    ``kinds`` forces the kinds in turn instead of drawing them from ``mix``; ``visit_s``
+    shortens the visits (a small committed test set).
+    """
     houses = house_edges(net)
     drivable = [e for e in net.getEdges() if e.getFunction() == "" and e.allows("passenger")]
     plans: list[TechPlan] = []
@@ -129,6 +140,8 @@ def plan_trips(
     for k in range(count):
         rng = random.Random(f"doorstep-sumo:{prefix}:{seed}:{k}")
         kind = rng.choices(list(weights), weights=list(weights.values()))[0]
+        if kinds:
+            kind = kinds[k % len(kinds)]
         for _attempt in range(200):
             plan = _try_plan(
                 net,
@@ -141,6 +154,9 @@ def plan_trips(
                 rng.uniform(*depart_s),
             )
             if plan is not None:
+                if plan.stop is not None and visit_s != VISIT_S:
+                    stay = round(rng.uniform(*visit_s))
+                    plan = replace(plan, stop=replace(plan.stop, stay_s=stay))
                 plans.append(plan)
                 used_doors.add(plan.door_edge)
                 break
@@ -179,7 +195,10 @@ def _try_plan(
     radii, weights = zip(*FENCE_RADII_M, strict=True)
     radius = rng.choices(radii, weights=weights)[0]
 
-    origin = _edge_at_distance(rng, drivable, dest_x, dest_y, START_M)
+    want = rng.uniform(*START_M)
+    origin = _edge_at_distance(
+        rng, drivable, dest_x, dest_y, (want - START_SLACK_M, want + START_SLACK_M)
+    ) or _edge_at_distance(rng, drivable, dest_x, dest_y, (START_M[0], want))
     away = _edge_at_distance(rng, drivable, dest_x, dest_y, AWAY_M)
     if origin is None or away is None:
         return None

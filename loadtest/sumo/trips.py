@@ -38,8 +38,12 @@ def generate(
     seed: int,
     workdir: Path,
     progress: Callable[[int], None] | None = None,
+    **plan_options: Any,
 ) -> tuple[list[Trace], list[str]]:
-    """``count`` trips on ``network``; also the ids of trips dropped (SUMO teleported them)."""
+    """``count`` trips on ``network``; also the ids of trips dropped (SUMO teleported them).
+
+    ``plan_options`` go to ``plan.plan_trips`` (``kinds``, ``visit_s``).
+    """
     tools()
     import sumolib  # type: ignore[import-not-found]
 
@@ -48,7 +52,9 @@ def generate(
     dropped: list[str] = []
     for batch, size in enumerate(_batches(count)):
         run_seed = seed * 1000 + batch
-        plans = plan_trips(net, size, run_seed, prefix=f"sumo-{network.name}", depart_s=DEPART_S)
+        plans = plan_trips(
+            net, size, run_seed, prefix=f"sumo-{network.name}", depart_s=DEPART_S, **plan_options
+        )
         tracks = simulate(
             network.file(),
             plans,
