@@ -48,7 +48,7 @@ Two kinds of evidence shorten the waits (issue 14, judged on SUMO's traffic):
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
@@ -101,13 +101,21 @@ class PresenceConfig:
     # Check-in without the indoor evidence: longer than a queue by the door (the aim is none
     # up to 5 minutes, issue 14) and far shorter than a visit (10 minutes and more).
     dwell_in_long_s: float = 330.0
-    # The move indoors: at least indoor_fixes fixes during the run whose accuracy is worse
-    # than indoor_acc_ratio x the phone's accuracy on the road (its running mean outside the
-    # fence) and at least indoor_min_acc_m. Phones outdoors report 3-15 m, indoors 20-50 m;
-    # a few fixes just after a tunnel are coarse too, hence several.
+    # Fixes past the fence edge this long (undecided ones, in the band beyond it), the last
+    # past it by its accuracy, during a check-in run mean the technician really stood
+    # outside (a van parked just past the edge): the arrival is stamped at the next
+    # crossing in, not at the drive past.
+    edge_left_s: float = 20.0
+    # The move indoors: indoor_fixes of the last indoor_window fixes inside the fence during
+    # the run have an accuracy worse than indoor_acc_ratio x the phone's accuracy on the
+    # road (its running mean outside the fence) and at least indoor_min_acc_m. Phones
+    # outdoors report 3-15 m, indoors 20-50 m. Most of a window, not a count: a phone
+    # leaving a tunnel by the door reports a few coarse fixes too (2-5 on the SUMO traces'
+    # phones; five of them checked in three queued cars, loadtest/results/arrival.md).
     indoor_acc_ratio: float = 1.8
     indoor_min_acc_m: float = 18.0
-    indoor_fixes: int = 5
+    indoor_fixes: int = 7
+    indoor_window: int = 10
     # With no fix outside the fence seen (the detector started with the technician already
     # parked: a hub restart, a failover), only an accuracy worse than phones report in the
     # open counts as indoors.
@@ -130,7 +138,7 @@ class PresenceConfig:
     depart_max_acc_m: float = 25.0
     # Seen driving away but held up within depart_far_m (a jam, a queue at the lights just
     # past the house): this long outside the exit boundary since is enough.
-    depart_dwell_s: float = 60.0
+    depart_dwell_s: float = 45.0
     # Faster than a brisk walk by the phone's own speed: the vehicle is rolling. Only the
     # reported (Doppler, ~0.5 m/s) speed is used: speed implied by 40 m-noisy positions 1 s
     # apart reads 40 m/s. A rolling fix is no sign of a stop, either way:
@@ -182,7 +190,12 @@ class _Run:
     n: int = 0
     max_acc: float = 0.0
     drove_off_t: float | None = None  # when seen driving away from the fence (check-out)
-    indoor: int = 0  # fixes since the run began that look indoors (check-in)
+    # Whether each of the latest fixes inside looked indoors, and whether most of a window
+    # of them ever did (check-in)
+    indoor_recent: deque[bool] = field(default_factory=deque)
+    indoors: bool = False
+    # Check-in: fixes stood beyond the fence edge for edge_left_s since the run began
+    left_edge: bool = False
 
 
 class PresenceDetector:
@@ -255,6 +268,21 @@ class PresenceDetector:
         gap = fix.t - self._good.t if self._good is not None else 0.0
         if (d < 0) is not self._streak_inside or gap > cfg.max_gap_s:
             self._streak_inside, self._streak_t, self._streak_gap = d < 0, fix.t, gap
+            run = self._run
+            if run is not None and run.left_edge and d < 0:
+                # Back over the edge after standing outside it: the arrival is this
+                # crossing (the run began as the van drove past, then it parked just
+                # outside, in the undecided band, and the technician walked in).
+                run.start_t, run.gap_s, run.left_edge = fix.t, gap, False
+        run = self._run
+        if (
+            run is not None
+            and self._state is PresenceState.OUTSIDE
+            and not self._streak_inside
+            and fix.t - self._streak_t >= cfg.edge_left_s
+            and d - cfg.accuracy_k * acc >= 0  # past the edge, its accuracy allowed for
+        ):
+            run.left_edge = True
         self._good = fix
 
         checking_in = self._state is PresenceState.OUTSIDE
@@ -273,8 +301,8 @@ class PresenceDetector:
             if d > 0:
                 road = self._road_acc
                 self._road_acc = acc if road is None else road + (acc - road) / 10.0
-            elif self._run is not None and self._looks_indoors(acc):
-                self._run.indoor += 1
+            elif self._run is not None:
+                self._note_indoors(self._run, acc)
         side = self._side(d, acc)
         if side is Side.UNKNOWN:
             return []  # says nothing either way: keep the run, wait for a sharper fix
@@ -291,8 +319,8 @@ class PresenceDetector:
                 first_t=fix.t,
                 last_t=fix.t,
             )
-            if checking_in and fix.acc is not None and self._looks_indoors(acc):
-                run.indoor += 1
+            if checking_in and fix.acc is not None:
+                self._note_indoors(run, acc)
         if not checking_in and fix.t - run.last_t > cfg.max_checkout_witness_gap_s:
             run.first_t = fix.t  # not witnessed throughout: the dwell starts again here
             run.n = 0
@@ -304,7 +332,7 @@ class PresenceDetector:
             run.drove_off_t = fix.t
 
         if checking_in:
-            dwell = cfg.dwell_in_s if run.indoor >= cfg.indoor_fixes else cfg.dwell_in_long_s
+            dwell = cfg.dwell_in_s if run.indoors else cfg.dwell_in_long_s
             decided = fix.t - run.first_t >= dwell
         else:
             decided = fix.t - run.first_t >= cfg.dwell_out_s or self._driving_off(run, d, acc)
@@ -316,14 +344,21 @@ class PresenceDetector:
         where = "inside fence" if checking_in else f"outside fence+{cfg.exit_margin_m:g} m"
         cause = f"{where} for {now - run.start_t:.0f} s ({run.n} fixes, acc<={run.max_acc:.0f} m)"
         if checking_in:
-            indoors = run.indoor >= cfg.indoor_fixes
-            cause += ", moved indoors" if indoors else ", no sign of moving indoors"
+            cause += ", moved indoors" if run.indoors else ", no sign of moving indoors"
         elif fix.t - run.first_t < cfg.dwell_out_s:
             cause += f", driving away ({d:.0f} m beyond the fence)"
         if run.gap_s > cfg.max_gap_s:
             cause += f", first fix after {run.gap_s:.0f} s without fixes"
         kind: Literal["check_in", "check_out"] = "check_in" if checking_in else "check_out"
         return [PresenceEvent(kind, t=run.start_t, decided_t=now, cause=cause)]
+
+    def _note_indoors(self, run: _Run, acc: float) -> None:
+        cfg = self.config
+        recent = run.indoor_recent
+        recent.append(self._looks_indoors(acc))
+        if len(recent) > cfg.indoor_window:
+            recent.popleft()
+        run.indoors = run.indoors or sum(recent) >= cfg.indoor_fixes
 
     def _looks_indoors(self, acc: float) -> bool:
         cfg = self.config

@@ -536,3 +536,18 @@ def test_a_detector_started_with_the_technician_parked_judges_indoors_by_accurac
     outdoors = Trip(1, DEST).stay(400, 12.0)
     (event,) = detect(outdoors.fixes)[1]
     assert event.decided_t - event.t >= PresenceConfig().dwell_in_long_s
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_driving_past_then_parking_just_outside_stamps_the_walk_in_not_the_drive_past(
+    seed: int,
+) -> None:
+    # Through the fence past the house, park 30 m past its edge (in the undecided band),
+    # sit a minute, walk in: the arrival is the walk's crossing.
+    van = near(180, FENCE.radius_m + 30)
+    trip = Trip(seed, near(0, 1500)).go_to(near(0, 30), DRIVE).go_to(van, 6.0)
+    trip.stay(60, OUTDOOR).go_to(DEST, WALK).stay(600)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in"]
+    walked_in = true_crossing(trip, inside=True, after=trip.fixes[0].t + 200)
+    assert abs(events[0].t - walked_in) <= WALK_SLACK_S
