@@ -551,3 +551,14 @@ def test_driving_past_then_parking_just_outside_stamps_the_walk_in_not_the_drive
     assert kinds(events) == ["check_in"]
     walked_in = true_crossing(trip, inside=True, after=trip.fixes[0].t + 200)
     assert abs(events[0].t - walked_in) <= WALK_SLACK_S
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_coarse_fixes_after_a_tunnel_by_the_door_are_not_the_move_indoors(seed: int) -> None:
+    # Out of a tunnel into a queue by the door: the phone's first five fixes are coarse
+    # (three times its accuracy), then sharp again; four minutes queued, then on.
+    trip = Trip(seed, near(0, 1500)).go_to(near(0, 300), DRIVE).silence(60, near(0, 40))
+    for _ in range(5):
+        trip.stay(1, 35.0)
+    trip.stay(235, OUTDOOR).go_to(near(180, 1500), DRIVE)
+    assert detect(trip.fixes)[1] == []
