@@ -318,6 +318,7 @@ class PresenceDetector:
                 self._streak_gap,
                 first_t=fix.t,
                 last_t=fix.t,
+                indoor_recent=deque(maxlen=cfg.indoor_window),
             )
             if checking_in and fix.acc is not None:
                 self._note_indoors(run, acc)
@@ -354,11 +355,8 @@ class PresenceDetector:
 
     def _note_indoors(self, run: _Run, acc: float) -> None:
         cfg = self.config
-        recent = run.indoor_recent
-        recent.append(self._looks_indoors(acc))
-        if len(recent) > cfg.indoor_window:
-            recent.popleft()
-        run.indoors = run.indoors or sum(recent) >= cfg.indoor_fixes
+        run.indoor_recent.append(self._looks_indoors(acc))
+        run.indoors = run.indoors or sum(run.indoor_recent) >= cfg.indoor_fixes
 
     def _looks_indoors(self, acc: float) -> bool:
         cfg = self.config

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
+import shutil
 import tempfile
 from pathlib import Path
 
+from loadtest.arrival.files import write_traces
 from loadtest.sumo.networks import TUNE, network
 from loadtest.sumo.trips import generate
-from loadtest.traces import fix_to_dict
 
 KINDS = ("normal", "park_walk", "queue_past", "overshoot", "drive_past", "queue_past")
 SEED = 41
@@ -31,14 +31,12 @@ def write_fixture(out: Path, seed: int = SEED) -> tuple[Path, Path]:
         )
     if dropped:
         raise RuntimeError(f"SUMO dropped {dropped}: choose another seed")
-    out.mkdir(parents=True, exist_ok=True)
-    fixes_path, trips_path = out / "fixes.jsonl.gz", out / "trips.json"
-    with gzip.open(fixes_path, "wt", encoding="utf-8") as fixes:
-        for trace in traces:
-            for fix in trace.fixes:
-                fixes.write(json.dumps(fix_to_dict(trace.truth.trip_id, fix)) + "\n")
-    trips = [trace.truth.to_dict() for trace in traces]
-    trips_path.write_text(json.dumps(trips, indent=1) + "\n", encoding="utf-8")
+    plain, trips_path = write_traces(out, traces)
+    (out / "roads.json").unlink()  # the routing engine stand-in is not replayed here
+    fixes_path = out / "fixes.jsonl.gz"
+    with plain.open("rb") as source, gzip.open(fixes_path, "wb") as packed:
+        shutil.copyfileobj(source, packed)
+    plain.unlink()
     return fixes_path, trips_path
 
 
