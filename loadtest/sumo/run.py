@@ -62,23 +62,11 @@ def simulate(
     import traci.constants as tc  # type: ignore[import-not-found]
 
     workdir.mkdir(parents=True, exist_ok=True)
-    background = _background(net_file, workdir, seed, traffic_per_s, end_s)
+    background = background_trips(net_file, workdir, seed, traffic_per_s, end_s)
     technicians = workdir / "technicians.rou.xml"
     technicians.write_text(_routes_xml(plans), encoding="utf-8")
     cmd = [
-        str(binary("sumo")),
-        "-n", str(net_file),
-        "-r", f"{background},{technicians}",
-        "--step-length", "1",
-        "--begin", "0",
-        "--end", str(int(end_s)),
-        "--seed", str(seed),
-        "--time-to-teleport", str(TELEPORT_S),
-        "--ignore-route-errors", "true",
-        "--no-step-log", "true",
-        "--no-warnings", "true",
-        "--device.rerouting.probability", "0.3",
-        "--device.rerouting.period", "60",
+        *sumo_command(net_file, [background, technicians], seed=seed, end_s=end_s),
         "--collision.action", "warn",
     ]  # fmt: skip
     label = f"doorstep-{workdir.name}-{seed}"
@@ -137,6 +125,25 @@ def simulate(
     return list(tracks.values())
 
 
+def sumo_command(net_file: Path, routes: Sequence[Path], *, seed: int, end_s: float) -> list[str]:
+    """The SUMO command line every run shares (the probe in ``calibrate`` included)."""
+    return [
+        str(binary("sumo")),
+        "-n", str(net_file),
+        "-r", ",".join(str(r) for r in routes),
+        "--step-length", "1",
+        "--begin", "0",
+        "--end", str(int(end_s)),
+        "--seed", str(seed),
+        "--time-to-teleport", str(TELEPORT_S),
+        "--ignore-route-errors", "true",
+        "--no-step-log", "true",
+        "--no-warnings", "true",
+        "--device.rerouting.probability", "0.3",
+        "--device.rerouting.period", "60",
+    ]  # fmt: skip
+
+
 def _maybe_block(conn: object, track: Track, route_index: int, t: float) -> None:
     """Put the delivery van on the street as the technician turns towards the door."""
     block = track.plan.block
@@ -173,7 +180,7 @@ def _trace_over(track: Track, route_index: int, x: float, y: float, t: float) ->
     return track.passed_t is not None and t >= track.passed_t + plan.tail_s
 
 
-def _background(net_file: Path, workdir: Path, seed: int, per_s: float, end_s: float) -> Path:
+def background_trips(net_file: Path, workdir: Path, seed: int, per_s: float, end_s: float) -> Path:
     """Background trips from SUMO's randomTrips.py (routed by SUMO when they depart)."""
     out = workdir / "background.trips.xml"
     script = tools() / "randomTrips.py"
