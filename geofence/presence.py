@@ -150,6 +150,9 @@ class PresenceConfig:
     # - check-out: a rolling fix inside does not end the run. A van parked before the house
     #   often drives off past it again: passing is not coming back (hold-out seed 2's
     #   missed check-out). The witness gap still bounds the pass, and a stop inside ends it.
+    #   A rolling fix past the fence edge (by its accuracy) is outside, exit band or not: a
+    #   van circling the block by the house never leaves the band (the tuning set's
+    #   missed check-out, issue 14).
     rolling_speed_mps: float = 3.0
     # Faster than any technician travels (216 km/h). Movement is measured beyond both fixes'
     # accuracies, so ordinary jitter never looks like speed.
@@ -304,6 +307,13 @@ class PresenceDetector:
             elif self._run is not None:
                 self._note_indoors(self._run, acc)
         side = self._side(d, acc)
+        if not checking_in and side is Side.UNKNOWN and rolling and d - cfg.accuracy_k * acc >= 0:
+            # Rolling past the fence edge: in a vehicle, not on foot, so the exit band (room
+            # for a walk to the van) does not apply. A van circling the block by the house
+            # (the tuning set's missed check-out) stays within it for minutes. A van moved
+            # and parked just past the edge is rolling only while it moves: its parked
+            # fixes stay undecided and do not carry the check-out on.
+            side = Side.OUTSIDE
         if side is Side.UNKNOWN:
             return []  # says nothing either way: keep the run, wait for a sharper fix
         if side is not wanted:

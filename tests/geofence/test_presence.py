@@ -562,3 +562,34 @@ def test_coarse_fixes_after_a_tunnel_by_the_door_are_not_the_move_indoors(seed: 
         trip.stay(1, 35.0)
     trip.stay(235, OUTDOOR).go_to(near(180, 1500), DRIVE)
     assert detect(trip.fixes)[1] == []
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_van_circling_the_block_by_the_house_is_checked_out_within_60_s(seed: int) -> None:
+    # The tuning set's missed check-out (sumo-berlin-7000-0039): the van drives off past
+    # the house twice, round a block 20-40 m past the fence edge, inside the exit band the
+    # whole time, before it leaves. Rolling past the edge is in a vehicle, not on foot.
+    edge = FENCE.radius_m
+    trip = visit(seed, minutes=10)
+    leaving = trip.t
+    for _ in range(2):
+        trip.go_to(near(90, edge + 35), 11.0).stay(4, OUTDOOR)
+        trip.go_to(near(0, edge + 30), 6.0).go_to(near(270, edge + 30), 11.0)
+        trip.go_to(near(180, edge + 35), 6.0).go_to(DEST, 11.0)
+    trip.go_to(near(90, edge + 40), 11.0).go_to(near(90, edge + 45), 4.0)
+    _, events = detect(trip.fixes)
+    assert kinds(events) == ["check_in", "check_out"]
+    crossing = true_crossing(trip, inside=False, after=leaving)
+    assert events[1].decided_t - crossing <= 60
+    assert abs(events[1].t - crossing) <= DRIVE_SLACK_S
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_moving_the_van_to_park_just_past_the_edge_does_not_check_out(seed: int) -> None:
+    # Rolling fixes past the edge count as outside only while they roll: the van moved
+    # 20 m past the edge and parked there, its parked fixes are undecided, and the
+    # technician walks back in.
+    edge = FENCE.radius_m
+    trip = visit(seed, minutes=10).go_to(near(90, edge - 20), WALK).stay(20, OUTDOOR)
+    trip.go_to(near(90, edge + 20), 6.0).stay(240, OUTDOOR).go_to(DEST, WALK).stay(600)
+    assert kinds(detect(trip.fixes)[1]) == ["check_in"]
