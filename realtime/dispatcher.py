@@ -1,8 +1,10 @@
 """Dispatch in the hub: find the candidates, rank them (pure, ``realtime/dispatch.py``),
 assign the best one that is still free through the booking desk.
 
-Candidates are online technicians (on any hub) with no other open booking, the skills and a
-recent fix, found near the destination with the roster's GEO search.
+Candidates are the technicians (on any hub) with a fix near the destination, found with the
+roster's GEO search; the pure core filters out the offline, the busy, the unskilled and the
+stale. Until cities, shifts, ratings and histories are wired in, every candidate counts as
+in the area, on shift, unrated, with no history and no jobs today, so the ranking is by ETA.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from realtime import booking as core
 from realtime.backends.roster import Roster
 from realtime.booking import Booking, BookingEvent
 from realtime.bookings_desk import BookingDesk, NotFound
-from realtime.dispatch import Candidate, Ranked, rank
+from realtime.dispatch import BookingFacts, Candidate, Ranked, evaluate, route_eta
+from realtime.dispatch_weights import DEFAULT_WEIGHTS
 from realtime.fleet import Fleet
 from realtime.ports import Clock
 from realtime.profiles import Profiles, TechnicianProfile
@@ -64,24 +67,36 @@ class Dispatcher:
         candidates = []
         for technician_id in sorted(considered):
             last = self.fleet.last_fix(technician_id)
-            if (
-                last is None
-                or not self.fleet.is_online(technician_id)
-                or self.bookings.has_other_open(technician_id, booking.id)
-            ):
+            if last is None:
                 continue
             profile = self.profiles.get(technician_id) or TechnicianProfile()
             candidates.append(
-                Candidate(technician_id, last.lat, last.lon, last.t, frozenset(profile.skills))
+                Candidate(
+                    technician_id,
+                    last.lat,
+                    last.lon,
+                    last.t,
+                    frozenset(profile.skills),
+                    online=self.fleet.is_online(technician_id),
+                    free=not self.bookings.has_other_open(technician_id, booking.id),
+                    in_area=True,
+                    on_shift=True,
+                    rating=None,
+                    history=None,
+                    jobs_today=0,
+                )
             )
-        return rank(
+        facts = BookingFacts(destination.lat, destination.lon, frozenset(booking.skills))
+        now = self.clock()
+        evaluation = evaluate(
             candidates,
-            destination.lat,
-            destination.lon,
-            booking.skills,
-            self.provider(),
-            self.clock(),
+            facts,
+            route_eta(self.provider(), facts, now),
+            DEFAULT_WEIGHTS,
+            city_median_jobs=0.0,
+            now=now,
         )
+        return evaluation.ranked
 
     async def dispatch(
         self, booking_id: str, actor: str, *, dry_run: bool

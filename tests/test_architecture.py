@@ -26,6 +26,8 @@ PURE_CORES = [
     ROOT / "alerts/notify_payloads.py",
     ROOT / "realtime/booking.py",
     ROOT / "realtime/dispatch.py",
+    ROOT / "realtime/history_score.py",
+    ROOT / "realtime/batch_match.py",
     ROOT / "realtime/ingest.py",
     ROOT / "realtime/privacy.py",
     ROOT / "realtime/eta_throttle.py",
