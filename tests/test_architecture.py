@@ -31,6 +31,11 @@ PURE_CORES = [
     ROOT / "realtime/ingest.py",
     ROOT / "realtime/privacy.py",
     ROOT / "realtime/eta_throttle.py",
+    # Cities, shifts and the travel-fee tariff (issue 15), on one local-time module.
+    ROOT / "realtime/local_time.py",
+    ROOT / "realtime/shifts.py",
+    ROOT / "realtime/tariff.py",
+    ROOT / "realtime/city.py",
     # The chaos soak's schedule, trips and verdicts (the runner around them does the I/O).
     ROOT / "loadtest/chaos/plan.py",
     ROOT / "loadtest/chaos/trips.py",
