@@ -31,7 +31,7 @@ import msgspec
 import tenacity
 
 from geofence.arrival import ArrivalConfig, ArrivalTracker, ArrivalUpdate
-from geofence.eta import Eta, StraightLineProvider
+from geofence.eta import Eta, EtaConfig, StraightLineProvider
 from geofence.eta_band import ErrorBands
 from geofence.eta_models import CircuityModel, TravelTimeModel
 from geofence.eta_speeds import SpeedModel
@@ -338,6 +338,10 @@ class Arrivals:
                     return False
                 if queue and queue[0] is decision:
                     queue.popleft()
+
+    @property
+    def eta_config(self) -> EtaConfig:
+        return self.config.eta
 
     def _routed_distance(self, booking_id: str, fix: Fix) -> float | None:
         """The routing engine's distance, scaled to this fix; None: use the default provider.

@@ -111,6 +111,21 @@ class Booking(msgspec.Struct, frozen=True, omit_defaults=True):
     service_duration_s: float | None = None
     # Set when the personal fields were removed (retention or erasure, realtime/privacy.py).
     redacted_t: float | None = None
+    # The city it belongs to (realtime/city.py); None: the deployment's default city.
+    city: str | None = None
+    # The arrival window promised to the customer: on time = checked in by window_end_t.
+    window_start_t: float | None = None
+    window_end_t: float | None = None
+    # The customer's preferred technician: a bonus in dispatch's score, never a filter.
+    preferred_technician_id: str | None = None
+    # The travel-fee quote the customer accepted (POST /v1/quotes/travel), its route
+    # distance, and the distance the technician's track actually covered to the check-in.
+    quote_id: str | None = None
+    quoted_distance_m: float | None = None
+    driven_m: float | None = None
+    # Who cancelled (customer, technician, platform, operator): a technician's cancellation
+    # counts against their history score, the others do not.
+    cancelled_by: str | None = None
 
     @property
     def active(self) -> bool:
@@ -136,6 +151,17 @@ class Booking(msgspec.Struct, frozen=True, omit_defaults=True):
             return None
         ended_s = now - self.updated_t
         return ended_s if ended_s > grace_s else None
+
+
+class BookingTerms(msgspec.Struct, frozen=True):
+    """What the platform may set on a new booking beyond where and who (issue 15)."""
+
+    city: str | None = None
+    window_start_t: float | None = None
+    window_end_t: float | None = None
+    preferred_technician_id: str | None = None
+    quote_id: str | None = None
+    quoted_distance_m: float | None = None
 
 
 class AuditEvent(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -171,11 +197,12 @@ def create(
     geofence_radius_m: float = DEFAULT_GEOFENCE_RADIUS_M,
     skills: tuple[str, ...] = (),
     fence: dict[str, Any] | None = None,
+    terms: BookingTerms | None = None,
 ) -> tuple[Booking, list[AuditEvent]]:
     """A new booking and its audit records; already ``assigned`` when a technician is given."""
 
     def build(move: Move[BookingStatus, BookingEvent]) -> Booking:
-        return Booking(
+        booking = Booking(
             id=booking_id,
             customer_id=customer_id,
             destination=destination,
@@ -187,6 +214,9 @@ def create(
             skills=skills,
             fence=fence,
         )
+        if terms is None:
+            return booking
+        return msgspec.structs.replace(booking, **msgspec.structs.asdict(terms))
 
     booking, created = LIFECYCLE.begin(E.CREATE, t=t, build=build, audit=_auditor(actor, None))
     events = [created]
@@ -204,8 +234,13 @@ def apply(
     actor: str,
     cause: str | None = None,
     technician_id: str | None = None,
+    cancelled_by: str | None = None,
+    driven_m: float | None = None,
 ) -> tuple[Booking, AuditEvent]:
-    """Apply one event; return the new booking and its audit record, or raise IllegalTransition."""
+    """Apply one event; return the new booking and its audit record, or raise IllegalTransition.
+
+    ``cancelled_by`` is kept with a cancellation, ``driven_m`` with a check-in.
+    """
 
     def advance(current: Booking, move: Move[BookingStatus, BookingEvent]) -> Booking:
         changes: dict[str, object] = {"status": move.target, "updated_t": move.t}
@@ -215,6 +250,10 @@ def apply(
             changes["technician_id"] = technician_id
         if move.action is BookingEvent.CHECK_IN:
             changes["arrived_t"] = move.t
+            if driven_m is not None:
+                changes["driven_m"] = driven_m
+        if move.action is BookingEvent.CANCEL and cancelled_by is not None:
+            changes["cancelled_by"] = cancelled_by
         if move.action is BookingEvent.CHECK_OUT:
             changes["departed_t"] = move.t
             if current.arrived_t is not None:

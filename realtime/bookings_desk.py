@@ -11,10 +11,13 @@ hears of changes through ``on_change`` listeners (arrivals starts and stops its 
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+import msgspec
 
 from realtime import booking as core
 from realtime.backends.base import Store
@@ -23,6 +26,9 @@ from realtime.cluster import LOCK_TTL_S, Entity
 from realtime.fleet import Fleet
 from realtime.ports import Announce, Clock
 from realtime.publish import Publisher
+from realtime.visit_ledger import VisitLedger
+
+log = logging.getLogger("doorstep.bookings")
 
 
 class NotFound(Exception):
@@ -77,6 +83,7 @@ class BookingSpec:
     geofence_radius_m: float = core.DEFAULT_GEOFENCE_RADIUS_M
     skills: tuple[str, ...] = field(default_factory=tuple)
     fence: dict[str, object] | None = None
+    terms: core.BookingTerms | None = None
 
 
 class BookingDesk:
@@ -88,8 +95,11 @@ class BookingDesk:
         announce: Announce,
         clock: Clock,
         fleet: Fleet,
+        visits: VisitLedger | None = None,
     ) -> None:
         self.store = store
+        # Each ended booking goes into its technician's ledger (dispatch's history score).
+        self.visits = visits
         self.publisher = publisher
         self.announce = announce
         self.clock = clock
@@ -98,10 +108,15 @@ class BookingDesk:
         self._active: dict[str, Booking] = {}
         self._bookings_of: defaultdict[str, set[str]] = defaultdict(set)
         self._listeners: list[Callable[[Booking], None]] = []
+        self._after_check_in: list[Callable[[Booking], Awaitable[None]]] = []
 
     def on_change(self, listener: Callable[[Booking], None]) -> None:
         """Call ``listener`` with every booking this hub learns a new version of."""
         self._listeners.append(listener)
+
+    def after_check_in(self, hook: Callable[[Booking], Awaitable[None]]) -> None:
+        """Await ``hook`` after each check-in this hub stores (its errors are logged)."""
+        self._after_check_in.append(hook)
 
     # ------------------------------------------------------------------ the mirror
 
@@ -197,6 +212,7 @@ class BookingDesk:
                 geofence_radius_m=spec.geofence_radius_m,
                 skills=spec.skills,
                 fence=spec.fence,
+                terms=spec.terms,
             )
             if booking.technician_id:
                 await self.fleet.load(booking.technician_id)
@@ -216,6 +232,7 @@ class BookingDesk:
         cause: str | None = None,
         technician_id: str | None = None,
         t: float | None = None,
+        cancelled_by: str | None = None,
     ) -> Booking:
         """Apply one lifecycle event durably, then tell the watchers and the technician.
 
@@ -243,6 +260,7 @@ class BookingDesk:
                         technician_id=technician_id,
                         t=t,
                         locked_technician=locked,
+                        cancelled_by=cancelled_by,
                     )
                 break
             except _Relock as relock:
@@ -251,6 +269,27 @@ class BookingDesk:
                 locked = relock.technician_id
         else:
             raise Conflict(f"booking {booking_id} keeps changing technician; retry")
+        await self.announce(Entity.BOOKING, new.id)
+        if new.final and self.visits is not None:
+            await self.visits.record(new)
+        if event is BookingEvent.CHECK_IN:
+            for hook in self._after_check_in:
+                try:
+                    await hook(new)
+                except Exception:
+                    log.warning("after check-in of %s", new.id, exc_info=True)
+        return new
+
+    async def annotate(self, booking_id: str, **changes: object) -> Booking:
+        """Set fields that are not a lifecycle step (an accepted quote, the distance driven):
+        stored under the booking's lock, no audit transition, the cluster told."""
+        async with self.store.lock(f"booking:{booking_id}", LOCK_TTL_S):
+            old = await self.store.get_booking(booking_id)
+            if old is None:
+                raise NotFound(f"booking {booking_id} does not exist")
+            new = msgspec.structs.replace(old, **changes)
+            await self.store.save_booking(new, [])
+            self._index(new)
         await self.announce(Entity.BOOKING, new.id)
         return new
 
@@ -291,6 +330,7 @@ class BookingDesk:
         technician_id: str | None,
         t: float | None,
         locked_technician: str | None = None,
+        cancelled_by: str | None = None,
     ) -> Booking:
         """``transition`` under the booking's lock (the caller holds the technician's lock
         when ``locked_technician`` is set); the cluster notice is the caller's."""
@@ -319,6 +359,7 @@ class BookingDesk:
                 actor=actor,
                 cause=cause,
                 technician_id=technician_id,
+                cancelled_by=cancelled_by,
             )
             if new.active and new.technician_id:
                 # Its last known position is in the snapshot from the moment it is assigned.

@@ -38,6 +38,7 @@ class Entity(StrEnum):
     ALERT = "alert"
     ZONES = "zones"
     PROFILE = "profile"
+    CITY = "city"
     # A technician's remembered last position was erased (DELETE /v1/people/.../data): every
     # hub forgets its copy, not only the one that served the request.
     POSITION_ERASED = "position_erased"

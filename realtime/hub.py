@@ -21,7 +21,9 @@ from realtime.alerting import AlertDesk
 from realtime.arrivals import Arrivals, RoutingEngine
 from realtime.backends.base import Bus, Store
 from realtime.backends.roster import MemoryRoster, Roster
+from realtime.booking import Booking
 from realtime.bookings_desk import BookingDesk
+from realtime.cities import Cities
 from realtime.cluster import Cluster, Entity
 from realtime.dispatcher import Dispatcher
 from realtime.erasure import Eraser
@@ -35,11 +37,14 @@ from realtime.ports import Clock
 from realtime.privacy import Retention
 from realtime.profiles import Profiles
 from realtime.publish import Publisher
+from realtime.quotes import QuoteDesk
 from realtime.readiness import BackendHealth
 from realtime.retention import RetentionJob
 from realtime.safety import SafetyConfig, SafetyDesk
 from realtime.settings import Settings
 from realtime.tasks import Supervisor
+from realtime.travel import TravelEstimates
+from realtime.visit_ledger import VisitLedger
 from realtime.watchdog import Watchdog
 from realtime.zoning import Zoning
 
@@ -83,8 +88,15 @@ class Hub:
             interval_s=settings.fleet_interval_s,
         )
         self.profiles = Profiles(store, announce)
+        self.cities = Cities(store, announce)
+        self.visits = VisitLedger(store)
         self.bookings = BookingDesk(
-            store=store, publisher=self.publisher, announce=announce, clock=clock, fleet=self.fleet
+            store=store,
+            publisher=self.publisher,
+            announce=announce,
+            clock=clock,
+            fleet=self.fleet,
+            visits=self.visits,
         )
         self.alerts = AlertDesk(
             store=store, bus=bus, announce=announce, metrics=metrics, clock=clock
@@ -104,16 +116,23 @@ class Hub:
             models_reload_s=settings.models_reload_interval_s,
         )
         self.bookings.on_change(self.arrivals.booking_changed)
+        # Route distance and time as the customer's ETA would say (dispatch, quotes).
+        self.travel = TravelEstimates(self.arrivals)
+        self.quotes = QuoteDesk(store=store, cities=self.cities, travel=self.travel, clock=clock)
+        self.bookings.after_check_in(self._record_driven)
+        self.zoning = Zoning(
+            store=store, announce=announce, bookings=self.bookings, alerts=self.alerts
+        )
         self.dispatcher = Dispatcher(
             bookings=self.bookings,
             fleet=self.fleet,
             profiles=self.profiles,
             roster=self.roster,
-            provider=lambda: self.arrivals.provider,
+            cities=self.cities,
+            zoning=self.zoning,
+            visits=self.visits,
+            travel=self.travel,
             clock=clock,
-        )
-        self.zoning = Zoning(
-            store=store, announce=announce, bookings=self.bookings, alerts=self.alerts
         )
         self.safety = SafetyDesk(
             config=SafetyConfig(
@@ -205,6 +224,7 @@ class Hub:
                 Entity.ALERT: self.alerts.refresh,
                 Entity.ZONES: lambda _: self.zoning.load(),
                 Entity.PROFILE: self.profiles.refresh,
+                Entity.CITY: self.cities.refresh,
                 Entity.POSITION_ERASED: self._forget_erased_position,
             }
         )
@@ -238,12 +258,19 @@ class Hub:
         await self.alerts.load()
         await self.safety.load()
         await self.profiles.load()
+        await self.cities.load()
         await self.bookings.load()
 
     async def resync(self) -> None:
         """After the bus reconnected: notices from other hubs may be lost, read it all again."""
         log.info("hub %s: re-reading its mirrors after a reconnect", self.hub_id)
         await self._load_mirrors()
+
+    async def _record_driven(self, booking: Booking) -> None:
+        """After a check-in: the distance the track covered, beside a quoted one."""
+        driven = await self.quotes.driven_to_door(booking)
+        if driven is not None:
+            await self.bookings.annotate(booking.id, driven_m=driven)
 
     async def _forget_erased_position(self, technician_id: str) -> None:
         self.fleet.forget_position(technician_id)

@@ -11,6 +11,7 @@ import msgspec
 from realtime.backends.base import Store
 from realtime.cluster import Entity
 from realtime.ports import Announce
+from realtime.shifts import Shift
 
 PROFILES = "technicians"
 
@@ -20,6 +21,12 @@ class TechnicianProfile(msgspec.Struct, frozen=True, omit_defaults=True):
 
     skills: tuple[str, ...] = ()
     name: str | None = None
+    # The platform's rating, 0-5 (None: unrated, dispatch's neutral value).
+    rating: float | None = None
+    # The city they work in (None: the default city).
+    city: str | None = None
+    # Working windows in the city's local time; none: always on shift (as before shifts).
+    shifts: tuple[Shift, ...] = ()
 
 
 _profile_decoder = msgspec.json.Decoder(TechnicianProfile)

@@ -52,6 +52,11 @@ class ErrorCode(StrEnum):
     # Who sees whom / SOS on the right visit (issue 11).
     TECHNICIAN_BUSY = "technician_busy"  # a second en_route while another visit is on
     BOOKING_CLOSED = "booking_closed"  # a customer's SOS past the grace after the booking
+    # Cities, quotes and dispatch (issue 15).
+    UNKNOWN_CITY = "unknown_city"  # 422: a booking or technician names an unconfigured city
+    OUTSIDE_SERVICE_AREA = "outside_service_area"  # 422: the address is in none of its zones
+    UNKNOWN_QUOTE = "unknown_quote"  # 422: a booking names a quote that was never issued
+    QUOTE_EXPIRED = "quote_expired"  # 409: the quote's 5 minutes are over; ask for a new one
 
 
 class CloseCode(IntEnum):

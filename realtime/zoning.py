@@ -64,6 +64,15 @@ class Zoning:
     def ids(self) -> list[str]:
         return sorted(self._documents)
 
+    def ids_at(self, lat: float, lon: float) -> set[str]:
+        """The zones containing the point, each by its own id and its document's id (a
+        FeatureCollection's ``doc/feature``), so a city may name either."""
+        found: set[str] = set()
+        for zone in self.index.zones_at(lat, lon):
+            found.add(zone.id)
+            found.add(zone.id.split("/", 1)[0])
+        return found
+
     async def put(self, zone_id: str, document: Any) -> list[Any]:
         """Validate (GeoJSONError on bad input), store, and index a zone document."""
         zones = zones_from_geojson(document, zone_id)

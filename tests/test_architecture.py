@@ -36,6 +36,13 @@ PURE_CORES = [
     ROOT / "realtime/shifts.py",
     ROOT / "realtime/tariff.py",
     ROOT / "realtime/city.py",
+    ROOT / "realtime/dispatch_weights.py",
+    # The dispatch benchmark's simulated day (its __main__ reads the clock for runtimes).
+    ROOT / "loadtest/dispatch_bench/world.py",
+    ROOT / "loadtest/dispatch_bench/policies.py",
+    ROOT / "loadtest/dispatch_bench/simulate.py",
+    ROOT / "loadtest/dispatch_bench/metrics.py",
+    ROOT / "loadtest/dispatch_bench/report.py",
     # The chaos soak's schedule, trips and verdicts (the runner around them does the I/O).
     ROOT / "loadtest/chaos/plan.py",
     ROOT / "loadtest/chaos/trips.py",

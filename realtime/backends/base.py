@@ -184,6 +184,11 @@ class Store(Protocol):
 
     async def active_bookings(self) -> list[Booking]: ...
 
+    async def waiting_bookings(self) -> list[Booking]:
+        """The bookings still ``requested`` (no technician yet), by id: what batch dispatch
+        matches. Indexed, so it costs the waiting bookings, not every booking ever made."""
+        ...
+
     async def active_bookings_of(self, technician_id: str) -> list[Booking]:
         """The active bookings assigned to one technician: what "is this technician busy"
         reads under the technician's lock, at the cost of that technician's bookings, not

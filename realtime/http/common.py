@@ -26,9 +26,11 @@ from realtime.auth import AuthError, Principal, Role
 from realtime.backends.base import LockUnavailable, store_error_kind
 from realtime.booking import IllegalTransition
 from realtime.bookings_desk import Conflict, NotFound, TechnicianBusy
+from realtime.cities import UnknownCity
 from realtime.dispatcher import NoCandidate
 from realtime.hub import Hub
 from realtime.protocol import ErrorCode, ProtocolError
+from realtime.quotes import QuoteExpired, QuoteMismatch, UnknownQuote
 from realtime.safety import BookingClosed, IncidentNotFound
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -204,6 +206,14 @@ def handles_errors(endpoint: Endpoint) -> Endpoint:
             return error_response(409, ErrorCode.NO_TECHNICIAN_AVAILABLE, str(exc))
         except TechnicianBusy as exc:
             return error_response(409, ErrorCode.TECHNICIAN_BUSY, str(exc))
+        except UnknownCity as exc:
+            return error_response(422, ErrorCode.UNKNOWN_CITY, str(exc))
+        except UnknownQuote as exc:
+            return error_response(422, ErrorCode.UNKNOWN_QUOTE, str(exc))
+        except QuoteExpired as exc:
+            return error_response(409, ErrorCode.QUOTE_EXPIRED, str(exc))
+        except QuoteMismatch as exc:
+            return error_response(422, ErrorCode.INVALID_FIELD, str(exc))
         except IncidentNotFound as exc:
             return error_response(404, ErrorCode.NOT_FOUND, str(exc))
         except IllegalIncidentTransition as exc:

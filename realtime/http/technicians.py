@@ -26,11 +26,18 @@ from realtime.http.common import (
 from realtime.privacy import AccessEntry, WindowRefused, track_window
 from realtime.profiles import TechnicianProfile
 from realtime.protocol import ErrorCode
+from realtime.shifts import Shift
 
 
 class ProfileIn(msgspec.Struct, forbid_unknown_fields=True):
     skills: list[Identifier] = []
     name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    # The platform's rating of the technician, 0-5.
+    rating: Annotated[float, msgspec.Meta(ge=0.0, le=5.0)] | None = None
+    city: Identifier | None = None
+    # Working windows in the city's local time (realtime/shifts.py); a week of split
+    # shifts fits comfortably in 50.
+    shifts: Annotated[list[Shift], msgspec.Meta(max_length=50)] = []
 
 
 @handles_errors
@@ -38,8 +45,15 @@ async def put_technician(request: Request) -> Response:
     authenticate(request, {Role.PLATFORM})
     body: ProfileIn = await read_body(request, ProfileIn)
     technician_id = checked_identifier(request.path_params["technician_id"])
-    profile = TechnicianProfile(skills=tuple(sorted(set(body.skills))), name=body.name)
-    await hub_of(request).profiles.put(technician_id, profile)
+    hub = hub_of(request)
+    profile = TechnicianProfile(
+        skills=tuple(sorted(set(body.skills))),
+        name=body.name,
+        rating=body.rating,
+        city=hub.cities.require(body.city),
+        shifts=tuple(body.shifts),
+    )
+    await hub.profiles.put(technician_id, profile)
     return JSONResponse({"id": technician_id, **msgspec.to_builtins(profile)})
 
 

@@ -209,6 +209,21 @@ CALLS: list[Call] = [
     call("POST", "/v1/bookings/{fresh}/complete", ADMINS),
     call("POST", "/v1/bookings/{fresh}/cancel", ADMINS),
     call("POST", "/v1/bookings/{fresh}/dispatch?dry_run=1", ADMINS),
+    call("POST", "/v1/bookings/{fresh}/quote", ADMINS, {"quote_id": "q-none"}),
+    call("POST", "/v1/dispatch/batch?dry_run=1", ADMINS, {}),
+    # Travel-fee quotes and cities.
+    call(
+        "POST",
+        "/v1/quotes/travel",
+        ADMINS,
+        {"origin": {"lat": 52.5, "lon": 13.4}, "destination": {"lat": 52.51, "lon": 13.41}},
+    ),
+    call("GET", "/v1/quotes/q-none", ADMINS),
+    call("GET", "/v1/cities", ADMINS),
+    call("GET", "/v1/cities/default", ADMINS),
+    call(
+        "PUT", "/v1/cities/c-9", {PLATFORM_KEY_ROW}, {"name": "Nine", "timezone": "Europe/Berlin"}
+    ),
     # Technicians.
     call("PUT", "/v1/technicians/tech-9", {PLATFORM_KEY_ROW}, {"skills": ["plumbing"]}),
     call("GET", f"/v1/technicians/{TECHNICIAN_ID}", ADMINS),

@@ -97,6 +97,7 @@ class Keys:
         core = f"{{{prefix}}}"
         self.bookings = f"{core}:bookings"
         self.bookings_active = f"{core}:bookings:active"
+        self.bookings_waiting = f"{core}:bookings:waiting"
         self._bookings_active_of = f"{core}:bookings:active-of:"
         self.incidents = f"{core}:incidents"
         self.incidents_open = f"{core}:incidents:open"

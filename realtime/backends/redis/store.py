@@ -41,7 +41,7 @@ from realtime.backends.redis.scripts import (
 )
 from realtime.backends.redis.store_coordination import RedisCoordination
 from realtime.backends.redis.store_history import RedisHistory
-from realtime.booking import AuditEvent, Booking
+from realtime.booking import AuditEvent, Booking, BookingStatus
 from realtime.privacy import AccessEntry, booking_due, involves
 
 _booking_decoder = msgspec.json.Decoder(Booking)
@@ -102,6 +102,10 @@ class RedisStore(RedisHistory, RedisCoordination):
                     pipe.sadd(keys.bookings_active_of(booking.technician_id), booking.id)
             else:
                 pipe.srem(keys.bookings_active, booking.id)
+            if booking.status is BookingStatus.REQUESTED:
+                pipe.sadd(keys.bookings_waiting, booking.id)
+            else:
+                pipe.srem(keys.bookings_waiting, booking.id)
             for event in events:
                 pipe.xadd(keys.booking_audit(booking.id), {"d": _encode(event)})
             await pipe.execute()
@@ -115,6 +119,12 @@ class RedisStore(RedisHistory, RedisCoordination):
     async def active_bookings(self) -> list[Booking]:
         raws = await self._indexed_values(self.keys.bookings_active, self.keys.bookings, "set")
         return [_booking_decoder.decode(raw) for raw in raws]
+
+    @bounded
+    async def waiting_bookings(self) -> list[Booking]:
+        raws = await self._indexed_values(self.keys.bookings_waiting, self.keys.bookings, "set")
+        found = [_booking_decoder.decode(raw) for raw in raws]
+        return sorted((b for b in found if b.status is BookingStatus.REQUESTED), key=lambda b: b.id)
 
     @bounded
     async def active_bookings_of(self, technician_id: str) -> list[Booking]:

@@ -16,7 +16,7 @@ from realtime.backends.sqlite.connection import transaction
 from realtime.backends.sqlite.store_coordination import SQLiteCoordination
 from realtime.backends.sqlite.store_history import SQLiteHistory
 from realtime.backends.sqlite.store_safety import SQLiteSafety
-from realtime.booking import ACTIVE_STATUSES, FINAL_STATUSES, AuditEvent, Booking
+from realtime.booking import ACTIVE_STATUSES, FINAL_STATUSES, AuditEvent, Booking, BookingStatus
 from realtime.privacy import AccessEntry
 
 _booking_decoder = msgspec.json.Decoder(Booking)
@@ -65,6 +65,15 @@ class SQLiteStore(SQLiteHistory, SQLiteSafety, SQLiteCoordination):
         rows = await self._run(
             lambda: self.db.execute(
                 f"SELECT data FROM bookings WHERE status IN ({marks})", statuses
+            ).fetchall()
+        )
+        return [_booking_decoder.decode(r[0]) for r in rows]
+
+    async def waiting_bookings(self) -> list[Booking]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM bookings WHERE status = ? ORDER BY id",
+                (BookingStatus.REQUESTED.value,),
             ).fetchall()
         )
         return [_booking_decoder.decode(r[0]) for r in rows]

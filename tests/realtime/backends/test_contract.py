@@ -119,6 +119,24 @@ async def test_active_bookings_follow_the_status(store: Store) -> None:
     assert (await store.get_booking("b-done")) == done
 
 
+async def test_waiting_bookings_are_the_requested_ones(store: Store) -> None:
+    second, events = new_booking("b-2")
+    await store.save_booking(second, events)
+    first, events = new_booking("b-1")
+    await store.save_booking(first, events)
+    assigned, events = new_booking("b-assigned", technician_id="tech-1")
+    await store.save_booking(assigned, events)
+    assert [b.id for b in await store.waiting_bookings()] == ["b-1", "b-2"]
+
+    first, record = booking_core.apply(
+        first, BookingEvent.ASSIGN, t=T0 + 5, actor="dispatch", technician_id="tech-2"
+    )
+    await store.save_booking(first, [record])
+    second, record = booking_core.apply(second, BookingEvent.CANCEL, t=T0 + 6, actor="platform")
+    await store.save_booking(second, [record])
+    assert await store.waiting_bookings() == []
+
+
 async def test_a_technicians_active_bookings_follow_status_and_reassignment(
     store: Store,
 ) -> None:

@@ -1,0 +1,89 @@
+"""The cities the platform configures (``PUT /v1/cities/{id}``), mirrored on every hub.
+
+Stored as documents (namespace ``cities``), kept in memory and re-read when another hub
+announces a change, like technician profiles. A booking or technician without a city, or
+one naming the ``default`` city before the platform configured it, gets ``DEFAULT_CITY``
+(UTC, no service area, a free tariff, the hub's own timings): a deployment that never
+configures a city behaves as before cities existed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+
+from realtime.backends.base import Store
+from realtime.city import DEFAULT_CITY, City
+from realtime.cluster import Entity
+from realtime.ports import Announce
+
+log = logging.getLogger("doorstep.cities")
+
+CITIES = "cities"
+DEFAULT_CITY_ID = DEFAULT_CITY.id
+
+_city_decoder = msgspec.json.Decoder(City)
+
+
+class UnknownCity(Exception):
+    """A booking or technician names a city the platform has not configured."""
+
+
+class Cities:
+    def __init__(self, store: Store, announce: Announce) -> None:
+        self.store = store
+        self.announce = announce
+        self._cities: dict[str, City] = {}
+
+    async def load(self) -> None:
+        cities = {}
+        for key, raw in (await self.store.list_documents(CITIES)).items():
+            try:
+                cities[key] = _city_decoder.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                # Stored by a newer or older hub with other rules: skip it, loudly, rather
+                # than refuse to start (the platform can PUT it again).
+                log.error("city %s in the store does not decode; ignored", key, exc_info=True)
+        self._cities = cities
+
+    async def refresh(self, city_id: str) -> None:
+        raw = await self.store.get_document(CITIES, city_id)
+        if raw is None:
+            self._cities.pop(city_id, None)
+        else:
+            self._cities[city_id] = _city_decoder.decode(raw)
+
+    def all(self) -> list[City]:
+        known = dict(self._cities)
+        known.setdefault(DEFAULT_CITY_ID, DEFAULT_CITY)
+        return [known[key] for key in sorted(known)]
+
+    def configured(self, city_id: str) -> City | None:
+        """The city as the platform configured it (the default city even if it did not)."""
+        city = self._cities.get(city_id)
+        if city is None and city_id == DEFAULT_CITY_ID:
+            return DEFAULT_CITY
+        return city
+
+    def of(self, city_id: str | None) -> City:
+        """The city a booking or technician belongs to, for its rules (never fails: a city
+        deleted from under a booking falls back to the default, with a warning)."""
+        if city_id is None:
+            return self.configured(DEFAULT_CITY_ID) or DEFAULT_CITY
+        city = self.configured(city_id)
+        if city is None:
+            log.warning("city %s is not configured: the default city's rules apply", city_id)
+            return self.of(None)
+        return city
+
+    def require(self, city_id: str | None) -> str | None:
+        """``city_id`` if the platform may use it now (configured, or the default)."""
+        if city_id is not None and self.configured(city_id) is None:
+            raise UnknownCity(f"city {city_id} is not configured (PUT /v1/cities/{city_id})")
+        return city_id
+
+    async def put(self, city: City) -> None:
+        await self.store.put_document(CITIES, city.id, msgspec.json.encode(city))
+        self._cities[city.id] = city
+        await self.announce(Entity.CITY, city.id)
