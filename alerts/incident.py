@@ -158,6 +158,8 @@ class Incident(msgspec.Struct, frozen=True, omit_defaults=True):
     audit: tuple[AuditEntry, ...] = ()
     escalations: tuple[str, ...] = ()  # names of the escalation steps already done
     deliveries: tuple[Delivery, ...] = ()
+    # The city whose escalation timers apply (the booking's, else the technician's).
+    city: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -201,6 +203,7 @@ def raise_incident(
     address: IncidentLocation | None = None,
     location: IncidentLocation | None = None,
     note: str | None = None,
+    city: str | None = None,
 ) -> Incident:
     """A new open incident whose audit trail starts with the reporter's "raise" entry."""
 
@@ -219,6 +222,7 @@ def raise_incident(
             address=address,
             location=location,
             note=note,
+            city=city,
         )
 
     def audit(incident: Incident, move: Move[IncidentStatus, IncidentAction]) -> AuditEntry:

@@ -35,15 +35,16 @@ def _check_text(what: str, value: object, max_chars: int) -> None:
 
 
 class EscalationOverrides(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Seconds after an unacknowledged incident was raised (the clock ``alerts/escalation.py``
-    uses) at which the person's emergency contacts are notified, and notified again;
-    None leaves the hub's default."""
+    """The city's escalation timers, in seconds after an unacknowledged incident was raised
+    (the clock of ``alerts/escalation.py``): ``realert_after_s`` re-alerts the operators and
+    calls the supervisor (the hub's T1), ``contacts_after_s`` notifies the person's
+    emergency contacts (T2). None leaves the hub's setting."""
 
+    realert_after_s: float | None = None
     contacts_after_s: float | None = None
-    second_contact_after_s: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("contacts_after_s", "second_contact_after_s"):
+        for name in ("realert_after_s", "contacts_after_s"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -57,12 +58,18 @@ class EscalationOverrides(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
                     f"escalation {name} must be a number of seconds > 0 "
                     f"(or null for the hub default), not {value!r}"
                 )
-        first, second = self.contacts_after_s, self.second_contact_after_s
-        if first is not None and second is not None and second <= first:
+        first, second = self.realert_after_s, self.contacts_after_s
+        if first is not None and second is not None and second < first:
             raise ValueError(
-                f"escalation second_contact_after_s ({second:g} s) must come after "
-                f"contacts_after_s ({first:g} s)"
+                f"escalation contacts_after_s ({second:g} s) must not come before "
+                f"realert_after_s ({first:g} s)"
             )
+
+    def timers(self, default_t1_s: float, default_t2_s: float) -> tuple[float, float]:
+        """(T1, T2) with the hub's defaults where the city sets none; T2 never before T1."""
+        t1 = default_t1_s if self.realert_after_s is None else self.realert_after_s
+        t2 = default_t2_s if self.contacts_after_s is None else self.contacts_after_s
+        return t1, max(t1, t2)
 
 
 NO_ESCALATION_OVERRIDES = EscalationOverrides()

@@ -59,9 +59,12 @@ class Escalation:
         deliveries: Deliveries,
         metrics: Metrics,
         clock: Clock,
+        policy_for: Callable[[Incident], EscalationPolicy] | None = None,
     ) -> None:
         self.policy = policy
+        # The steps' names are the same in every policy; their times are the city's.
         self.steps = {step.name: step for step in policy.steps}
+        self.policy_for = policy_for or (lambda _incident: policy)
         self.reclaim_idle_s = reclaim_idle_s
         self.hub_id = hub_id
         self.store = store
@@ -87,7 +90,7 @@ class Escalation:
         """Put every due step of the mirrored open incidents on the work queue, once."""
         now = self.clock()
         for incident in open_incidents:
-            for step in due_steps(incident, self.policy, now):
+            for step in due_steps(incident, self.policy_for(incident), now):
                 if (incident.id, step.name) in self._enqueued:
                     continue
                 work = StepWork(incident_id=incident.id, step=step.name)
@@ -158,15 +161,20 @@ class Escalation:
         finally:
             self._working.discard(item.id)
 
-    async def _escalate(self, incident_id: str, step: EscalationStep) -> None:
+    async def _escalate(self, incident_id: str, named: EscalationStep) -> None:
         fired: list[bool] = []
+        step = named
 
         def mark(incident: Incident) -> Incident:
-            if step.name in incident.escalations:
+            nonlocal step
+            if named.name in incident.escalations:
                 return incident  # marked before: a reclaimed item finishing a dead hub's work
+            # This incident's own step (its city's timer) of that name.
+            policy = self.policy_for(incident)
+            step = next((s for s in policy.steps if s.name == named.name), named)
             # Re-checked on the stored incident: an operator may have acknowledged it. Not
             # the time: a hub found it due, and this hub's clock may be a little behind.
-            if step not in due_steps(incident, self.policy, math.inf):
+            if step not in due_steps(incident, policy, math.inf):
                 return incident
             fired.append(True)
             return mark_escalated(incident, step, self.clock(), by=self.hub_id)

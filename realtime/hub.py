@@ -151,6 +151,7 @@ class Hub:
             bookings=self.bookings,
             fleet=self.fleet,
             profiles=self.profiles,
+            cities=self.cities,
             metrics=metrics,
             spawn=spawn,
             clock=clock,

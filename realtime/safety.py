@@ -58,6 +58,7 @@ from realtime.backends.base import (
 )
 from realtime.booking import Booking
 from realtime.channels import OPS_CHANNEL
+from realtime.cities import Cities
 from realtime.cluster import LOCK_TTL_S, Entity
 from realtime.escalation import Escalation
 from realtime.incident_deliveries import SYSTEM_ROLE, Deliveries
@@ -70,9 +71,9 @@ from realtime.ports import (
     BookingView,
     Clock,
     FleetView,
-    ProfileView,
     Spawn,
 )
+from realtime.profiles import Profiles
 from realtime.protocol import ErrorCode, ProtocolError
 
 log = logging.getLogger("doorstep.safety")
@@ -155,7 +156,8 @@ class SafetyDesk:
         announce: Announce,
         bookings: BookingView,
         fleet: FleetView,
-        profiles: ProfileView,
+        profiles: Profiles,
+        cities: Cities,
         metrics: Metrics,
         spawn: Spawn,
         clock: Clock,
@@ -172,9 +174,11 @@ class SafetyDesk:
         self.metrics = metrics
         self.spawn = spawn
         self.clock = clock
+        self.cities = cities
         self.policy = EscalationPolicy.from_timers(
             t1_s=config.escalation_t1_s, t2_s=config.escalation_t2_s
         )
+        self._policies: dict[tuple[float, float], EscalationPolicy] = {}
         self._open: dict[str, Incident] = {}  # mirror of the stored open incidents
         self._keys: dict[str, str] = {}  # incident id -> reporter key
         # Trail points received but not yet written to the incident (written every
@@ -194,6 +198,7 @@ class SafetyDesk:
         )
         self.escalation = Escalation(
             policy=self.policy,
+            policy_for=self._policy_for,
             reclaim_idle_s=config.work_reclaim_idle_s,
             hub_id=hub_id,
             store=store,
@@ -319,6 +324,7 @@ class SafetyDesk:
             customer_id=booking.customer_id if booking else None,
             address=address,
             location=self._last_fix(technician_id) or address,
+            city=self._city_of(booking, technician_id),
         )
         return await self._store_new(incident, key)
 
@@ -395,6 +401,7 @@ class SafetyDesk:
             location = address
         return {
             "booking_id": booking.id if booking else None,
+            "city": self._city_of(booking, technician_id),
             "technician_id": technician_id,
             "customer_id": principal.sub
             if principal.role is Role.CUSTOMER
@@ -402,6 +409,24 @@ class SafetyDesk:
             "address": address,
             "location": location,
         }
+
+    def _city_of(self, booking: Booking | None, technician_id: str | None) -> str:
+        """The city whose escalation timers the incident follows: its booking's, else the
+        technician's (a technician's SOS between visits)."""
+        if booking is not None:
+            return self.cities.of(booking.city).id
+        profile = self.profiles.get(technician_id) if technician_id else None
+        return self.cities.of(profile.city if profile else None).id
+
+    def _policy_for(self, incident: Incident) -> EscalationPolicy:
+        """The escalation timers of the incident's city (the hub's settings by default)."""
+        t1, t2 = self.cities.of(incident.city).escalation.timers(
+            self.config.escalation_t1_s, self.config.escalation_t2_s
+        )
+        policy = self._policies.get((t1, t2))
+        if policy is None:
+            policy = self._policies[(t1, t2)] = EscalationPolicy.from_timers(t1_s=t1, t2_s=t2)
+        return policy
 
     def _check_customer_booking(self, booking: Booking) -> None:
         """A customer raises SOS on their booking while it is open and for

@@ -27,7 +27,7 @@ BERLIN_BODY = b"""{
                "per_km": 0.8, "night": {"start": "22:00", "end": "06:00"},
                "night_multiplier": 1.25},
     "dispatch": {"eta": 1.0, "fairness_per_job_s": 60},
-    "escalation": {"contacts_after_s": 45, "second_contact_after_s": 120},
+    "escalation": {"realert_after_s": 45, "contacts_after_s": 120},
     "operator_group": "ops-berlin",
     "retention_days": 30
 }"""
@@ -68,7 +68,7 @@ def test_a_full_city_decodes_from_json() -> None:
         night_multiplier=1.25,
     )
     assert city.dispatch == DispatchWeights(eta=1.0, fairness_per_job_s=60)
-    assert city.escalation == EscalationOverrides(contacts_after_s=45, second_contact_after_s=120)
+    assert city.escalation == EscalationOverrides(realert_after_s=45, contacts_after_s=120)
     assert (city.operator_group, city.retention_days) == ("ops-berlin", 30)
     assert decode(msgspec.json.encode(city)) == city
 
@@ -95,11 +95,11 @@ def test_a_time_zone_that_does_not_load_is_refused(timezone: str) -> None:
         ({"tariff": {"version": "v", "currency": "EUR", "surge": 2}}, "unknown field `surge`"),
         ({"tariff": {"version": "v", "currency": "euro"}}, "ISO 4217 .* at `\\$.tariff`"),
         ({"dispatch": {"eta": -1}}, "dispatch weight eta must be within"),
-        ({"escalation": {"contacts_after_s": 0}}, "contacts_after_s must be .* > 0"),
-        ({"escalation": {"second_contact_after_s": -3}}, "second_contact_after_s must be"),
+        ({"escalation": {"realert_after_s": 0}}, "realert_after_s must be .* > 0"),
+        ({"escalation": {"contacts_after_s": -3}}, "contacts_after_s must be"),
         (
-            {"escalation": {"contacts_after_s": 60, "second_contact_after_s": 60}},
-            "second_contact_after_s \\(60 s\\) must come after contacts_after_s \\(60 s\\)",
+            {"escalation": {"realert_after_s": 60, "contacts_after_s": 50}},
+            "contacts_after_s \\(50 s\\) must not come before realert_after_s \\(60 s\\)",
         ),
         ({"escalation": {"after": 5}}, "unknown field `after`"),
         ({"retention_days": 0}, "retention_days must be a whole number of days from 1"),

@@ -356,3 +356,43 @@ async def test_a_slow_operator_is_closed_and_loses_no_incident(hub_factory):
     # ...and loses nothing: reconnecting, the snapshot holds every open incident.
     _, snapshot = await operator(hub, "op-slow")
     assert {i["id"] for i in snapshot["incidents"]} == set(raised)
+
+
+async def test_a_citys_escalation_timer_replaces_the_hubs_for_its_incidents(
+    hub_factory, receiver
+):
+    # The hub's T1 is 60 s; the city "fast" re-alerts after 1 s. A technician of that city
+    # raising SOS between visits is escalated on the city's timer, one of the default
+    # city on the hub's (not within the test).
+    hub = await hub_factory(
+        escalation_t1_s=60,
+        escalation_t2_s=120,
+        supervisor_webhook_url=f"{receiver.url}/supervisor",
+        webhook_secret=WEBHOOK_SECRET,
+    )
+    async with hub.client() as http:
+        city = {"name": "Fast", "timezone": "Europe/Berlin", "escalation": {"realert_after_s": 1}}
+        assert (await http.put("/v1/cities/fast", json=city)).status_code == 200
+        profile = {"skills": [], "city": "fast"}
+        assert (await http.put("/v1/technicians/tech-fast", json=profile)).status_code == 200
+    slow = await technician(hub, "tech-slow")
+    await slow.send(sos("slow-city-sos"))
+    slow_incident = (await receive_until(slow, "sos_ack"))["incident"]
+    fast = await technician(hub, "tech-fast")
+    await fast.send(sos("fast-city-sos"))
+    fast_incident = (await receive_until(fast, "sos_ack"))["incident"]
+    raised_at = time.time()
+    await receiver.wait_for(1)
+    assert 0.9 <= time.time() - raised_at < 4.0
+    await asyncio.sleep(1.0)
+    assert [json.loads(body)["incident"]["id"] for _, _, body in receiver.requests] == [
+        fast_incident
+    ]
+    audit = await incident_audit(hub, fast_incident)
+    assert any("within 1 s" in (entry.get("note") or "") for entry in audit), audit
+    token = await hub.token("operator", "auditor")
+    async with hub.client(token) as http:
+        stored = (await http.get(f"/v1/incidents/{fast_incident}")).json()
+        other = (await http.get(f"/v1/incidents/{slow_incident}")).json()
+    assert stored["city"] == "fast" and other["city"] == "default"
+    assert "escalations" not in other  # omitted while empty: none fired
