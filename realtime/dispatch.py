@@ -240,3 +240,16 @@ def route_eta(provider: RouteProvider, booking: BookingFacts, now: float) -> Eta
         return eta.seconds, distance
 
     return eta_of
+
+
+def batch_cost(total_s: float, waited_s: float, weights: DispatchWeights) -> float:
+    """A booking-technician pair's cost in a batch (``batch_match.match``): the score less
+    ``weights.waited`` x the seconds the booking has waited so far.
+
+    The matching serves as many bookings as it can and then the least total cost, so
+    without the wait a booking far from every free technician loses to nearer ones batch
+    after batch (the benchmark's longest waits, loadtest/results/dispatch.md). With it an
+    old booking's pairs are cheaper; among bookings that will all be served, the term is
+    the same whichever technician each gets, so it changes who waits, not who drives.
+    """
+    return total_s - weights.waited * max(waited_s, 0.0)

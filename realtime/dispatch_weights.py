@@ -23,6 +23,10 @@ class DispatchWeights(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     fairness_per_job_s: float = 90.0
     # Taken off the total of the customer's preferred technician.
     preferred_bonus_s: float = 300.0
+    # Batch matching only: each second a booking has already waited is worth this much
+    # off its pairs' cost (``dispatch.batch_cost``), so the oldest are served first when
+    # there are more bookings than free technicians.
+    waited: float = 0.25
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:

@@ -36,6 +36,7 @@ from realtime.dispatch import (
     Excluded,
     Ranked,
     Reason,
+    batch_cost,
     evaluate,
 )
 from realtime.fleet import Fleet
@@ -66,8 +67,9 @@ class BatchResult:
     city: str
     matching: Matching[str, str]
     # What one booking at a time (each to its best-scored free technician, in order of
-    # request) would have cost on the same scores: the batch's gain, shown beside it.
+    # request) would have cost on the same scores, and served: the batch's gain beside it.
     greedy_total_s: float
+    greedy_served: int
     # Bookings the matching gave a technician another dispatch took meanwhile.
     taken_meanwhile: list[str]
     scores: dict[tuple[str, str], Ranked]
@@ -150,10 +152,14 @@ class Dispatcher:
                 scores[(booking.id, ranked.technician_id)] = ranked
         technicians = sorted({technician for _, technician in scores})
         booking_ids_sorted = [b.id for b in bookings]
+        now = self.clock()
+        waited = {b.id: now - b.created_t for b in bookings}
 
         def cost(booking_id: str, technician_id: str) -> float | None:
             ranked = scores.get((booking_id, technician_id))
-            return None if ranked is None else ranked.total_s
+            if ranked is None:
+                return None
+            return batch_cost(ranked.total_s, waited[booking_id], city.dispatch)
 
         matching = match(booking_ids_sorted, technicians, cost)
         greedy = greedy_nearest(booking_ids_sorted, technicians, cost)
@@ -172,7 +178,8 @@ class Dispatcher:
                 )
                 if assigned is None:
                     taken.append(assignment.booking)
-        return BatchResult(city.id, matching, greedy.total_cost, taken, scores)
+        greedy_total = sum(scores[(a.booking, a.technician)].total_s for a in greedy.assignments)
+        return BatchResult(city.id, matching, greedy_total, len(greedy.assignments), taken, scores)
 
     async def _batch_bookings(self, city: City, booking_ids: Sequence[str] | None) -> list[Booking]:
         if booking_ids is None:

@@ -30,7 +30,7 @@ import msgspec
 
 from loadtest.dispatch_bench.world import Booking, Point, Technician, World
 from realtime.batch_match import match
-from realtime.dispatch import BookingFacts, Candidate, EtaOf, evaluate
+from realtime.dispatch import BookingFacts, Candidate, EtaOf, batch_cost, evaluate
 from realtime.dispatch_weights import DEFAULT_WEIGHTS, DispatchWeights
 
 # Only the ETA counts: greedy-nearest through the same filters as the ranking.
@@ -129,7 +129,10 @@ class Batch:
                 median,
                 now,
             )
-            totals[booking.id] = {r.technician_id: r.total_s for r in ranking.ranked}
+            waited = now - booking.request_t
+            totals[booking.id] = {
+                r.technician_id: batch_cost(r.total_s, waited, self.weights) for r in ranking.ranked
+            }
         free = sorted(c.technician_id for c in candidates if c.free and c.on_shift)
         matching = match(
             list(waiting), free, lambda booking, tech_id: totals[booking.id].get(tech_id)

@@ -164,10 +164,11 @@ def _verdicts(means: dict[str, DayMetrics], same_as_baseline: Sequence[str]) -> 
     ]
     if starved:
         out.append(
-            f"The longest wait is longer under {', '.join(starved)} than under {BASELINE}: a "
-            "matching that minimises the batch's total cost serves the bookings nearest to "
-            "the free technicians first, so a booking far from all of them can wait batch "
-            "after batch (nothing in the cost counts how long a booking has waited)."
+            f"The longest wait is more than 10 % longer under {', '.join(starved)} than under "
+            f"{BASELINE}: a matching that minimises the batch's total cost serves the bookings "
+            "nearest to the free technicians first, so a booking far from all of them can wait "
+            "batch after batch; the `waited` weight (the wait so far off a pair's cost) "
+            "bounds that."
         )
     return out
 

@@ -264,8 +264,10 @@ async def dispatch_batch(request: Request) -> Response:
             "city": result.city,
             "assigned": assigned,
             "unassigned": sorted(unassigned, key=lambda u: u["booking_id"]),
-            "total_s": round(matching.total_cost, 1),
+            # Sums of the assigned pairs' scores (the wait bonus that orders a batch left out).
+            "total_s": round(sum(a["total_s"] for a in assigned), 1),
             "one_at_a_time_total_s": round(result.greedy_total_s, 1),
+            "one_at_a_time_served": result.greedy_served,
         }
     )
 

@@ -12,6 +12,7 @@ from geofence.eta import EtaEstimator, StraightLineProvider
 from geofence.eta_models import CircuityModel
 from geofence.geo import destination_point, distance_m
 from geofence.model import Fix
+from realtime.batch_match import match
 from realtime.dispatch import (
     MAX_POSITION_AGE_S,
     BookingFacts,
@@ -19,6 +20,7 @@ from realtime.dispatch import (
     Components,
     Excluded,
     Reason,
+    batch_cost,
     evaluate,
     route_eta,
 )
@@ -332,3 +334,23 @@ def test_every_candidate_is_ranked_or_excluded_once_and_totals_add_up(rows, medi
             parts.eta_s + parts.rating_s + parts.history_s + parts.fairness_s + parts.preferred_s
         )
         assert parts.rating_s >= 0 and parts.history_s >= 0 and parts.fairness_s >= 0
+
+
+def test_a_batch_pair_costs_its_score_less_the_weighted_wait() -> None:
+    weights = DispatchWeights(waited=0.25)
+    assert batch_cost(600.0, 1200.0, weights) == 600.0 - 300.0
+    assert batch_cost(600.0, -5.0, weights) == 600.0  # a clock skew is no wait
+    assert batch_cost(600.0, 1200.0, DispatchWeights(waited=0.0)) == 600.0
+
+
+def test_the_wait_lets_an_old_far_booking_beat_a_young_near_one_for_the_last_technician() -> None:
+    # One technician, two bookings: "old" waited 40 min and is 10 min away, "young" just
+    # came in, 4 min away. On scores alone the young one wins (240 < 600); with the wait
+    # at 0.25 the old one costs 600 - 600 = 0 < 240 - 0 and is served.
+    scores = {"old": 600.0, "young": 240.0}
+    waited = {"old": 2400.0, "young": 0.0}
+    plain = match(["old", "young"], ["tech"], lambda b, t: scores[b])
+    assert [a.booking for a in plain.assignments] == ["young"]
+    weights = DispatchWeights(waited=0.25)
+    aged = match(["old", "young"], ["tech"], lambda b, t: batch_cost(scores[b], waited[b], weights))
+    assert [a.booking for a in aged.assignments] == ["old"]
