@@ -10,10 +10,12 @@ configures a city behaves as before cities existed.
 from __future__ import annotations
 
 import logging
+import math
 
 import msgspec
 
 from realtime.backends.base import Store
+from realtime.booking import Booking
 from realtime.city import DEFAULT_CITY, City
 from realtime.cluster import Entity
 from realtime.ports import Announce
@@ -31,9 +33,13 @@ class UnknownCity(Exception):
 
 
 class Cities:
-    def __init__(self, store: Store, announce: Announce) -> None:
+    def __init__(
+        self, store: Store, announce: Announce, default_retention_s: float = math.inf
+    ) -> None:
         self.store = store
         self.announce = announce
+        # The hub's retention of closed bookings' personal fields, for cities with none.
+        self.default_retention_s = default_retention_s
         self._cities: dict[str, City] = {}
 
     async def load(self) -> None:
@@ -82,6 +88,16 @@ class Cities:
         if city_id is not None and self.configured(city_id) is None:
             raise UnknownCity(f"city {city_id} is not configured (PUT /v1/cities/{city_id})")
         return city_id
+
+    def booking_personal_s(self, booking: Booking) -> float:
+        """How long the booking's personal fields are kept after it closed: its city's
+        ``retention_days``, else the hub's setting."""
+        days = self.of(booking.city).retention_days
+        return self.default_retention_s if days is None else days * 86_400.0
+
+    def shortest_booking_personal_s(self) -> float:
+        days = [c.retention_days for c in self.all() if c.retention_days is not None]
+        return min([self.default_retention_s, *(d * 86_400.0 for d in days)])
 
     async def put(self, city: City) -> None:
         await self.store.put_document(CITIES, city.id, msgspec.json.encode(city))

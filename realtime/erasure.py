@@ -25,6 +25,7 @@ from realtime.ports import Announce, Clock
 from realtime.privacy import AccessEntry, involves, redact_booking
 from realtime.profiles import Profiles
 from realtime.safety import CONTACTS, contacts_key
+from realtime.visit_ledger import VisitLedger
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Eraser:
         roster: Roster,
         fleet: Fleet,
         profiles: Profiles,
+        visits: VisitLedger | None = None,
         announce: Announce,
         clock: Clock,
     ) -> None:
@@ -52,6 +54,7 @@ class Eraser:
         self.roster = roster
         self.fleet = fleet
         self.profiles = profiles
+        self.visits = visits
         self.announce = announce
         self.clock = clock
 
@@ -79,6 +82,9 @@ async def _erase_person(desk: Eraser, role: str, person_id: str, actor: str) -> 
         if profile is not None and profile.name is not None:
             await desk.profiles.put(person_id, msgspec.structs.replace(profile, name=None))
             erased["profile_name"] = 1
+        # Their record of visits (dispatch's history score): nobody dispatches them any more.
+        forgot = desk.visits is not None and await desk.visits.forget(person_id)
+        erased["visit_history"] = int(forgot)
     erased["emergency_contacts"] = int(
         await desk.store.delete_document(CONTACTS, contacts_key(role, person_id))
     )

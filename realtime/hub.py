@@ -88,7 +88,7 @@ class Hub:
             interval_s=settings.fleet_interval_s,
         )
         self.profiles = Profiles(store, announce)
-        self.cities = Cities(store, announce)
+        self.cities = Cities(store, announce, settings.retention_booking_personal_s)
         self.visits = VisitLedger(store)
         self.bookings = BookingDesk(
             store=store,
@@ -203,6 +203,7 @@ class Hub:
             roster=self.roster,
             fleet=self.fleet,
             profiles=self.profiles,
+            visits=self.visits,
             announce=announce,
             clock=clock,
         )
@@ -217,6 +218,8 @@ class Hub:
             roster=self.roster,
             memory=self.fleet,
             clock=clock,
+            bookings_by_city=self.cities,
+            purge_quotes=self.quotes.purge_expired,
         )
         self.cluster.handlers.update(
             {

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from realtime.aio import stop_tasks
 from realtime.backends.base import LockUnavailable, Store
 from realtime.backends.roster import Roster
+from realtime.booking import Booking
 from realtime.ports import Clock
 from realtime.privacy import Cutoffs, Retention, cutoffs, redact_booking
 
@@ -43,6 +45,7 @@ class PurgeReport:
     alerts: int = 0  # acknowledged safety alerts, after the incident retention
     bookings_redacted: int = 0
     access_entries: int = 0
+    quotes: int = 0  # travel-fee quotes a day past their expiry
     store_purged: bool = False  # False when another hub was purging (held the lock)
 
     @property
@@ -54,6 +57,7 @@ class PurgeReport:
             + self.alerts
             + self.bookings_redacted
             + self.access_entries
+            + self.quotes
         )
 
 
@@ -61,6 +65,15 @@ class Forgets(Protocol):
     """What remembers positions in memory (the fleet)."""
 
     def forget_positions_before(self, cutoff: float) -> int: ...
+
+
+class BookingRetention(Protocol):
+    """How long a closed booking's personal fields are kept: its city's retention, or the
+    hub's (``realtime/cities.py``); and the shortest of them, to know how far to look."""
+
+    def booking_personal_s(self, booking: Booking) -> float: ...
+
+    def shortest_booking_personal_s(self) -> float: ...
 
 
 class RetentionJob:
@@ -73,7 +86,11 @@ class RetentionJob:
         roster: Roster,
         memory: Forgets,
         clock: Clock,
+        bookings_by_city: BookingRetention | None = None,
+        purge_quotes: Callable[[float], Awaitable[int]] | None = None,
     ) -> None:
+        self.bookings_by_city = bookings_by_city
+        self.purge_quotes = purge_quotes
         self.retention = retention
         self.interval_s = interval_s
         self.store = store
@@ -121,12 +138,35 @@ class RetentionJob:
         report.incidents = await self.store.purge_closed_incidents_before(due.incidents)
         report.alerts = await self.store.purge_closed_alerts_before(due.incidents)
         report.access_entries = await self.store.purge_access_before(due.incidents)
+        await self._redact_bookings(now, due, report)
+        if self.purge_quotes is not None:
+            report.quotes = await self.purge_quotes(now)
+
+    async def _redact_bookings(self, now: float, due: Cutoffs, report: PurgeReport) -> None:
+        """Redact the closed bookings past their retention: the hub's, or their city's.
+
+        With cities, the query looks as far as the shortest retention and pages on past
+        the bookings whose own (longer) retention is not over yet, which stay as they are.
+        """
+        by_city = self.bookings_by_city
+        cutoff = due.bookings
+        if by_city is not None:
+            cutoff = max(cutoff, now - by_city.shortest_booking_personal_s())
+        after: tuple[float, str] | None = None
         while True:
-            batch = await self.store.closed_bookings_before(due.bookings, REDACT_BATCH)
+            batch = await self.store.closed_bookings_before(cutoff, REDACT_BATCH, after)
             for booking in batch:
+                kept_s = (
+                    self.retention.booking_personal_s
+                    if by_city is None
+                    else by_city.booking_personal_s(booking)
+                )
+                if booking.updated_t >= now - kept_s:
+                    continue  # its city keeps it longer: a later run redacts it
                 # A closed booking takes no further transition, so nothing can change it
                 # between the read and this write.
                 await self.store.save_booking(redact_booking(booking, now), [])
-            report.bookings_redacted += len(batch)
+                report.bookings_redacted += 1
             if len(batch) < REDACT_BATCH:
                 break
+            after = (batch[-1].updated_t, batch[-1].id)

@@ -89,10 +89,10 @@ class VisitLedger:
         self._cache[technician_id] = (time.monotonic(), records)
         return records
 
-    async def forget(self, technician_id: str) -> None:
-        """Erase the technician's ledger (their data was erased)."""
+    async def forget(self, technician_id: str) -> bool:
+        """Erase the technician's ledger (their data was erased); whether there was one."""
         self._cache.pop(technician_id, None)
-        await self.store.delete_document(VISITS, technician_id)
+        return await self.store.delete_document(VISITS, technician_id)
 
     async def _read(self, technician_id: str) -> list[VisitRecord]:
         raw = await self.store.get_document(VISITS, technician_id)

@@ -293,9 +293,13 @@ class Store(Protocol):
         ``cutoff``, with their audit entries; open ones are never touched. Returns how many."""
         ...
 
-    async def closed_bookings_before(self, cutoff: float, limit: int) -> list[Booking]:
+    async def closed_bookings_before(
+        self, cutoff: float, limit: int, after: tuple[float, str] | None = None
+    ) -> list[Booking]:
         """Up to ``limit`` closed bookings last updated before ``cutoff`` that are not
-        redacted yet (``redacted_t`` unset), oldest first."""
+        redacted yet (``redacted_t`` unset), oldest first (by ``updated_t``, then id);
+        with ``after`` = (updated_t, id) of the last one seen, the ones after it (pages
+        over bookings the caller leaves as they are: a city's longer retention)."""
         ...
 
     async def bookings_of(self, role: str, person_id: str) -> list[Booking]:

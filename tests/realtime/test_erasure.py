@@ -61,9 +61,12 @@ async def test_erasing_a_technician_removes_what_may_go_and_keeps_what_is_open(b
         "location_fixes": 3,
         "last_position": 1,
         "profile_name": 1,
+        # b-closed was cancelled with tech-1 on it: one record in their visit ledger.
+        "visit_history": 1,
         "emergency_contacts": 1,
         "bookings_redacted": 1,
     }
+    assert await hub.hub.visits.records("tech-1") == []
     kept = {(k["kind"], k["id"]): k for k in answer["kept"]}
     assert set(kept) == {("booking", "b-open"), ("incident", incident_id)}
     assert kept[("booking", "b-open")]["reason"].startswith("open")

@@ -130,3 +130,40 @@ def test_redis_trims_the_history_by_the_shorter_of_memory_and_privacy() -> None:
     assert settings.effective_redis_history_retention_s == DAY
     settings = Settings(redis_history_retention_s=1 * DAY)
     assert settings.effective_redis_history_retention_s == DAY
+
+
+async def test_a_citys_retention_replaces_the_hubs_for_its_bookings_and_old_quotes_go(
+    backend_hub,  # noqa: F811
+    monkeypatch,
+):
+    # The hub keeps closed bookings' personal fields 20 days; city "brief" keeps them 2.
+    # Pages of 2 bookings: the default city's bookings, not yet due, must not stop the job
+    # from reaching the brief city's ones behind them.
+    monkeypatch.setattr("realtime.retention.REDACT_BATCH", 2)
+    clock = ShiftedClock()
+    hub = await backend_hub(clock=clock, **RETENTION)
+    async with hub.client() as http:
+        city = {"name": "Brief", "timezone": "Europe/Berlin", "retention_days": 2}
+        assert (await http.put("/v1/cities/brief", json=city)).status_code == 200
+        quote = await http.post(
+            "/v1/quotes/travel",
+            json={"origin": {"lat": 52.5, "lon": 13.4}, "destination": {"lat": 52.52, "lon": 13.4}},
+        )
+        assert quote.status_code == 201, quote.text
+    for n in range(3):
+        await closed_booking(hub, f"b-default-{n}")
+    await closed_booking(hub, "b-brief", city="brief")
+    clock.advance(3 * DAY)
+    await closed_booking(hub, "b-brief-new", city="brief")
+
+    report = await hub.app.state.retention.run_once()
+
+    assert report.bookings_redacted == 1 and report.quotes == 1
+    assert "redacted_t" in await get_json(hub, PLATFORM_KEY, "/v1/bookings/b-brief")
+    for kept in ("b-default-0", "b-default-1", "b-default-2", "b-brief-new"):
+        assert "redacted_t" not in await get_json(hub, PLATFORM_KEY, f"/v1/bookings/{kept}")
+    async with hub.client() as http:
+        assert (await http.get(f"/v1/quotes/{quote.json()['id']}")).status_code == 404
+    clock.advance(18 * DAY)  # the default city's 20 days are over too
+    again = await hub.app.state.retention.run_once()
+    assert again.bookings_redacted == 4

@@ -329,11 +329,15 @@ class RedisStore(RedisHistory, RedisCoordination):
                 )
         return purged
 
-    async def closed_bookings_before(self, cutoff: float, limit: int) -> list[Booking]:
+    async def closed_bookings_before(
+        self, cutoff: float, limit: int, after: tuple[float, str] | None = None
+    ) -> list[Booking]:
         found = []
         async for _, raw in self._hash_values(self.keys.bookings):
             booking = _booking_decoder.decode(raw)
-            if booking_due(booking, cutoff):
+            if booking_due(booking, cutoff) and (
+                after is None or (booking.updated_t, booking.id) > after
+            ):
                 found.append(booking)
         found.sort(key=lambda b: (b.updated_t, b.id))
         return found[: max(0, limit)]

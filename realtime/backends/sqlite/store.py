@@ -162,15 +162,20 @@ class SQLiteStore(SQLiteHistory, SQLiteSafety, SQLiteCoordination):
 
     # ------------------------------------------------------------------ privacy
 
-    async def closed_bookings_before(self, cutoff: float, limit: int) -> list[Booking]:
+    async def closed_bookings_before(
+        self, cutoff: float, limit: int, after: tuple[float, str] | None = None
+    ) -> list[Booking]:
         statuses = [s.value for s in FINAL_STATUSES]
         marks = ",".join("?" * len(statuses))
+        page, page_args = "", ()
+        if after is not None:
+            page, page_args = " AND (updated_t, id) > (?, ?)", after
         rows = await self._run(
             lambda: self.db.execute(
                 f"SELECT data FROM bookings WHERE status IN ({marks}) AND updated_t < ?"
                 " AND json_extract(CAST(data AS TEXT), '$.redacted_t') IS NULL"
-                " ORDER BY updated_t, id LIMIT ?",
-                (*statuses, cutoff, limit),
+                f"{page} ORDER BY updated_t, id LIMIT ?",
+                (*statuses, cutoff, *page_args, limit),
             ).fetchall()
         )
         return [_booking_decoder.decode(r[0]) for r in rows]

@@ -112,6 +112,11 @@ async def test_closed_bookings_before_lists_unredacted_closed_ones_oldest_first(
     due = await store.closed_bookings_before(T0 + DAY, 10)
     assert [b.id for b in due] == ["b-older", "b-old"]
     assert [b.id for b in await store.closed_bookings_before(T0 + DAY, 1)] == ["b-older"]
+    # Pages: after the first one seen, the next (a caller leaving some unredacted).
+    after = (b_older.updated_t, b_older.id)
+    page = await store.closed_bookings_before(T0 + DAY, 10, after=after)
+    assert [b.id for b in page] == ["b-old"]
+    assert await store.closed_bookings_before(T0 + DAY, 10, after=(b_old.updated_t, "b-old")) == []
 
     await store.save_booking(redact_booking(b_older, T0 + DAY), [])
     assert [b.id for b in await store.closed_bookings_before(T0 + DAY, 10)] == ["b-old"]
