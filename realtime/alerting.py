@@ -11,6 +11,7 @@ acknowledging are read-modify-write under the store's lock for that alert, readi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -47,6 +48,8 @@ class AlertDesk:
         self.metrics = metrics
         self.clock = clock
         self._open: dict[str, SafetyAlert] = {}
+        # The operator group an alert is for (its booking's city's); set by the hub.
+        self.audience_of: Callable[[SafetyAlert], str | None] = lambda _alert: None
 
     async def load(self) -> None:
         """Read the open alerts (at start, and after a reconnect to a shared store)."""
@@ -107,4 +110,7 @@ class AlertDesk:
 
     async def _publish(self, alert: SafetyAlert) -> None:
         text = wire.encode(alert_message(alert))
-        await self.bus.publish(OPS_CHANNEL, BusMessage(kind="alert", text=text, urgent=True))
+        await self.bus.publish(
+            OPS_CHANNEL,
+            BusMessage(kind="alert", text=text, urgent=True, audience=self.audience_of(alert)),
+        )

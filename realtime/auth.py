@@ -54,6 +54,13 @@ class Principal:
     jti: str | None = None
     iat: float | None = None
     exp: float | None = None
+    # An operator's group: they watch the cities whose ``operator_group`` it is (and the
+    # cities with none). None: every city (a supervisor, a single-team deployment).
+    group: str | None = None
+
+    def watches(self, audience: str | None) -> bool:
+        """Whether this caller sees what is meant for ``audience`` (an operator group)."""
+        return self.group is None or audience is None or audience == self.group
 
     @property
     def actor(self) -> str:
@@ -123,6 +130,7 @@ def issue(
     now: float,
     ttl_s: int,
     booking: str | None = None,
+    group: str | None = None,
 ) -> Minted:
     """A signed token with a fresh ``jti``. ``iat`` keeps milliseconds: a revocation by
     subject refuses tokens issued before it, and one minted just after it in the same
@@ -147,6 +155,10 @@ def issue(
     }
     if booking:
         claims["booking"] = booking
+    if group:
+        if role is not Role.OPERATOR:
+            raise ValueError("only operator tokens carry a group")
+        claims["group"] = group
     token = jwt.encode(
         claims, ring.signing_key, algorithm=ALGORITHM, headers={"kid": ring.signing_kid}
     )
@@ -233,12 +245,23 @@ def verify(keys: Keyring | str, token: str) -> Principal:
         raise AuthError("token's 'booking' claim must be a string")
     if role is Role.CUSTOMER and not booking:
         raise AuthError("customer token is not scoped to a booking")
+    group = claims.get("group")
+    if group is not None and (not isinstance(group, str) or role is not Role.OPERATOR):
+        raise AuthError("token's 'group' claim must be a string, on an operator token")
     jti = claims["jti"]
     if not isinstance(jti, str) or not jti:
         raise AuthError("token's 'jti' claim must be a non-empty string")
     iat, exp = claims["iat"], claims["exp"]
     assert isinstance(iat, int | float) and isinstance(exp, int | float)  # PyJWT checked
-    return Principal(sub=sub, role=role, booking=booking, jti=jti, iat=float(iat), exp=float(exp))
+    return Principal(
+        sub=sub,
+        role=role,
+        booking=booking,
+        jti=jti,
+        iat=float(iat),
+        exp=float(exp),
+        group=group,
+    )
 
 
 def check_platform_key(expected: str, presented: str | None) -> Principal:

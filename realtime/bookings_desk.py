@@ -154,6 +154,10 @@ class BookingDesk:
 
     # ------------------------------------------------------------------ reading
 
+    def cached(self, booking_id: str) -> Booking | None:
+        """The booking if this hub mirrors it (an active one), without a store read."""
+        return self._active.get(booking_id)
+
     async def get_booking(self, booking_id: str) -> Booking | None:
         cached = self._active.get(booking_id)
         return cached if cached is not None else await self.store.get_booking(booking_id)

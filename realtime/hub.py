@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 
+from alerts.safety_alert import SafetyAlert
 from alerts.watchdog import WatchdogConfig
 from realtime.alerting import AlertDesk
 from realtime.arrivals import Arrivals, RoutingEngine
@@ -120,6 +121,7 @@ class Hub:
         self.travel = TravelEstimates(self.arrivals)
         self.quotes = QuoteDesk(store=store, cities=self.cities, travel=self.travel, clock=clock)
         self.bookings.after_check_in(self._record_driven)
+        self.alerts.audience_of = self._alert_audience
         self.zoning = Zoning(
             store=store, announce=announce, bookings=self.bookings, alerts=self.alerts
         )
@@ -269,6 +271,11 @@ class Hub:
         """After the bus reconnected: notices from other hubs may be lost, read it all again."""
         log.info("hub %s: re-reading its mirrors after a reconnect", self.hub_id)
         await self._load_mirrors()
+
+    def _alert_audience(self, alert: SafetyAlert) -> str | None:
+        """The operator group of the alert's booking's city (None: every operator)."""
+        booking = self.bookings.cached(alert.booking_id)
+        return self.cities.of(booking.city if booking else None).operator_group
 
     async def _record_driven(self, booking: Booking) -> None:
         """After a check-in: the distance the track covered, beside a quoted one."""

@@ -418,6 +418,13 @@ class SafetyDesk:
         profile = self.profiles.get(technician_id) if technician_id else None
         return self.cities.of(profile.city if profile else None).id
 
+    def audience(self, incident: Incident) -> str | None:
+        """The operator group that watches the incident's city (None: every operator)."""
+        return self.cities.of(incident.city).operator_group
+
+    def visible_to(self, principal: Principal, incident: Incident) -> bool:
+        return principal.role is not Role.OPERATOR or principal.watches(self.audience(incident))
+
     def _policy_for(self, incident: Incident) -> EscalationPolicy:
         """The escalation timers of the incident's city (the hub's settings by default)."""
         t1, t2 = self.cities.of(incident.city).escalation.timers(
@@ -461,6 +468,9 @@ class SafetyDesk:
         """ack/resolve (operators) or cancel (the reporter); raises IllegalIncidentTransition."""
 
         def change(incident: Incident) -> Incident:
+            if not self.visible_to(principal, incident):
+                # Another group's city: not theirs to act on, and not theirs to know of.
+                raise IncidentNotFound(f"incident {incident_id} does not exist")
             return core.apply(
                 incident,
                 action,
@@ -525,7 +535,12 @@ class SafetyDesk:
                 )
                 await self.bus.publish(
                     OPS_CHANNEL,
-                    BusMessage(kind="incident_location", text=wire.encode(message), urgent=True),
+                    BusMessage(
+                        kind="incident_location",
+                        text=wire.encode(message),
+                        urgent=True,
+                        audience=self.audience(incident),
+                    ),
                 )
 
     async def _flush_trails(self) -> None:
@@ -552,7 +567,13 @@ class SafetyDesk:
     async def _broadcast(self, incident: Incident, reason: str) -> None:
         message = wire.IncidentMessage(incident=msgspec.to_builtins(incident), reason=reason)
         await self.bus.publish(
-            OPS_CHANNEL, BusMessage(kind="incident", text=wire.encode(message), urgent=True)
+            OPS_CHANNEL,
+            BusMessage(
+                kind="incident",
+                text=wire.encode(message),
+                urgent=True,
+                audience=self.audience(incident),
+            ),
         )
         status = wire.SosStatus(
             id=incident.client_id,

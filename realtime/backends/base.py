@@ -32,6 +32,8 @@ class BusMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     conflate_key: str | None = None
     urgent: bool = False
     final: bool = False
+    # The operator group it is for (its city's ``operator_group``); None: every operator.
+    audience: str | None = None
 
 
 class DuplicateReporterKey(Exception):

@@ -75,13 +75,21 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
 @click.option("--sub", required=True, help="Subject: the technician, customer or operator id.")
 @click.option("--booking", default=None, help="Booking id (required for customers).")
 @click.option("--ttl", default=None, type=int, help="Lifetime in seconds [DOORSTEP_TOKEN_TTL_S].")
+@click.option("--group", default=None, help="Operators: the group whose cities they watch.")
 @click.option(
     "--data-dir",
     default=None,
     type=click.Path(file_okay=False, path_type=Path),
     help="Data dir holding generated secrets [DOORSTEP_DATA_DIR].",
 )
-def token(role: str, sub: str, booking: str | None, ttl: int | None, data_dir: Path | None) -> None:
+def token(
+    role: str,
+    sub: str,
+    booking: str | None,
+    ttl: int | None,
+    group: str | None,
+    data_dir: Path | None,
+) -> None:
     """Print a signed token (alone on stdout) using the same settings as `serve`."""
     settings = load(data_dir=data_dir)
     try:
@@ -100,6 +108,7 @@ def token(role: str, sub: str, booking: str | None, ttl: int | None, data_dir: P
             role=Role(role),
             sub=sub,
             booking=booking,
+            group=group,
             now=time.time(),
             ttl_s=ttl or settings.token_ttl_s,
         )

@@ -109,16 +109,18 @@ def _sos_status(incident: Any) -> dict[str, Any]:
 
 @handles_errors
 async def list_incidents(request: Request) -> Response:
-    authenticate(request, {Role.OPERATOR})
-    incidents = hub_of(request).safety.open_incidents()
+    principal = authenticate(request, {Role.OPERATOR})
+    safety = hub_of(request).safety
+    incidents = [i for i in safety.open_incidents() if safety.visible_to(principal, i)]
     return JSONResponse({"incidents": [msgspec.to_builtins(i) for i in incidents]})
 
 
 @handles_errors
 async def get_incident(request: Request) -> Response:
-    authenticate(request, {Role.OPERATOR})
-    incident = await hub_of(request).safety.get(request.path_params["incident_id"])
-    if incident is None:
+    principal = authenticate(request, {Role.OPERATOR})
+    safety = hub_of(request).safety
+    incident = await safety.get(request.path_params["incident_id"])
+    if incident is None or not safety.visible_to(principal, incident):
         raise NotFound("incident does not exist")
     return JSONResponse(msgspec.to_builtins(incident))
 

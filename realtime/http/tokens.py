@@ -30,6 +30,8 @@ class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
     sub: Identifier
     booking: Identifier | None = None
     ttl_s: Annotated[int, msgspec.Meta(ge=60, le=30 * 24 * 3600)] | None = None
+    # Operators only: the operator group whose cities they watch (docs/protocol.md).
+    group: Identifier | None = None
 
 
 class RevokeIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -37,12 +39,20 @@ class RevokeIn(msgspec.Struct, forbid_unknown_fields=True):
     sub: Identifier | None = None
 
 
-def _minted(request: Request, role: Role, sub: str, booking: str | None, ttl_s: int) -> Response:
+def _minted(
+    request: Request,
+    role: Role,
+    sub: str,
+    booking: str | None,
+    ttl_s: int,
+    group: str | None = None,
+) -> Response:
     minted = auth.issue(
         request.app.state.keyring,
         role=role,
         sub=sub,
         booking=booking,
+        group=group,
         now=hub_of(request).clock(),
         ttl_s=ttl_s,
     )
@@ -55,6 +65,8 @@ def _minted(request: Request, role: Role, sub: str, booking: str | None, ttl_s: 
     }
     if booking:
         body["booking"] = booking
+    if group:
+        body["group"] = group
     return JSONResponse(body, status_code=201)
 
 
@@ -73,7 +85,10 @@ async def create_token(request: Request) -> Response:
         )
     if body.role is Role.CUSTOMER and not body.booking:
         raise ApiError(422, ErrorCode.INVALID_FIELD, "customer tokens need a booking")
-    return _minted(request, body.role, body.sub, body.booking, body.ttl_s or settings.token_ttl_s)
+    if body.group is not None and body.role is not Role.OPERATOR:
+        raise ApiError(422, ErrorCode.INVALID_FIELD, "only operator tokens carry a group")
+    ttl_s = body.ttl_s or settings.token_ttl_s
+    return _minted(request, body.role, body.sub, body.booking, ttl_s, body.group)
 
 
 @handles_errors
@@ -96,7 +111,9 @@ async def refresh_token(request: Request) -> Response:
                 f"booking {principal.booking} ended {ended_s:.0f} s ago; no new token for it",
             )
     ttl_s = settings.token_ttl_s
-    return _minted(request, principal.role, principal.sub, principal.booking, ttl_s)
+    return _minted(
+        request, principal.role, principal.sub, principal.booking, ttl_s, principal.group
+    )
 
 
 @handles_errors

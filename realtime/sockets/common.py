@@ -9,6 +9,7 @@ HTTP error during the handshake: browsers' WebSocket API shows a close reason, n
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from starlette.websockets import WebSocket
 
@@ -26,10 +27,18 @@ from realtime.sockets.fanout import Outbox
 log = logging.getLogger("doorstep.ws")
 
 
-def watch(bus: Bus, channel: str, outbox: Outbox) -> Unsubscribe:
-    """Route a bus channel into a connection's outbox; ``final`` messages close it after."""
+def watch(
+    bus: Bus,
+    channel: str,
+    outbox: Outbox,
+    accept: Callable[[BusMessage], bool] | None = None,
+) -> Unsubscribe:
+    """Route a bus channel into a connection's outbox; ``final`` messages close it after.
+    ``accept``: which messages this connection gets (an operator's group)."""
 
     def deliver(message: BusMessage) -> None:
+        if accept is not None and not accept(message):
+            return
         outbox.put(
             message.kind, message.text, conflate_key=message.conflate_key, urgent=message.urgent
         )

@@ -30,14 +30,24 @@ async def operator_socket(websocket: WebSocket) -> None:
     conn = open_connection(websocket, Role.OPERATOR)
     await hub.fleet.look_around()  # technicians online on other hubs
     # Snapshot and subscription with no await in between: no incident can slip past both.
-    incidents = [msgspec.to_builtins(i) for i in hub.safety.open_incidents()]
-    alerts = [msgspec.to_builtins(a) for a in hub.alerts.open_alerts()]
+    # An operator of a group sees the incidents and alerts of its cities (and of cities
+    # without a group); the fleet is everyone's.
+    incidents = [
+        msgspec.to_builtins(i)
+        for i in hub.safety.open_incidents()
+        if hub.safety.visible_to(principal, i)
+    ]
+    alerts = [
+        msgspec.to_builtins(a)
+        for a in hub.alerts.open_alerts()
+        if principal.watches(hub.alerts.audience_of(a))
+    ]
     snapshot = wire.Snapshot(fleet=hub.fleet.snapshot(), incidents=incidents, alerts=alerts)
     conn.send(snapshot, "snapshot")
     unsubscribers = [
         track_token(websocket, principal, conn),
         watch(hub.bus, FLEET_CHANNEL, conn.outbox),
-        watch(hub.bus, OPS_CHANNEL, conn.outbox),
+        watch(hub.bus, OPS_CHANNEL, conn.outbox, lambda m: principal.watches(m.audience)),
     ]
 
     async def handle(text: str, received: float) -> None:
