@@ -358,9 +358,7 @@ async def test_a_slow_operator_is_closed_and_loses_no_incident(hub_factory):
     assert {i["id"] for i in snapshot["incidents"]} == set(raised)
 
 
-async def test_a_citys_escalation_timer_replaces_the_hubs_for_its_incidents(
-    hub_factory, receiver
-):
+async def test_a_citys_escalation_timer_replaces_the_hubs_for_its_incidents(hub_factory, receiver):
     # The hub's T1 is 60 s; the city "fast" re-alerts after 1 s. A technician of that city
     # raising SOS between visits is escalated on the city's timer, one of the default
     # city on the hub's (not within the test).
