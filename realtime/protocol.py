@@ -180,14 +180,26 @@ class FrameDecoder:
         self.accepted = accepted
         self._decoder = msgspec.json.Decoder(kinds)
 
-    def decode(self, data: str) -> Any:
+    def decode(self, data: str | bytes) -> Any:
+        """The typed message, or ProtocolError: never another exception, whatever ``data``."""
         try:
             return self._decoder.decode(data)
         except msgspec.DecodeError:
             # Error path only: decode again without a schema to tell *why* it failed.
-            raise self._classify(data) from None
+            error = self._classify(data)
+        except (RecursionError, UnicodeEncodeError) as exc:
+            error = _unreadable(exc)
+        raise error from None
 
-    def _classify(self, data: str) -> ProtocolError:
+    def _classify(self, data: str | bytes) -> ProtocolError:
+        try:
+            return self._explain(data)
+        except (RecursionError, UnicodeEncodeError) as exc:
+            # The schema-less decode parses every value the typed one skipped or never
+            # reached, so it can hit the nesting limit where the typed decode did not.
+            return _unreadable(exc)
+
+    def _explain(self, data: str | bytes) -> ProtocolError:
         try:
             raw: Any = _any_decoder.decode(data)
         except msgspec.ValidationError as exc:
@@ -220,6 +232,23 @@ class FrameDecoder:
             code = ErrorCode.OUT_OF_RANGE if "out of range" in text else ErrorCode.INVALID_FIELD
             return ProtocolError(code, text, seq)
         return ProtocolError(ErrorCode.INVALID_FIELD, "invalid message", seq)
+
+
+def _unreadable(exc: RecursionError | UnicodeEncodeError) -> ProtocolError:
+    """What msgspec raises outside ``DecodeError``, as a clean ``invalid_json``.
+
+    msgspec parses nested arrays and objects recursively and gives up with RecursionError
+    near Python's recursion limit (about 1,000 levels, a 2 KB frame: far under the frame
+    cap). A ``str`` holding a lone surrogate cannot be encoded to UTF-8 for the parser (a
+    WebSocket text frame never carries one, but the decoder must not depend on that).
+    """
+    if isinstance(exc, RecursionError):
+        return ProtocolError(
+            ErrorCode.INVALID_JSON, "frame nests arrays or objects too deeply to decode"
+        )
+    return ProtocolError(
+        ErrorCode.INVALID_JSON, "frame is not valid UTF-8 text (it holds a lone surrogate)"
+    )
 
 
 _any_decoder = msgspec.json.Decoder()
