@@ -1,5 +1,6 @@
 """The hub's web pages: customer tracking (/track), operator console (/console), technician app
-(/tech), and their static files (/static, Leaflet vendored under /static/vendor/leaflet).
+(/tech), the index at / that points to them, and their static files (/static, Leaflet vendored
+under /static/vendor/leaflet).
 
 The pages are plain HTML + ES modules + CSS in ``realtime/web/``: no framework, no bundler, no
 CDN, so ``pip install`` alone serves them. Each page reads its token (and the booking, for
@@ -25,7 +26,9 @@ from realtime.protocol import PROTOCOL_VERSION
 WEB_DIR = Path(__file__).parent / "web"
 STATIC_DIR = WEB_DIR / "static"
 PAGES = ("track", "console", "tech")
+INDEX_PAGE = "index"  # served at "/": what this hub is, links to the pages, health and docs
 CONFIG_PLACEHOLDER = "{{config}}"
+PROTOCOL_PLACEHOLDER = "{{protocol}}"
 
 # The pages carry a token in their URL. ``strict-origin`` keeps it out of the Referer sent to
 # the tile server; ``no-store`` keeps the page (and so the token) out of shared caches. The
@@ -58,9 +61,14 @@ def page_config(settings: Any) -> dict[str, Any]:
 
 
 def render(name: str, settings: Any) -> str:
-    """The page ``name`` with its config JSON escaped into an HTML attribute."""
-    config = html.escape(json.dumps(page_config(settings)), quote=True)
-    return _template(name).replace(CONFIG_PLACEHOLDER, config)
+    """The page ``name`` with its config JSON escaped into an HTML attribute (and the
+    protocol version, escaped too, where the page shows it)."""
+    config = page_config(settings)
+    return (
+        _template(name)
+        .replace(CONFIG_PLACEHOLDER, html.escape(json.dumps(config), quote=True))
+        .replace(PROTOCOL_PLACEHOLDER, html.escape(str(config["protocol"]), quote=True))
+    )
 
 
 def _page(name: str) -> Any:
@@ -72,6 +80,7 @@ def _page(name: str) -> Any:
 
 
 routes: list[BaseRoute] = [
+    Route("/", _page(INDEX_PAGE), methods=["GET", "HEAD"]),
     *(Route(f"/{name}", _page(name), methods=["GET", "HEAD"]) for name in PAGES),
     Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
 ]

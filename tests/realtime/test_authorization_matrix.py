@@ -266,6 +266,7 @@ CALLS: list[Call] = [
     call("GET", "/track", EVERYONE, needs_auth=False),
     call("GET", "/console", EVERYONE, needs_auth=False),
     call("GET", "/tech", EVERYONE, needs_auth=False),
+    call("GET", "/", EVERYONE, needs_auth=False),
 ]
 
 
