@@ -268,7 +268,7 @@ class Connection:
             return False
         try:
             kind = _kind_decoder.decode(text).type
-        except msgspec.DecodeError:  # not JSON, or a non-string type
+        except (msgspec.DecodeError, RecursionError):  # not JSON, a non-string type, too deep
             return False
         if kind not in SOS_TYPES:
             return False

@@ -873,3 +873,21 @@ async def test_a_hub_bug_on_one_frame_answers_internal_error_and_keeps_the_strea
     assert error["code"] == "internal_error"
     await tech.send(json.dumps(fix))
     assert (await receive_until(tech, "ack"))["seq"] == 1
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+async def test_a_deeply_nested_frame_gets_an_error_frame_and_the_technician_socket_stays_up(
+    hub: RunningHub,
+):
+    # 10 KB of nesting: msgspec's recursion guard used to escape the SOS sniffing of every
+    # technician frame (a RecursionError ended the socket without a close frame).
+    tech = await hub.connect("/v1/ws/technician", await hub.token("technician", "tech-deep"))
+    assert await receive_json(tech) == {"type": "ack", "seq": -1}
+    await tech.send('{"type": "sos", "id": "s-1", "t": 1, "x": ' + DEEP + "}")
+    reply = await receive_json(tech)
+    assert (reply["type"], reply["code"]) == ("error", "invalid_json")
+    await tech.send('{"type": "check_ok", "id": "nope"}')
+    reply = await receive_json(tech)
+    assert (reply["type"], reply["code"]) == ("error", "not_found")
