@@ -14,7 +14,8 @@ from realtime.gc_tuning import PauseWatch, parse_thresholds
 from realtime.http import exception_handlers
 from realtime.http import routes as http_routes
 from realtime.hub import Hub
-from realtime.metrics import Metrics
+from realtime.live_figures import live_figures
+from realtime.metrics import LiveFigures, Metrics
 from realtime.ports import Clock
 from realtime.revocation import TokenGuard
 from realtime.settings import Settings, SettingsError
@@ -56,6 +57,7 @@ def create_app(
         **({"clock": clock} if clock else {}),
     )
 
+    metrics.read_live(lambda: _live_figures(hub))
     retention = hub.retention
     tokens = TokenGuard(store, bus, hub.clock)
 
@@ -92,3 +94,23 @@ def create_app(
     app.state.keyring = keyring  # signing keys (realtime/auth.py)
     app.state.tokens = tokens  # revocations and open sockets (realtime/revocation.py)
     return app
+
+
+def _live_figures(hub: Hub) -> LiveFigures:
+    """The scrape-time gauges from the hub's mirrors (realtime/live_figures.py)."""
+    return live_figures(
+        bookings=hub.bookings.active_bookings(),
+        incidents=hub.safety.open_incidents(),
+        technicians_connected=len(hub.fleet.connected_here()),
+        now=hub.clock(),
+        # The checks of /readyz (realtime/http/health.py), as gauges for the alert rules.
+        ready_checks={
+            "hub": hub.ready,
+            "history_writer": hub.history.healthy,
+            "store": hub.backend.store_ok,
+            "bus": hub.backend.bus_ok,
+            "tasks": hub.backend.tasks_ok,
+        },
+        # Only the Redis bus can lose a publish (the in-process one has no queue to fill).
+        bus_dropped=getattr(hub.bus, "dropped", 0),
+    )

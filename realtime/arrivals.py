@@ -41,6 +41,7 @@ from realtime import protocol as wire
 from realtime.aio import stop_tasks
 from realtime.backends.base import Store
 from realtime.booking import Booking, BookingEvent, BookingStatus, IllegalTransition
+from realtime.eta_accuracy import ShownEta, ShownEtas
 from realtime.eta_throttle import EtaShown, EtaThrottle
 from realtime.metrics import Metrics
 from realtime.ports import AcceptedFixes, BookingCommands, Spawn
@@ -133,6 +134,8 @@ class Arrivals:
         self._trackers: dict[str, ArrivalTracker] = {}
         self._last_eta: dict[str, wire.EtaMessage] = {}
         self._eta_shown: dict[str, EtaShown] = {}  # what each booking's customer was sent
+        # What they were sent during the approach, scored at the arrival (the metrics).
+        self._shown_etas: dict[str, ShownEtas] = {}
         self.eta_throttle = EtaThrottle()
         self.routing = routing
         self.router = (
@@ -203,6 +206,7 @@ class Arrivals:
             self._trackers.pop(booking.id, None)
             self._last_eta.pop(booking.id, None)
             self._eta_shown.pop(booking.id, None)
+            self._shown_etas.pop(booking.id, None)
             self._routes.pop(booking.id, None)
             self._route_failed_t.pop(booking.id, None)
             # Over (checked out, cancelled): nothing left to write. The retry task, if any,
@@ -251,6 +255,12 @@ class Arrivals:
             if tracker is None:
                 continue
             updates = [tracker.update(fix, self._routed_distance(booking_id, fix)) for fix in fixes]
+            trips = [u for u in updates if u.trip is not None]
+            for update in trips:
+                # Before the writes below: a check-out in the same batch ends the booking,
+                # and with it what its customer was shown.
+                if update.trip is not None and update.trip.arrived_t is not None:
+                    self._score_shown_etas(booking_id, update.trip.arrived_t)
             latest = next((u for u in reversed(updates) if u.eta is not None), None)
             if latest is not None and latest.eta is not None and not tracker.checked_in:
                 await self._publish_eta(booking_id, fixes[-1].t, latest.eta, latest.at_door)
@@ -262,9 +272,8 @@ class Arrivals:
                     self._last_eta.pop(booking_id, None)  # here: no ETA, stored or not
             if booking_id in self._pending:
                 await self._write_or_retry(booking_id)
-            for update in updates:
-                if update.trip is not None:
-                    await self._learn(booking_id, update)
+            for update in trips:
+                await self._learn(booking_id, update)
 
     def pending(self, booking_id: str) -> list[Decision]:
         """Decisions not yet stored (a store failure), oldest first."""
@@ -409,7 +418,21 @@ class Arrivals:
         )
         if self.eta_throttle.worth_sending(self._eta_shown.get(booking_id), shown):
             self._eta_shown[booking_id] = shown
+            self._shown_etas.setdefault(booking_id, ShownEtas()).shown(
+                ShownEta(t=t, arrival_t=eta.arrival_t, low_t=shown.low_t, high_t=shown.high_t)
+            )
             await self.publisher.eta(message)
+
+    def _score_shown_etas(self, booking_id: str, arrived_t: float) -> None:
+        """At the real arrival: how far each shown arrival time was, whether its range held.
+        Once per approach (a later one, after a check-out, is scored afresh)."""
+        shown = self._shown_etas.pop(booking_id, None)
+        if shown is None:
+            return
+        for scored in shown.score(arrived_t):
+            self.metrics.eta_error.labels(horizon=scored.horizon).observe(scored.error_s)
+            held = "yes" if scored.held else "no"
+            self.metrics.eta_ranges.labels(horizon=scored.horizon, held=held).inc()
 
     async def _write(self, booking_id: str, decision: Decision) -> None:
         """Store one decision; raises when the store fails. Idempotent: each transition is

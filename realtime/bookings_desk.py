@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 import msgspec
 
 from realtime import booking as core
+from realtime.auth import Role
 from realtime.backends.base import Store
 from realtime.booking import Booking, BookingEvent
 from realtime.cluster import LOCK_TTL_S, Entity
 from realtime.fleet import Fleet
+from realtime.metrics import Metrics
 from realtime.ports import Announce, Clock
 from realtime.publish import Publisher
 from realtime.visit_ledger import VisitLedger
@@ -65,6 +67,23 @@ def _technician_decided(
     return None
 
 
+# Audit actors that are a person (``role:sub``, realtime/auth.py); the hub's own services
+# write ``hub:arrivals``, ``system:watchdog`` and the like.
+PERSON_ROLES = frozenset(role.value for role in Role)
+
+
+def decided_by_hand(actor: str) -> bool:
+    """Whether a transition was a person's call (through the API), not the hub's own."""
+    return actor.partition(":")[0] in PERSON_ROLES
+
+
+def on_time_label(booking: Booking) -> str:
+    """A checked-in booking against its promised window: yes (by its end), no, or none."""
+    if booking.window_end_t is None or booking.arrived_t is None:
+        return "none"
+    return "yes" if booking.arrived_t <= booking.window_end_t else "no"
+
+
 def technician_lock(technician_id: str) -> str:
     """The store lock serialising what decides a technician's bookings (assigning them,
     starting a visit) among every hub. Taken before a booking's lock, never after."""
@@ -96,8 +115,12 @@ class BookingDesk:
         clock: Clock,
         fleet: Fleet,
         visits: VisitLedger | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        # Check-ins (automatic or by hand, on time or not) and bookings ended, counted as
+        # they are stored; None in tests that build a desk alone.
+        self.metrics = metrics
         # Each ended booking goes into its technician's ledger (dispatch's history score).
         self.visits = visits
         self.publisher = publisher
@@ -225,6 +248,8 @@ class BookingDesk:
             if booking.technician_id:
                 await self.publisher.booking(booking)
         await self.announce(Entity.BOOKING, booking.id)
+        if self.metrics is not None:
+            self.metrics.bookings_created.inc()
         return booking
 
     async def transition(
@@ -274,6 +299,7 @@ class BookingDesk:
         else:
             raise Conflict(f"booking {booking_id} keeps changing technician; retry")
         await self.announce(Entity.BOOKING, new.id)
+        self._count(event, actor, new)
         if new.final and self.visits is not None:
             await self.visits.record(new)
         if event is BookingEvent.CHECK_IN:
@@ -283,6 +309,17 @@ class BookingDesk:
                 except Exception:
                     log.warning("after check-in of %s", new.id, exc_info=True)
         return new
+
+    def _count(self, event: BookingEvent, actor: str, new: Booking) -> None:
+        """The metrics of one stored transition (only this hub's: sum them over hubs)."""
+        if self.metrics is None:
+            return
+        if event is BookingEvent.CHECK_IN:
+            how = "manual" if decided_by_hand(actor) else "auto"
+            self.metrics.check_ins.labels(how=how).inc()
+            self.metrics.arrivals.labels(on_time=on_time_label(new)).inc()
+        if new.final:
+            self.metrics.bookings_ended.labels(status=new.status.value).inc()
 
     async def annotate(self, booking_id: str, **changes: object) -> Booking:
         """Set fields that are not a lifecycle step (an accepted quote, the distance driven):

@@ -98,6 +98,7 @@ class Hub:
             clock=clock,
             fleet=self.fleet,
             visits=self.visits,
+            metrics=metrics,
         )
         self.alerts = AlertDesk(
             store=store, bus=bus, announce=announce, metrics=metrics, clock=clock

@@ -13,7 +13,9 @@ every configured secret value become ``[redacted]``. Arguments are redacted one 
 rendered and redacted up front (formatters print ``exc_text`` when it is set).
 
 ``install(settings)`` is called where a server is configured: ``doorstep serve``, the demo,
-and the test fixtures (so tests see exactly the production behaviour).
+and the test fixtures (so tests see exactly the production behaviour). With
+``DOORSTEP_LOG_FORMAT=json`` it also sends every record to stderr as a JSON line
+(``realtime/logjson.py``), redacted the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
+from realtime import logjson
 from realtime.settings import Settings
 
 REDACTED = "[redacted]"
@@ -142,4 +145,6 @@ def install(settings: Settings | None = None) -> Redactor:
 
             logging.setLogRecordFactory(factory)
             _installed = True
+    if settings is not None and settings.log_format == "json":
+        logjson.install()  # structured lines; the factory above redacts them first
     return REDACTOR

@@ -1,10 +1,30 @@
-"""Prometheus metrics, one registry per app so several hubs can run in one test process."""
+"""Prometheus metrics, one registry per app so several hubs can run in one test process.
+
+Two kinds: counters and histograms moved where their event happens (a frame, an SOS
+acknowledged, a check-in), and gauges read from the hub's own state when Prometheus scrapes
+(``LiveFigures``: who is connected, bookings by status, unacknowledged incidents,
+readiness), so that nothing is counted per fix for them. The Grafana dashboard and the
+alert rules in ``deploy/`` name these metrics; tests/test_deploy_pack.py holds them to it.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+log = logging.getLogger("doorstep.metrics")
+
+# Seconds from an incident raised to an operator's first answer. Emergency call centres aim
+# at 90 % answered within 15 s and 95 % within 20 s: edges at both, so the dashboard's
+# quantiles against those targets are read off bucket edges, not interpolated across them.
+TIME_TO_ACK_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0, 600.0)
+# Seconds between a shown arrival time and the real one: from "spot on" to half an hour.
+ETA_ERROR_BUCKETS = (15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0)
 
 
 class ByLabel:
@@ -23,10 +43,90 @@ class ByLabel:
         return child
 
 
+class LiveFigures(msgspec.Struct, frozen=True):
+    """The hub's state as the scrape-time gauges show it (``realtime/live_figures.py``).
+
+    ``technicians_connected`` is this hub's own (sum it over hubs); the rest comes from
+    the mirrors every hub keeps of the whole deployment (take the max over hubs).
+    """
+
+    technicians_connected: int = 0
+    technicians_en_route: int = 0
+    technicians_on_site: int = 0
+    bookings_open: dict[str, int] = {}  # status -> count, open bookings only
+    incidents_unacknowledged: dict[str, int] = {}  # kind -> count of open, unanswered ones
+    oldest_unacknowledged_s: dict[str, float] = {}  # kind -> age of the oldest of them
+    ready_checks: dict[str, bool] = {}  # what /readyz checks -> passing
+    bus_dropped: int = 0  # bus publishes lost (Redis bus: a full queue or a failed send)
+
+
+class LiveCollector:
+    """Gauges computed from ``LiveFigures`` at each scrape. Until a source is set (a hub not
+    built yet) the families are listed without samples, so their names are always known."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], LiveFigures] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        figures = None
+        if self.source is not None:
+            try:
+                figures = self.source()
+            except Exception:
+                # A broken figure must not take /metrics (and every other metric) down.
+                log.warning("live figures unavailable for this scrape", exc_info=True)
+        connected = GaugeMetricFamily(
+            "doorstep_technicians_connected", "Technicians with a socket open to this hub"
+        )
+        on_visit = GaugeMetricFamily(
+            "doorstep_technicians_on_visit",
+            "Technicians on a visit, by state: en_route (en route, arriving) or on_site"
+            " (arrived, in service)",
+            labels=["state"],
+        )
+        bookings = GaugeMetricFamily(
+            "doorstep_bookings_open", "Open bookings, by status", labels=["status"]
+        )
+        unacknowledged = GaugeMetricFamily(
+            "doorstep_incidents_unacknowledged",
+            "Open incidents no operator has answered yet, by kind",
+            labels=["kind"],
+        )
+        oldest = GaugeMetricFamily(
+            "doorstep_incident_unacknowledged_oldest_seconds",
+            "Age of the oldest open incident no operator has answered, by kind (0: none)",
+            labels=["kind"],
+        )
+        ready = GaugeMetricFamily("doorstep_ready", "1 when /readyz answers ready, else 0")
+        checks = GaugeMetricFamily(
+            "doorstep_ready_check", "Each /readyz check: 1 passing, 0 failing", labels=["check"]
+        )
+        dropped = CounterMetricFamily(
+            "doorstep_bus_dropped", "Bus publishes lost: a full send queue or a failed send"
+        )
+        if figures is not None:
+            connected.add_metric([], figures.technicians_connected)
+            on_visit.add_metric(["en_route"], figures.technicians_en_route)
+            on_visit.add_metric(["on_site"], figures.technicians_on_site)
+            for status, count in sorted(figures.bookings_open.items()):
+                bookings.add_metric([status], count)
+            for kind, count in sorted(figures.incidents_unacknowledged.items()):
+                unacknowledged.add_metric([kind], count)
+            for kind, age in sorted(figures.oldest_unacknowledged_s.items()):
+                oldest.add_metric([kind], age)
+            ready.add_metric([], 1.0 if all(figures.ready_checks.values()) else 0.0)
+            for check, passing in sorted(figures.ready_checks.items()):
+                checks.add_metric([check], 1.0 if passing else 0.0)
+            dropped.add_metric([], figures.bus_dropped)
+        yield from (connected, on_visit, bookings, unacknowledged, oldest, ready, checks, dropped)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.live = LiveCollector()
+        r.register(self.live)
         self.connections = Gauge(
             "doorstep_connections", "Open WebSocket connections", ["role"], registry=r
         )
@@ -102,3 +202,53 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.time_to_ack = Histogram(
+            "doorstep_incident_time_to_ack_seconds",
+            "From an incident raised to an operator's first answer (ack, or resolve while"
+            " still open), by kind",
+            ["kind"],
+            buckets=TIME_TO_ACK_BUCKETS,
+            registry=r,
+        )
+        self.eta_error = Histogram(
+            "doorstep_eta_error_seconds",
+            "|shown arrival time - real arrival| of the ETAs a customer was shown (one per"
+            " 30 s of an approach), scored at arrival, by horizon (time left to the arrival)",
+            ["horizon"],
+            buckets=ETA_ERROR_BUCKETS,
+            registry=r,
+        )
+        self.eta_ranges = Counter(
+            "doorstep_eta_ranges_total",
+            "Shown ETA ranges scored at arrival, by horizon; held=yes when the real arrival"
+            " fell inside the range",
+            ["horizon", "held"],
+            registry=r,
+        )
+        self.check_ins = Counter(
+            "doorstep_check_ins_total",
+            "Check-ins stored, by how they were decided: auto (the hub's presence detector)"
+            " or manual (a person, through the API)",
+            ["how"],
+            registry=r,
+        )
+        self.arrivals = Counter(
+            "doorstep_arrivals_total",
+            "Check-ins against the promised window: on_time=yes (by its end), no (after),"
+            " none (no window promised)",
+            ["on_time"],
+            registry=r,
+        )
+        self.bookings_created = Counter(
+            "doorstep_bookings_created_total", "Bookings created (POST /v1/bookings)", registry=r
+        )
+        self.bookings_ended = Counter(
+            "doorstep_bookings_ended_total",
+            "Bookings that reached a final status, by status",
+            ["status"],
+            registry=r,
+        )
+
+    def read_live(self, source: Callable[[], LiveFigures]) -> None:
+        """Take the scrape-time gauges from ``source`` (called once per scrape)."""
+        self.live.source = source

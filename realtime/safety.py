@@ -89,6 +89,9 @@ WORK_POLL_S = 0.25
 # (then doubling): about 0.3 s in all before the reporter gets ``sos_not_stored``.
 SOS_STORE_ATTEMPTS = 3
 SOS_STORE_RETRY_S = 0.1
+# An operator's answer to an open incident, for its time-to-acknowledge: an ack, or a
+# resolve without one (they made sure at once). A reporter's cancel is no answer.
+ANSWERS = frozenset({IncidentAction.ACK, IncidentAction.RESOLVE})
 
 
 def _store_blinked(exc: BaseException) -> bool:
@@ -466,11 +469,14 @@ class SafetyDesk:
         outcome: Outcome | None = None,
     ) -> Incident:
         """ack/resolve (operators) or cancel (the reporter); raises IllegalIncidentTransition."""
+        answered: list[Incident] = []  # set when this action is the first operator answer
 
         def change(incident: Incident) -> Incident:
             if not self.visible_to(principal, incident):
                 # Another group's city: not theirs to act on, and not theirs to know of.
                 raise IncidentNotFound(f"incident {incident_id} does not exist")
+            if incident.status is IncidentStatus.OPEN and action in ANSWERS:
+                answered.append(incident)
             return core.apply(
                 incident,
                 action,
@@ -484,6 +490,11 @@ class SafetyDesk:
         updated = await self._update(incident_id, change)
         if updated is None:
             raise IncidentNotFound(f"incident {incident_id} does not exist")
+        if answered:
+            # Read under the incident's lock: of two operators acking at once, only the
+            # first finds it open, so each incident is timed once.
+            waited = max(0.0, updated.updated_t - updated.created_t)
+            self.metrics.time_to_ack.labels(kind=updated.kind).observe(waited)
         await self._broadcast(updated, action.value)
         return updated
 

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     # positions are small frames, so it buys little here.
     ws_impl: Literal["auto", "websockets", "websockets-sansio", "wsproto"] = "auto"
     ws_per_message_deflate: bool = False
+    # Log lines: "text" (uvicorn's, for a person at a terminal) or "json" (one object per
+    # line with a request or connection id, for a log collector; realtime/logjson.py).
+    log_format: Literal["text", "json"] = "text"
     # The garbage collector of `doorstep serve` (realtime/gc_tuning.py): CPython's
     # thresholds gen0,gen1,gen2 (its default is 700,10,10), and whether what exists once the
     # hub has started is frozen out of collections. Chosen by measurement at 2,000

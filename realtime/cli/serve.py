@@ -61,6 +61,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
         ws_max_size=settings.hard_frame_bytes,
         ws_per_message_deflate=settings.ws_per_message_deflate,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) or 1,
+        # JSON logs: uvicorn's loggers keep no handlers of their own and reach the root
+        # logger's JSON handler (logsafety.install set it up); text: uvicorn's defaults.
+        **({"log_config": None} if settings.log_format == "json" else {}),
     )
 
 

@@ -21,6 +21,8 @@ from starlette.routing import BaseRoute, Match, WebSocketRoute
 from starlette.types import ExceptionHandler, Lifespan, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from realtime import logjson
+
 
 class SocketsFirstApp(Starlette):
     """A Starlette app whose WebSocket routes are called directly (see the module)."""
@@ -40,6 +42,8 @@ class SocketsFirstApp(Starlette):
         self.sockets = tuple(sockets)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The request's or the socket's id for every log line of the task serving it.
+        logjson.bind_scope(scope)
         if scope["type"] == "websocket":
             for route in self.sockets:
                 match, child = route.matches(scope)
