@@ -37,6 +37,9 @@ PURE_CORES = [
     ROOT / "realtime/tariff.py",
     ROOT / "realtime/city.py",
     ROOT / "realtime/dispatch_weights.py",
+    # The dashboard's figures (issue 16): computed at scrape time, scored at arrival.
+    ROOT / "realtime/live_figures.py",
+    ROOT / "realtime/eta_accuracy.py",
     # The dispatch benchmark's simulated day (its __main__ reads the clock for runtimes).
     ROOT / "loadtest/dispatch_bench/world.py",
     ROOT / "loadtest/dispatch_bench/policies.py",
