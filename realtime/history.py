@@ -50,6 +50,7 @@ class HistoryWriter:
         self.metrics = metrics
         self.healthy = True
         self._pending: list[StoredFix] = []
+        self._writing: list[StoredFix] = []  # the batch being written now
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -57,6 +58,15 @@ class HistoryWriter:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def pending_of(self, technician_id: str, t_from: float, t_to: float) -> list[StoredFix]:
+        """The technician's fixes in [t_from, t_to] accepted but not written yet (the
+        current batch): with the stored track, the whole of it up to this moment."""
+        return [
+            fix
+            for fix in (*self._writing, *self._pending)
+            if fix.technician_id == technician_id and t_from <= fix.t <= t_to
+        ]
 
     def has_room(self, count: int) -> bool:
         return len(self._pending) + count <= self.pending_limit
@@ -102,6 +112,7 @@ class HistoryWriter:
     async def _flush(self) -> bool:
         # Take the batch before awaiting: fixes submitted during the write go to the next one.
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        self._writing = batch
         started = time.perf_counter()
         try:
             await self.store.append_fixes(batch)
@@ -110,6 +121,8 @@ class HistoryWriter:
             self._pending = batch + self._pending
             self.healthy = False
             return False
+        finally:
+            self._writing = []
         self.healthy = True
         self.metrics.history_write_seconds.observe(time.perf_counter() - started)
         self.metrics.history_pending.set(len(self._pending))
