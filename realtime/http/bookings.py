@@ -270,8 +270,21 @@ async def dispatch_batch(request: Request) -> Response:
     )
 
 
+_DRY_RUN_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
 def _dry_run(request: Request) -> bool:
-    return request.query_params.get("dry_run", "0").lower() in ("1", "true", "yes")
+    """``?dry_run=`` as a flag. A value that is neither yes nor no is refused: read as "no",
+    a caller's ``dry_run=on`` would assign technicians for real."""
+    raw = request.query_params.get("dry_run", "0")
+    value = _DRY_RUN_VALUES.get(raw.strip().lower())
+    if value is None:
+        raise ApiError(
+            422,
+            ErrorCode.INVALID_FIELD,
+            f"dry_run must be 1/true/yes or 0/false/no, not {raw[:20]!r}",
+        )
+    return value
 
 
 def _ranked(entry: Ranked) -> dict[str, Any]:
