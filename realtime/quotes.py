@@ -66,6 +66,9 @@ class TravelQuote(msgspec.Struct, frozen=True, omit_defaults=True):
     expires_at: float
     technician_id: str | None = None
     booking_id: str | None = None
+    # When the trip was priced for (night and peak hours, the hour's learned speeds): the
+    # quote's creation, or the start of the booking's promised window when that is later.
+    trip_t: float | None = None
 
 
 _quote_decoder = msgspec.json.Decoder(TravelQuote)
@@ -106,14 +109,21 @@ class QuoteDesk:
         destination: Destination,
         technician_id: str | None = None,
         booking_id: str | None = None,
+        starts_t: float | None = None,
     ) -> TravelQuote:
-        """Price the trip and store the quote (so every hub can honour it)."""
+        """Price the trip and store the quote (so every hub can honour it).
+
+        ``starts_t``: when the trip will be made, if later than now (a booking's promised
+        window): a visit booked this afternoon for 23:00 pays the night fee, as the tariff
+        says, and is on shift by the same instant in dispatch (``realtime/dispatcher.py``).
+        """
         city = self.cities.of(self.cities.require(city_id))
         now = self.clock()
+        trip_t = now if starts_t is None else max(now, starts_t)
         trip = await self.travel.routed(
-            origin.lat, origin.lon, destination.lat, destination.lon, now
+            origin.lat, origin.lon, destination.lat, destination.lon, trip_t
         )
-        fee = quote_fee(city.tariff, trip.distance_m, trip.duration_s, now, city.zone())
+        fee = quote_fee(city.tariff, trip.distance_m, trip.duration_s, trip_t, city.zone())
         quote = TravelQuote(
             id=uuid.uuid4().hex,
             city=city.id,
@@ -128,6 +138,7 @@ class QuoteDesk:
             expires_at=now + QUOTE_TTL_S,
             technician_id=technician_id,
             booking_id=booking_id,
+            trip_t=trip_t,
         )
         await self.store.put_document(QUOTES, quote.id, msgspec.json.encode(quote))
         return quote
