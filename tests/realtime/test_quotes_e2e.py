@@ -488,3 +488,30 @@ async def test_driven_counts_a_drive_buffered_in_one_frame(
         booking = (await http.get("/v1/bookings/buffered")).json()
     assert booking["status"] == "arrived"
     assert booking["driven_m"] == pytest.approx(expected, rel=0.10)
+
+
+async def test_a_booking_for_tonight_is_quoted_at_tonights_rate(quoting: RunningHub):
+    now = quoting.hub.clock()
+    later = now + 7 * 3600.0
+    hour = datetime.fromtimestamp(later, BERLIN).hour
+    # A night window around the visit's hour, seven hours from now: not now.
+    night = {"start": hhmm(hour - 1), "end": hhmm(hour + 1)}
+    tariff = {**BASE_TARIFF, "cap": None, "night": night, "night_multiplier": 2.0}
+    await put_city(quoting, "berlin", tariff)
+    window = {"start_t": later, "end_t": later + 3600.0}
+    await quoting.create_booking(id="tonight", city="berlin", window=window)
+    await quoting.create_booking(id="asap", city="berlin")
+    booked = await quote(quoting, booking_id="tonight", origin=point(east(3000)))
+    # base 250 + distance 266 = 516, night x 2: +516.
+    assert lines(booked) == [("base", 250), ("distance", 266), ("time", 0), ("night", 516)]
+    assert booked["trip_t"] == later and booked["fee"]["night"] is True
+    local = datetime.fromisoformat(booked["fee"]["local_time"])
+    assert local.timestamp() == pytest.approx(later, abs=1e-6)
+    # Expiry still counts from now: the price holds five minutes, not until tonight.
+    assert booked["expires_at"] - booked["created_t"] == pytest.approx(QUOTE_TTL_S, abs=1e-6)
+    # The same trip with no window, or an ad hoc one, is priced now: no night line.
+    asap = await quote(quoting, booking_id="asap", origin=point(east(3000)))
+    adhoc = await quote(quoting, city="berlin", origin=point(east(3000)), destination=point(HOME))
+    for body in (asap, adhoc):
+        assert lines(body) == [("base", 250), ("distance", 266), ("time", 0)]
+        assert body["trip_t"] == body["created_t"]
