@@ -470,6 +470,56 @@ async def test_dispatch_of_unknown_or_assigned_booking(hub: RunningHub):
     assert (dry_nobody["ranking"], dry_nobody["excluded"]) == ([], [])
 
 
+async def test_on_shift_is_judged_at_the_start_of_the_promised_window(hub: RunningHub):
+    await put_city(hub, "later", timezone="Europe/Berlin")
+    now = hub.hub.clock()
+    start = now + 6 * 3600.0
+    hour_now = datetime.fromtimestamp(now, BERLIN).hour
+    hour_then = datetime.fromtimestamp(start, BERLIN).hour
+    # Three-hour shifts: one around now, one around the window's start six hours on.
+    await put_profile(
+        hub,
+        "now-shift",
+        city="later",
+        shifts=[{"start": hhmm(hour_now - 1), "end": hhmm(hour_now + 2)}],
+    )
+    await put_profile(
+        hub,
+        "then-shift",
+        city="later",
+        shifts=[{"start": hhmm(hour_then - 1), "end": hhmm(hour_then + 2)}],
+    )
+    for technician_id in ("now-shift", "then-shift"):
+        await go_online(hub, technician_id, east(400.0))
+    await hub.create_booking(id="asap", city="later")
+    await hub.create_booking(
+        id="booked", city="later", window={"start_t": start, "end_t": start + 7200.0}
+    )
+    asap = await dry_run(hub, "asap")
+    assert [r["technician_id"] for r in asap["ranking"]] == ["now-shift"]
+    assert asap["excluded"] == [{"technician_id": "then-shift", "reason": "off_shift"}]
+    booked = await dry_run(hub, "booked")
+    assert [r["technician_id"] for r in booked["ranking"]] == ["then-shift"]
+    assert booked["excluded"] == [{"technician_id": "now-shift", "reason": "off_shift"}]
+    assert booked["booking"]["window_start_t"] == start
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "realtime/erasure.py: erasing a technician's data leaves their visit ledger"
+        " (VisitLedger.forget exists for it and is never called)"
+    ),
+)
+async def test_erasing_a_technician_erases_their_visit_ledger(hub: RunningHub):
+    await _hold_and_end(hub, "done", "gone", "completed")
+    assert await hub.hub.store.get_document("visits", "gone") is not None
+    async with hub.client() as http:
+        erased = await http.delete("/v1/people/technician/gone/data")
+    assert erased.status_code == 200, erased.text
+    assert await hub.hub.store.get_document("visits", "gone") is None
+
+
 # ---------------------------------------------------------------------------- 4. concurrency
 
 
