@@ -117,7 +117,7 @@ class QuoteDesk:
         window): a visit booked this afternoon for 23:00 pays the night fee, as the tariff
         says, and is on shift by the same instant in dispatch (``realtime/dispatcher.py``).
         """
-        city = self.cities.of(self.cities.require(city_id))
+        city = self.cities.of(await self.cities.require_fresh(city_id))
         now = self.clock()
         trip_t = now if starts_t is None else max(now, starts_t)
         trip = await self.travel.routed(

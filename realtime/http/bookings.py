@@ -122,7 +122,7 @@ async def create_booking(request: Request) -> Response:
 
 async def _terms(hub: Hub, body: BookingCreateIn, destination: Destination) -> BookingTerms:
     """The city, window, preference and quote of a new booking, each checked."""
-    city = hub.cities.of(hub.cities.require(body.city))
+    city = hub.cities.of(await hub.cities.require_fresh(body.city))
     if not in_service_area(city, hub.zoning.ids_at(destination.lat, destination.lon)):
         raise ApiError(
             422,
