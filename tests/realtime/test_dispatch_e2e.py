@@ -19,11 +19,13 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 from websockets.asyncio.client import ClientConnection
 
 from geofence.geo import destination_point
 from realtime.backends.redis import delete_all
+from realtime.city import City
 from tests.conftest import TEST_REDIS_URL, RunningHub, receive_until
 
 HOME = (52.5200, 13.4050)
@@ -799,3 +801,65 @@ async def test_bad_cancel_bodies_are_refused_and_the_booking_stays(
     booking = await get_booking(hub, "j")
     assert booking["status"] == "assigned" and "cancelled_by" not in booking
     assert await hub.hub.store.get_document("visits", "t") is None
+
+
+# ---------------------------------------------------------------------------- cities, two hubs
+
+
+async def store_city_as_another_hub_would(hub: RunningHub, city: City) -> None:
+    """What another hub's PUT leaves in the shared store before its cluster notice arrives
+    here: the document, and no word to this hub's mirror."""
+    await hub.hub.store.put_document("cities", city.id, msgspec.json.encode(city))
+
+
+async def test_a_city_stored_by_another_hub_is_usable_before_its_notice(hub: RunningHub):
+    await put_zone(hub, "mitte")
+    await store_city_as_another_hub_would(
+        hub, City(id="fresh", name="Fresh", timezone="Europe/Berlin", zone_ids=("mitte",))
+    )
+    booking = await hub.create_booking(id="b-1", city="fresh")
+    assert booking["city"] == "fresh"
+    # Judged by its own rules at once: 3 km east is outside its zone.
+    far = east(3000.0)
+    async with hub.client() as http:
+        outside = await http.post(
+            "/v1/bookings",
+            json={
+                "customer_id": "c",
+                "city": "fresh",
+                "destination": {"lat": far[0], "lon": far[1]},
+            },
+        )
+    assert (outside.status_code, outside.json()["code"]) == (422, "outside_service_area")
+    await store_city_as_another_hub_would(hub, City(id="other", name="O", timezone="UTC"))
+    batch = await hub.post("/v1/dispatch/batch", {"city": "other"})
+    assert (batch.status_code, batch.json()["city"]) == (200, "other")
+    # A city nobody stored is still unknown.
+    unknown = await hub.post("/v1/dispatch/batch", {"city": "atlantis"})
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_city")
+
+
+async def test_waiting_bookings_of_a_city_not_yet_heard_of_stay_out_of_the_default_batch(
+    hub: RunningHub,
+):
+    await put_city(hub, "known")
+    await hub.create_booking(id="k-1", city="known")
+    # Make this hub forget it, as a hub that has not heard of it yet.
+    hub.hub.cities._cities.pop("known")
+    default = (await hub.post("/v1/dispatch/batch", {})).json()
+    assert default["unassigned"] == [] and default["assigned"] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "realtime/http/technicians.py: PUT /v1/technicians checks the city with the sync"
+        " Cities.require (this hub's mirror only): 422 unknown_city for a city another hub"
+        " has just stored (Cities.require_fresh reads the store on a miss)"
+    ),
+)
+async def test_a_profile_may_name_a_city_stored_by_another_hub(hub: RunningHub):
+    await store_city_as_another_hub_would(hub, City(id="fresh", name="F", timezone="UTC"))
+    async with hub.client() as http:
+        answer = await http.put("/v1/technicians/t", json={"city": "fresh"})
+    assert answer.status_code == 200, answer.text
