@@ -181,6 +181,10 @@ class QuoteDesk:
         fixes = await self.store.track(
             booking.technician_id, set_off[-1], booking.arrived_t, MAX_TRACK_POINTS
         )
+        if len(fixes) < 2:
+            # No track (the phone sent nothing on the way): unknown, not "drove 0 m" beside
+            # the quoted distance.
+            return None
         return round(driven_distance_m(fixes), 1)
 
     async def purge_expired(self, now: float) -> int:
