@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from realtime.booking import Destination
 from realtime.bookings_desk import NotFound
+from realtime.dispatch import MAX_POSITION_AGE_S
 from realtime.http.bookings import DestinationIn
 from realtime.http.common import (
     BOOKING_ADMINS,
@@ -62,6 +63,16 @@ async def _technician_at(hub: Hub, technician_id: str) -> Destination:
             409,
             ErrorCode.CONFLICT,
             f"technician {technician_id} has no known position: give an origin",
+        )
+    # Dispatch's rule for "where the technician is now": a trip priced from where they
+    # were hours ago is not the trip they will drive.
+    age_s = hub.clock() - last.t
+    if age_s > MAX_POSITION_AGE_S:
+        raise ApiError(
+            409,
+            ErrorCode.CONFLICT,
+            f"technician {technician_id}'s last position is {age_s:.0f} s old (over "
+            f"{MAX_POSITION_AGE_S:.0f} s): give an origin",
         )
     return Destination(lat=last.lat, lon=last.lon)
 
