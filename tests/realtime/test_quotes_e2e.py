@@ -554,3 +554,31 @@ async def test_erasing_a_technician_removes_their_position_from_quotes(quoting: 
         assert erased.status_code == 200, erased.text
         answer = await http.get(f"/v1/quotes/{q['id']}")
     assert answer.status_code == 404 or answer.json()["origin"] != point(at)
+
+
+async def test_a_stale_technician_position_is_no_origin(quoting: RunningHub):
+    at = east(2500.0)
+    await go_online(quoting, "tech-s", at)
+    fresh = await quote(quoting, technician_id="tech-s", destination=point(HOME))
+    assert fresh["origin"] == point(at)
+    clock = quoting.clock
+    assert isinstance(clock, ShiftedClock)
+    clock.advance(15 * 60.0 + 5.0)  # dispatch ranks nobody from a fix over 15 min old
+    stale = await quoting.post(
+        "/v1/quotes/travel", {"technician_id": "tech-s", "destination": point(HOME)}
+    )
+    assert (stale.status_code, stale.json()["code"]) == (409, "conflict")
+    assert "old" in stale.json()["message"]
+    given = await quote(
+        quoting, technician_id="tech-s", origin=point(east(10.0)), destination=point(HOME)
+    )
+    assert given["technician_id"] == "tech-s"
+
+
+async def test_no_track_on_the_way_is_no_driven_distance(quoting: RunningHub):
+    await quoting.create_booking(id="silent", technician_id="mute")
+    for step in ("en_route", "arrive"):
+        assert (await quoting.post(f"/v1/bookings/silent/{step}")).status_code == 200
+    async with quoting.client() as http:
+        booking = (await http.get("/v1/bookings/silent")).json()
+    assert booking["status"] == "arrived" and "driven_m" not in booking
