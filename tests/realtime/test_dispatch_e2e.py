@@ -724,6 +724,63 @@ async def test_fairness_counts_jobs_today_above_the_citys_median(hub: RunningHub
     assert ranking["idle-1"]["components"]["fairness_s"] == 0.0
 
 
+async def test_on_time_arrivals_and_cancellations_by_others(hub: RunningHub):
+    now = hub.hub.clock()
+    for technician_id in ("punctual", "late", "spared"):
+        await put_profile(hub, technician_id)
+    # Checked in now: within a window that ends in an hour, after one that ended an hour ago.
+    for booking_id, technician_id, window in (
+        ("v-1", "punctual", {"start_t": now - 600.0, "end_t": now + 3600.0}),
+        ("v-2", "late", {"start_t": now - 7200.0, "end_t": now - 3600.0}),
+    ):
+        await hub.create_booking(id=booking_id, technician_id=technician_id, window=window)
+        for step in ("en_route", "arrive", "start", "complete"):
+            assert (await hub.post(f"/v1/bookings/{booking_id}/{step}")).status_code == 200
+    # The customer cancelled: says nothing of the technician, but it took their slot.
+    await hub.create_booking(id="v-3", technician_id="spared")
+    cancel = await hub.post("/v1/bookings/v-3/cancel", {"by": "customer"})
+    assert cancel.json()["cancelled_by"] == "customer"
+    for technician_id in ("punctual", "late", "spared"):
+        await go_online(hub, technician_id, east(500.0))
+    await hub.create_booking(id="next")
+    ranking = by_technician((await dry_run(hub, "next"))["ranking"])
+    # punctual: completion 10/11, on time 10/11: score 10/11, 300 x 1/11 = 27.3
+    # late: completion 10/11, on time (0 + 9) / 11 = 9/11: score 29/33, 300 x 4/33 = 36.4
+    # spared: no accountable visit, no window: the prior, 30.0
+    history = {t: r["components"]["history_s"] for t, r in ranking.items()}
+    assert history == {"punctual": 27.3, "late": 36.4, "spared": 30.0}
+    # One job today each: the median is 1, nobody is above it.
+    assert {r["components"]["fairness_s"] for r in ranking.values()} == {0.0}
+
+
+async def test_two_concurrent_batches_assign_each_technician_once(hub: RunningHub):
+    await put_city(hub, "twin")
+    for technician_id, metres in (("x", 300.0), ("y", 900.0)):
+        await put_profile(hub, technician_id, city="twin")
+        await go_online(hub, technician_id, east(metres))
+    ids = [f"w-{n}" for n in range(3)]
+    for booking_id in ids:
+        await hub.create_booking(id=booking_id, city="twin")
+    answers = await asyncio.gather(
+        *(hub.post("/v1/dispatch/batch", {"city": "twin"}) for _ in range(3))
+    )
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    held = await open_bookings_by_technician(hub, ids)
+    assert sorted(held) == ["x", "y"] and all(len(v) == 1 for v in held.values()), held
+    waiting = [b for b in ids if (await get_booking(hub, b))["status"] == "requested"]
+    assert len(waiting) == 1
+
+
+async def test_a_closed_booking_is_not_dispatched(hub: RunningHub):
+    await hub.create_booking(id="gone")
+    assert (await hub.post("/v1/bookings/gone/cancel")).status_code == 200
+    for path in ("/v1/bookings/gone/dispatch?dry_run=1", "/v1/bookings/gone/dispatch"):
+        answer = await hub.post(path)
+        assert (answer.status_code, answer.json()["code"]) == (409, "illegal_transition")
+    named = await hub.post("/v1/dispatch/batch", {"booking_ids": ["gone"]})
+    assert (named.status_code, named.json()["code"]) == (409, "illegal_transition")
+
+
 # ---------------------------------------------------------------------------- 8. bad input
 
 # One more than a batch takes (BatchIn: at most 500 booking ids).
