@@ -588,6 +588,31 @@ async def test_a_batch_beside_a_single_dispatch_never_doubles_a_technician(hub: 
                 assert cancel.status_code == 200
 
 
+async def test_a_batch_on_one_hub_and_a_dispatch_on_another(redis_pair: list[RunningHub]):
+    first, second = redis_pair
+    await put_city(first, "pair")
+    for technician_id, metres in (("x", 300.0), ("y", 900.0)):
+        await put_profile(first, technician_id, city="pair")
+        await go_online(first, technician_id, east(metres))
+    ids = ["p-0", "p-1", "p-2"]
+    for booking_id in ids:
+        await first.create_booking(id=booking_id, city="pair")
+    # The second hub sees both technicians through the shared roster (every fleet interval).
+    for _ in range(100):
+        ranking = (await dry_run(second, "p-2"))["ranking"]
+        if len(ranking) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(r["technician_id"] for r in ranking) == ["x", "y"]
+    batch, single = await asyncio.gather(
+        first.post("/v1/dispatch/batch", {"city": "pair", "booking_ids": ids[:2]}),
+        second.post("/v1/bookings/p-2/dispatch"),
+    )
+    assert batch.status_code == 200 and single.status_code in (200, 409), single.text
+    held = await open_bookings_by_technician(first, ids)
+    assert sorted(held) == ["x", "y"] and all(len(v) == 1 for v in held.values()), held
+
+
 # ---------------------------------------------------------------------------- 5. batch
 
 
