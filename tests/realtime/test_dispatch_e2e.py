@@ -344,6 +344,29 @@ async def test_bad_profiles_are_refused_and_not_stored(
     assert after.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b"{", 400, "invalid_json"),
+        (b"[]", 422, "invalid_field"),
+        (b"null", 422, "invalid_field"),
+        (b'{"rating": 1e999}', 422, "out_of_range"),  # beyond a float
+        (b'{"rating": NaN}', 400, "invalid_json"),
+        (b'{"city": null, "shifts": null}', 422, "invalid_field"),
+    ],
+)
+async def test_malformed_profile_bodies_are_4xx_json(
+    hub: RunningHub, raw: bytes, status: int, code: str
+):
+    async with hub.client() as http:
+        answer = await http.put(
+            "/v1/technicians/tech-1", content=raw, headers={"content-type": "application/json"}
+        )
+        after = await http.get("/v1/technicians/tech-1")
+    assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
+    assert after.status_code == 404
+
+
 # ---------------------------------------------------------------------------- 3. dry run
 
 
