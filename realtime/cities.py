@@ -99,6 +99,22 @@ class Cities:
         days = [c.retention_days for c in self.all() if c.retention_days is not None]
         return min([self.default_retention_s, *(d * 86_400.0 for d in days)])
 
+    async def learn(self, city_id: str | None) -> None:
+        """Read from the store a city this hub has not heard of (if it is there).
+
+        Another hub's PUT answers the platform before this hub's mirror hears of it (the
+        cluster notice is a moment behind): a booking sent here in that moment must not be
+        refused ``unknown_city`` nor judged by the default city's rules. A miss costs one
+        store read; a city this hub knows costs none.
+        """
+        if city_id is not None and self.configured(city_id) is None:
+            await self.refresh(city_id)
+
+    async def require_fresh(self, city_id: str | None) -> str | None:
+        """``require``, after ``learn``: what an endpoint naming a city calls."""
+        await self.learn(city_id)
+        return self.require(city_id)
+
     async def put(self, city: City) -> None:
         await self.store.put_document(CITIES, city.id, msgspec.json.encode(city))
         self._cities[city.id] = city

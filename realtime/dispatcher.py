@@ -102,6 +102,8 @@ class Dispatcher:
     # ------------------------------------------------------------------ one booking
 
     async def ranking(self, booking: Booking) -> Evaluation:
+        # A booking created on another hub may name a city this hub has not heard of yet.
+        await self.cities.learn(booking.city)
         pool = await self._near([booking])
         return await self._evaluate(booking, *await self._candidates(booking, pool))
 
@@ -142,7 +144,7 @@ class Dispatcher:
         self, city_id: str | None, booking_ids: Sequence[str] | None, actor: str, *, dry_run: bool
     ) -> BatchResult:
         """Match the city's waiting bookings (or the ones named) to free technicians at once."""
-        city = self.cities.of(self.cities.require(city_id))
+        city = self.cities.of(await self.cities.require_fresh(city_id))
         bookings = await self._batch_bookings(city, booking_ids)
         pool = await self._near(bookings)
         scores: dict[tuple[str, str], Ranked] = {}
@@ -184,11 +186,14 @@ class Dispatcher:
     async def _batch_bookings(self, city: City, booking_ids: Sequence[str] | None) -> list[Booking]:
         if booking_ids is None:
             waiting = await self.bookings.store.waiting_bookings()
+            for city_id in sorted({b.city for b in waiting if b.city is not None}):
+                await self.cities.learn(city_id)  # or its bookings count as the default's
             chosen = [b for b in waiting if self.cities.of(b.city).id == city.id]
         else:
             chosen = []
             for booking_id in dict.fromkeys(booking_ids):
                 booking = await self._assignable(booking_id)
+                await self.cities.learn(booking.city)
                 if self.cities.of(booking.city).id != city.id:
                     raise NotFound(f"booking {booking_id} is not in city {city.id}")
                 chosen.append(booking)
@@ -233,6 +238,9 @@ class Dispatcher:
         # On shift at the booking's time: its promised window's start, or now.
         at_t = max(now, booking.window_start_t or now)
         located = [(t, self.fleet.last_fix(t)) for t in pool]
+        profiles = {t: self.profiles.get(t) or TechnicianProfile() for t in pool}
+        for city_id in sorted({p.city for p in profiles.values() if p.city is not None}):
+            await self.cities.learn(city_id)
         ledgers = await asyncio.gather(*(self.visits.records(t) for t, fix in located if fix))
         records = dict(zip([t for t, fix in located if fix], ledgers, strict=True))
         candidates, unplaced = [], []
@@ -240,7 +248,7 @@ class Dispatcher:
             if last is None:
                 unplaced.append(technician_id)
                 continue
-            profile = self.profiles.get(technician_id) or TechnicianProfile()
+            profile = profiles[technician_id]
             mine = records[technician_id]
             in_city = self.cities.of(profile.city).id == city.id
             candidates.append(

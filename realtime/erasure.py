@@ -24,6 +24,7 @@ from realtime.fleet import Fleet
 from realtime.ports import Announce, Clock
 from realtime.privacy import AccessEntry, involves, redact_booking
 from realtime.profiles import Profiles
+from realtime.quotes import QuoteDesk
 from realtime.safety import CONTACTS, contacts_key
 from realtime.visit_ledger import VisitLedger
 
@@ -47,6 +48,7 @@ class Eraser:
         fleet: Fleet,
         profiles: Profiles,
         visits: VisitLedger | None = None,
+        quotes: QuoteDesk | None = None,
         announce: Announce,
         clock: Clock,
     ) -> None:
@@ -55,6 +57,7 @@ class Eraser:
         self.fleet = fleet
         self.profiles = profiles
         self.visits = visits
+        self.quotes = quotes
         self.announce = announce
         self.clock = clock
 
@@ -85,6 +88,10 @@ async def _erase_person(desk: Eraser, role: str, person_id: str, actor: str) -> 
         # Their record of visits (dispatch's history score): nobody dispatches them any more.
         forgot = desk.visits is not None and await desk.visits.forget(person_id)
         erased["visit_history"] = int(forgot)
+        # Quotes priced from where they were (a quote's origin is their position).
+        erased["quotes"] = (
+            0 if desk.quotes is None else await desk.quotes.forget_technician(person_id)
+        )
     erased["emergency_contacts"] = int(
         await desk.store.delete_document(CONTACTS, contacts_key(role, person_id))
     )

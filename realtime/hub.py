@@ -120,7 +120,15 @@ class Hub:
         self.bookings.on_change(self.arrivals.booking_changed)
         # Route distance and time as the customer's ETA would say (dispatch, quotes).
         self.travel = TravelEstimates(self.arrivals)
-        self.quotes = QuoteDesk(store=store, cities=self.cities, travel=self.travel, clock=clock)
+        self.quotes = QuoteDesk(
+            store=store,
+            cities=self.cities,
+            travel=self.travel,
+            clock=clock,
+            unwritten=lambda technician_id, t_from, t_to: self.history.pending_of(
+                technician_id, t_from, t_to
+            ),
+        )
         self.bookings.after_check_in(self._record_driven)
         self.alerts.audience_of = self._alert_audience
         self.zoning = Zoning(
@@ -207,6 +215,7 @@ class Hub:
             fleet=self.fleet,
             profiles=self.profiles,
             visits=self.visits,
+            quotes=self.quotes,
             announce=announce,
             clock=clock,
         )

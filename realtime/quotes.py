@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -66,6 +66,9 @@ class TravelQuote(msgspec.Struct, frozen=True, omit_defaults=True):
     expires_at: float
     technician_id: str | None = None
     booking_id: str | None = None
+    # When the trip was priced for (night and peak hours, the hour's learned speeds): the
+    # quote's creation, or the start of the booking's promised window when that is later.
+    trip_t: float | None = None
 
 
 _quote_decoder = msgspec.json.Decoder(TravelQuote)
@@ -91,12 +94,21 @@ def driven_distance_m(fixes: Sequence[StoredFix], min_step_m: float = 30.0) -> f
 
 class QuoteDesk:
     def __init__(
-        self, *, store: Store, cities: Cities, travel: TravelEstimates, clock: Clock
+        self,
+        *,
+        store: Store,
+        cities: Cities,
+        travel: TravelEstimates,
+        clock: Clock,
+        unwritten: Callable[[str, float, float], list[StoredFix]] | None = None,
     ) -> None:
         self.store = store
         self.cities = cities
         self.travel = travel
         self.clock = clock
+        # The technician's fixes accepted but not written yet (the history writer's batch):
+        # the frame that decided the check-in is among them when the check-in is measured.
+        self.unwritten = unwritten or (lambda _technician, _t_from, _t_to: [])
 
     async def quote(
         self,
@@ -106,14 +118,21 @@ class QuoteDesk:
         destination: Destination,
         technician_id: str | None = None,
         booking_id: str | None = None,
+        starts_t: float | None = None,
     ) -> TravelQuote:
-        """Price the trip and store the quote (so every hub can honour it)."""
-        city = self.cities.of(self.cities.require(city_id))
+        """Price the trip and store the quote (so every hub can honour it).
+
+        ``starts_t``: when the trip will be made, if later than now (a booking's promised
+        window): a visit booked this afternoon for 23:00 pays the night fee, as the tariff
+        says, and is on shift by the same instant in dispatch (``realtime/dispatcher.py``).
+        """
+        city = self.cities.of(await self.cities.require_fresh(city_id))
         now = self.clock()
+        trip_t = now if starts_t is None else max(now, starts_t)
         trip = await self.travel.routed(
-            origin.lat, origin.lon, destination.lat, destination.lon, now
+            origin.lat, origin.lon, destination.lat, destination.lon, trip_t
         )
-        fee = quote_fee(city.tariff, trip.distance_m, trip.duration_s, now, city.zone())
+        fee = quote_fee(city.tariff, trip.distance_m, trip.duration_s, trip_t, city.zone())
         quote = TravelQuote(
             id=uuid.uuid4().hex,
             city=city.id,
@@ -128,6 +147,7 @@ class QuoteDesk:
             expires_at=now + QUOTE_TTL_S,
             technician_id=technician_id,
             booking_id=booking_id,
+            trip_t=trip_t,
         )
         await self.store.put_document(QUOTES, quote.id, msgspec.json.encode(quote))
         return quote
@@ -167,10 +187,29 @@ class QuoteDesk:
         set_off = [e.t for e in events if e.event is BookingEvent.EN_ROUTE]
         if not set_off:
             return None
-        fixes = await self.store.track(
-            booking.technician_id, set_off[-1], booking.arrived_t, MAX_TRACK_POINTS
-        )
+        technician_id, t_from, t_to = booking.technician_id, set_off[-1], booking.arrived_t
+        stored = await self.store.track(technician_id, t_from, t_to, MAX_TRACK_POINTS)
+        # Stored and still queued, each fix once (by seq), in time order.
+        by_seq = {fix.seq: fix for fix in (*stored, *self.unwritten(technician_id, t_from, t_to))}
+        fixes = sorted(by_seq.values(), key=lambda fix: (fix.t, fix.seq))
+        if len(fixes) < 2:
+            # No track (the phone sent nothing on the way): unknown, not "drove 0 m" beside
+            # the quoted distance.
+            return None
         return round(driven_distance_m(fixes), 1)
+
+    async def forget_technician(self, technician_id: str) -> int:
+        """Delete the quotes priced from the technician's position (their data was erased:
+        a quote's origin is where they were); returns how many."""
+        deleted = 0
+        for key, raw in (await self.store.list_documents(QUOTES)).items():
+            try:
+                quote = _quote_decoder.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if quote.technician_id == technician_id:
+                deleted += await self.store.delete_document(QUOTES, key)
+        return deleted
 
     async def purge_expired(self, now: float) -> int:
         """Delete quotes expired more than ``KEEP_EXPIRED_S`` ago; returns how many."""

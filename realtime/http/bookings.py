@@ -122,7 +122,7 @@ async def create_booking(request: Request) -> Response:
 
 async def _terms(hub: Hub, body: BookingCreateIn, destination: Destination) -> BookingTerms:
     """The city, window, preference and quote of a new booking, each checked."""
-    city = hub.cities.of(hub.cities.require(body.city))
+    city = hub.cities.of(await hub.cities.require_fresh(body.city))
     if not in_service_area(city, hub.zoning.ids_at(destination.lat, destination.lon)):
         raise ApiError(
             422,
@@ -272,8 +272,21 @@ async def dispatch_batch(request: Request) -> Response:
     )
 
 
+_DRY_RUN_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
 def _dry_run(request: Request) -> bool:
-    return request.query_params.get("dry_run", "0").lower() in ("1", "true", "yes")
+    """``?dry_run=`` as a flag. A value that is neither yes nor no is refused: read as "no",
+    a caller's ``dry_run=on`` would assign technicians for real."""
+    raw = request.query_params.get("dry_run", "0")
+    value = _DRY_RUN_VALUES.get(raw.strip().lower())
+    if value is None:
+        raise ApiError(
+            422,
+            ErrorCode.INVALID_FIELD,
+            f"dry_run must be 1/true/yes or 0/false/no, not {raw[:20]!r}",
+        )
+    return value
 
 
 def _ranked(entry: Ranked) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """/v1/quotes/travel: the travel fee for a trip to the door (``realtime/quotes.py``).
 
 Asked by the platform (or an operator) for a booking, ``{"booking_id", "technician_id"?}``
-(from that technician's last position, or the booking's assigned one), or for a trip not
+(from that technician's last position, or the booking's assigned one; priced for the start
+of the booking's promised window when that is later than now), or for a trip not
 booked yet, ``{"city"?, "origin"?, "destination", "technician_id"?}`` (``origin`` may be
 left out when ``technician_id`` is given: their last position). The answer holds for
 5 minutes (``expires_at``); a booking carries the one its customer accepted.
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from realtime.booking import Destination
 from realtime.bookings_desk import NotFound
+from realtime.dispatch import MAX_POSITION_AGE_S
 from realtime.http.bookings import DestinationIn
 from realtime.http.common import (
     BOOKING_ADMINS,
@@ -62,6 +64,16 @@ async def _technician_at(hub: Hub, technician_id: str) -> Destination:
             ErrorCode.CONFLICT,
             f"technician {technician_id} has no known position: give an origin",
         )
+    # Dispatch's rule for "where the technician is now": a trip priced from where they
+    # were hours ago is not the trip they will drive.
+    age_s = hub.clock() - last.t
+    if age_s > MAX_POSITION_AGE_S:
+        raise ApiError(
+            409,
+            ErrorCode.CONFLICT,
+            f"technician {technician_id}'s last position is {age_s:.0f} s old (over "
+            f"{MAX_POSITION_AGE_S:.0f} s): give an origin",
+        )
     return Destination(lat=last.lat, lon=last.lon)
 
 
@@ -71,6 +83,7 @@ async def quote_travel(request: Request) -> Response:
     body: QuoteIn = await read_body(request, QuoteIn)
     hub = hub_of(request)
     technician_id = body.technician_id
+    starts_t = None
     if body.booking_id is not None:
         if body.destination is not None or body.city is not None:
             raise ApiError(
@@ -83,6 +96,8 @@ async def quote_travel(request: Request) -> Response:
             raise NotFound(f"booking {body.booking_id} does not exist")
         technician_id = technician_id or booking.technician_id
         destination, city_id = booking.destination, booking.city
+        # Priced for when the visit is promised, not for when the quote is asked.
+        starts_t = booking.window_start_t
     else:
         if body.destination is None:
             raise ApiError(
@@ -103,6 +118,7 @@ async def quote_travel(request: Request) -> Response:
         destination=destination,
         technician_id=technician_id,
         booking_id=body.booking_id,
+        starts_t=starts_t,
     )
     return JSONResponse(quote_json(quote), status_code=201)
 

@@ -50,7 +50,7 @@ async def put_technician(request: Request) -> Response:
         skills=tuple(sorted(set(body.skills))),
         name=body.name,
         rating=body.rating,
-        city=hub.cities.require(body.city),
+        city=await hub.cities.require_fresh(body.city),
         shifts=tuple(body.shifts),
     )
     await hub.profiles.put(technician_id, profile)

@@ -63,6 +63,7 @@ async def test_erasing_a_technician_removes_what_may_go_and_keeps_what_is_open(b
         "profile_name": 1,
         # b-closed was cancelled with tech-1 on it: one record in their visit ledger.
         "visit_history": 1,
+        "quotes": 0,  # none was priced from their position
         "emergency_contacts": 1,
         "bookings_redacted": 1,
     }
