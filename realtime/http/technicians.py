@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from realtime.auth import Role
 from realtime.bookings_desk import NotFound
+from realtime.history_score import history_score, jobs_today
 from realtime.http.common import (
     BOOKING_ADMINS,
     ApiError,
@@ -67,13 +68,21 @@ async def get_technician(request: Request) -> Response:
     position = hub.fleet.last_position(technician_id)
     if profile is None and position is None:
         raise NotFound(f"technician {technician_id} is unknown")
+    profile = profile or TechnicianProfile()
+    records = await hub.visits.records(technician_id)
+    zone = hub.cities.of(profile.city).zone()
     return JSONResponse(
         {
             "id": technician_id,
-            **msgspec.to_builtins(profile or TechnicianProfile()),
+            **msgspec.to_builtins(profile),
             "online": hub.fleet.is_online(technician_id),
             "position": msgspec.to_builtins(position),
             "bookings": [b.id for b in hub.bookings.active_bookings_of(technician_id)],
+            # Doorstep's own record (the visit ledger): what dispatch's history_s weighs.
+            "history": {
+                **msgspec.to_builtins(history_score(records)),
+                "jobs_today": jobs_today(records, hub.clock(), zone),
+            },
         }
     )
 

@@ -801,6 +801,16 @@ async def test_on_time_arrivals_and_cancellations_by_others(hub: RunningHub):
     assert history == {"punctual": 27.3, "late": 36.4, "spared": 30.0}
     # One job today each: the median is 1, nobody is above it.
     assert {r["components"]["fairness_s"] for r in ranking.values()} == {0.0}
+    # The record behind it is the technician's to read (GET /v1/technicians/{id}).
+    async with hub.client() as http:
+        late = (await http.get("/v1/technicians/late")).json()["history"]
+        spared = (await http.get("/v1/technicians/spared")).json()["history"]
+    # The rates as observed (1 of 1 completed, 0 of 1 on time); the score is shrunk.
+    assert late["visits"] == 1 and late["completion_rate"] == 1.0
+    assert late["on_time_rate"] == 0.0 and late["jobs_today"] == 1
+    assert late["score"] == pytest.approx(29 / 33)
+    assert spared["cancellations"] == 0 and spared["completion_rate"] is None
+    assert spared["score"] == pytest.approx(0.9)
 
 
 async def test_two_concurrent_batches_assign_each_technician_once(hub: RunningHub):
