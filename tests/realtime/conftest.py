@@ -1,11 +1,14 @@
-"""Fixtures for the realtime tests: a local stand-in for the OSRM routing engine."""
+"""Fixtures for the realtime tests: a local stand-in for the OSRM routing engine, and two
+hubs on one Redis."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -13,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.conftest import local_server
+from realtime.backends.redis import delete_all
+from tests.conftest import TEST_REDIS_URL, RunningHub, local_server
 
 OSRM_OK = {
     "code": "Ok",
@@ -112,3 +116,15 @@ async def receiver() -> AsyncIterator[Receiver]:
     app = Starlette(routes=[Route("/{path:path}", fake.handle, methods=["POST"])])
     async with local_server(app) as fake.port:
         yield fake
+
+
+@pytest.fixture
+async def redis_pair(hub_factory: Callable[..., Any]) -> AsyncIterator[list[RunningHub]]:
+    """Two hubs in this process on one Redis key prefix: one system, two hubs."""
+    prefix = f"doorstep-test-pair-{uuid.uuid4().hex[:10]}"
+    redis = {"backend": "redis", "redis_url": TEST_REDIS_URL, "redis_prefix": prefix}
+    hubs = [await hub_factory(**redis), await hub_factory(**redis)]
+    yield hubs
+    for running in hubs:
+        await running.stop()
+    await delete_all(TEST_REDIS_URL, prefix)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,9 +22,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from geofence.geo import destination_point
-from realtime.backends.redis import delete_all
 from realtime.city import City
-from tests.conftest import TEST_REDIS_URL, RunningHub, receive_until
+from tests.conftest import RunningHub, receive_until
 
 HOME = (52.5200, 13.4050)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -247,18 +244,6 @@ async def test_malformed_city_bodies_are_4xx_json(
     assert (response.status_code, response.json()["code"]) == (status, code), response.text
     assert after.status_code == 404
     assert (bad_id.status_code, bad_id.json()["code"]) == (422, "invalid_field")
-
-
-@pytest.fixture
-async def redis_pair(hub_factory: Callable[..., Any]) -> AsyncIterator[list[RunningHub]]:
-    """Two hubs in this process on one Redis key prefix: one system, two hubs."""
-    prefix = f"doorstep-test-e2e15-{uuid.uuid4().hex[:10]}"
-    redis = {"backend": "redis", "redis_url": TEST_REDIS_URL, "redis_prefix": prefix}
-    hubs = [await hub_factory(**redis), await hub_factory(**redis)]
-    yield hubs
-    for running in hubs:
-        await running.stop()
-    await delete_all(TEST_REDIS_URL, prefix)
 
 
 async def test_a_city_put_on_one_hub_is_seen_by_the_other(redis_pair: list[RunningHub]):

@@ -12,17 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from geofence.geo import destination_point
-from realtime.backends.redis import delete_all
-from tests.conftest import TEST_REDIS_URL, RunningHub, receive_until
+from tests.conftest import RunningHub, receive_until
 
 HOME = (52.5200, 13.4050)
 
@@ -84,18 +80,6 @@ async def test_concurrent_dispatches_assign_each_technician_once(
             if answer.status_code == 200:
                 stored = (await http.get(f"/v1/bookings/{answer.json()['booking']['id']}")).json()
                 assert stored["technician_id"] == answer.json()["booking"]["technician_id"]
-
-
-@pytest.fixture
-async def redis_pair(hub_factory: Callable[..., Any]) -> AsyncIterator[list[RunningHub]]:
-    """Two hubs in this process on one Redis key prefix: one system, two hubs."""
-    prefix = f"doorstep-test-dispatch-{uuid.uuid4().hex[:10]}"
-    redis = {"backend": "redis", "redis_url": TEST_REDIS_URL, "redis_prefix": prefix}
-    hubs = [await hub_factory(**redis), await hub_factory(**redis)]
-    yield hubs
-    for running in hubs:
-        await running.stop()
-    await delete_all(TEST_REDIS_URL, prefix)
 
 
 async def test_concurrent_dispatches_on_two_hubs_assign_each_technician_once(

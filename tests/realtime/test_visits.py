@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -26,7 +25,6 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from realtime.auth import Principal, Role
-from realtime.backends.redis import delete_all
 from realtime.booking import (
     Booking,
     BookingEvent,
@@ -39,7 +37,6 @@ from realtime.booking import (
 )
 from realtime.protocol import ErrorCode, ProtocolError, Sos
 from tests.conftest import (
-    TEST_REDIS_URL,
     RunningHub,
     ShiftedClock,
     receive_json,
@@ -304,18 +301,6 @@ async def test_a_cancelled_booking_uses_the_same_grace(hub_factory: Callable[...
 
 
 # ------------------------------------------------------------------ across hubs (Redis)
-
-
-@pytest.fixture
-async def redis_pair(hub_factory: Callable[..., Any]) -> AsyncIterator[list[RunningHub]]:
-    """Two hubs in this process on one Redis key prefix: one system, two hubs."""
-    prefix = f"doorstep-test-visits-{uuid.uuid4().hex[:10]}"
-    redis = {"backend": "redis", "redis_url": TEST_REDIS_URL, "redis_prefix": prefix}
-    hubs = [await hub_factory(**redis), await hub_factory(**redis)]
-    yield hubs
-    for running in hubs:
-        await running.stop()
-    await delete_all(TEST_REDIS_URL, prefix)
 
 
 async def test_one_visit_at_a_time_holds_across_hubs(redis_pair: list[RunningHub]):
