@@ -335,13 +335,21 @@ class BookingDesk:
         return new
 
     async def assign_if_free(
-        self, booking_id: str, technician_id: str, actor: str, cause: str
+        self,
+        booking_id: str,
+        technician_id: str,
+        actor: str,
+        cause: str,
+        ranked_version: float | None = None,
     ) -> Booking | None:
         """Assign the technician if they still have no other open booking; else None.
 
         A dispatch ranking is made from this hub's mirror, a moment ago: a concurrent
         dispatch (here or on another hub) may have taken the technician since. Checked again
         under the technician's lock, reading the store, so two dispatches never both win one.
+        ``ranked_version``: the booking's ``updated_t`` when it was ranked; if it changed
+        since (another dispatch assigned it), Conflict: a dispatch never re-assigns a
+        booking someone else has just assigned.
         """
         async with self.store.lock(technician_lock(technician_id), LOCK_TTL_S):
             # Under the lock: an assignment of this technician elsewhere is stored by now.
@@ -357,6 +365,7 @@ class BookingDesk:
                 technician_id=technician_id,
                 t=None,
                 locked_technician=technician_id,
+                ranked_version=ranked_version,
             )
         await self.announce(Entity.BOOKING, assigned.id)
         return assigned
@@ -372,6 +381,7 @@ class BookingDesk:
         t: float | None,
         locked_technician: str | None = None,
         cancelled_by: str | None = None,
+        ranked_version: float | None = None,
     ) -> Booking:
         """``transition`` under the booking's lock (the caller holds the technician's lock
         when ``locked_technician`` is set); the cluster notice is the caller's."""
@@ -381,6 +391,11 @@ class BookingDesk:
             old = await self.store.get_booking(booking_id)
             if old is None:
                 raise NotFound(f"booking {booking_id} does not exist")
+            if ranked_version is not None and old.updated_t != ranked_version:
+                raise Conflict(
+                    f"booking {booking_id} changed since it was ranked ({old.status.value}"
+                    f"{', ' + old.technician_id if old.technician_id else ''}): not re-assigned"
+                )
             needed = _technician_decided(old, event, technician_id)
             if needed is not None and needed != locked_technician:
                 raise _Relock(needed)

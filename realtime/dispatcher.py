@@ -26,7 +26,7 @@ from realtime import booking as core
 from realtime.backends.roster import Roster
 from realtime.batch_match import Matching, greedy_nearest, match
 from realtime.booking import Booking, BookingEvent
-from realtime.bookings_desk import BookingDesk, NotFound
+from realtime.bookings_desk import BookingDesk, Conflict, NotFound
 from realtime.cities import Cities
 from realtime.city import City, in_service_area
 from realtime.dispatch import (
@@ -130,6 +130,7 @@ class Dispatcher:
                     f"dispatch: score {best.total_s:.0f} s (ETA {best.eta_s:.0f} s),"
                     f" #{place} of {len(ranking)}"
                 ),
+                ranked_version=booking.updated_t,
             )
             if assigned is not None:
                 return evaluation, assigned
@@ -167,17 +168,23 @@ class Dispatcher:
         greedy = greedy_nearest(booking_ids_sorted, technicians, cost)
         taken: list[str] = []
         if not dry_run:
+            version = {b.id: b.updated_t for b in bookings}
             for assignment in matching.assignments:
                 ranked = scores[(assignment.booking, assignment.technician)]
-                assigned = await self.bookings.assign_if_free(
-                    assignment.booking,
-                    assignment.technician,
-                    actor,
-                    cause=(
-                        f"batch dispatch: score {ranked.total_s:.0f} s (ETA {ranked.eta_s:.0f} s),"
-                        f" {len(matching.assignments)} of {len(bookings)} matched"
-                    ),
-                )
+                try:
+                    assigned = await self.bookings.assign_if_free(
+                        assignment.booking,
+                        assignment.technician,
+                        actor,
+                        cause=(
+                            f"batch dispatch: score {ranked.total_s:.0f} s"
+                            f" (ETA {ranked.eta_s:.0f} s),"
+                            f" {len(matching.assignments)} of {len(bookings)} matched"
+                        ),
+                        ranked_version=version[assignment.booking],
+                    )
+                except Conflict:
+                    assigned = None  # the booking itself was assigned (or cancelled) meanwhile
                 if assigned is None:
                     taken.append(assignment.booking)
         greedy_total = sum(scores[(a.booking, a.technician)].total_s for a in greedy.assignments)

@@ -157,12 +157,22 @@ class QuoteDesk:
         return None if raw is None else _quote_decoder.decode(raw)
 
     async def accepted(
-        self, quote_id: str, *, destination: Destination, city_id: str | None
+        self,
+        quote_id: str,
+        *,
+        destination: Destination,
+        city_id: str | None,
+        booking_id: str | None = None,
     ) -> TravelQuote:
-        """The quote a booking at ``destination`` in ``city_id`` may carry, or why not."""
+        """The quote a booking at ``destination`` in ``city_id`` may carry, or why not.
+
+        A quote made for a booking (``{"booking_id"}``) is that booking's only.
+        """
         quote = await self.get(quote_id)
         if quote is None:
             raise UnknownQuote(f"quote {quote_id} was never issued (POST /v1/quotes/travel)")
+        if quote.booking_id is not None and quote.booking_id != booking_id:
+            raise QuoteMismatch(f"quote {quote_id} was made for booking {quote.booking_id}")
         if self.clock() >= quote.expires_at:
             raise QuoteExpired(
                 f"quote {quote_id} expired at {quote.expires_at:.0f}; ask for a new one"

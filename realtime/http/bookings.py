@@ -135,7 +135,9 @@ async def _terms(hub: Hub, body: BookingCreateIn, destination: Destination) -> B
         _in_range("window.end_t", window.end_t, window.start_t + 1, window.start_t + 7 * 86400)
     quote = None
     if body.quote_id is not None:
-        quote = await hub.quotes.accepted(body.quote_id, destination=destination, city_id=body.city)
+        quote = await hub.quotes.accepted(
+            body.quote_id, destination=destination, city_id=body.city, booking_id=body.id
+        )
     return BookingTerms(
         city=body.city,
         window_start_t=None if window is None else window.start_t,
@@ -159,7 +161,10 @@ async def accept_quote(request: Request) -> Response:
     if booking.final:
         raise ApiError(409, ErrorCode.CONFLICT, f"booking {booking_id} is {booking.status}")
     quote = await hub.quotes.accepted(
-        body.quote_id, destination=booking.destination, city_id=booking.city
+        body.quote_id,
+        destination=booking.destination,
+        city_id=booking.city,
+        booking_id=booking.id,
     )
     booking = await hub.bookings.annotate(
         booking_id, quote_id=quote.id, quoted_distance_m=quote.distance_m

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from geofence.geo import destination_point
+from realtime.bookings_desk import Conflict
 from tests.conftest import RunningHub, receive_until
 
 HOME = (52.5200, 13.4050)
@@ -103,3 +104,25 @@ async def test_concurrent_dispatches_on_two_hubs_assign_each_technician_once(
     answers = await dispatch_all([first, second], ids)
     assigned = check_outcome(answers, techs)
     assert set(assigned) == set(techs)
+
+
+async def test_a_dispatch_never_reassigns_a_booking_assigned_since_it_was_ranked(hub: RunningHub):
+    # A batch ranked "late" while it was requested; a single dispatch (or the platform)
+    # assigned it to tech-a meanwhile. The batch's assignment of tech-b must not replace it.
+    await hub.create_booking(id="late", destination={"lat": HOME[0], "lon": HOME[1]})
+    ranked = await hub.hub.bookings.get_booking("late")
+    assert ranked is not None
+    assigned_meanwhile = await hub.post("/v1/bookings/late/assign", {"technician_id": "tech-a"})
+    assert assigned_meanwhile.status_code == 200
+    with pytest.raises(Conflict, match="changed since it was ranked"):
+        await hub.hub.bookings.assign_if_free(
+            "late", "tech-b", "operator:op-1", "batch", ranked_version=ranked.updated_t
+        )
+    async with hub.client() as http:
+        assert (await http.get("/v1/bookings/late")).json()["technician_id"] == "tech-a"
+    # Unchanged since ranking: assigned.
+    now = await hub.hub.bookings.get_booking("late")
+    assigned = await hub.hub.bookings.assign_if_free(
+        "late", "tech-b", "operator:op-1", "batch", ranked_version=now.updated_t
+    )
+    assert assigned is not None and assigned.technician_id == "tech-b"

@@ -280,20 +280,24 @@ async def test_quote_attached_after_creation_and_the_refusals(quoting: RunningHu
     berlin_home = {"city": "berlin", "destination": point(HOME)}
     status, code, _ = await refused({"quote_id": "never-issued"}, berlin_home)
     assert (status, code) == (422, "unknown_quote")
-    # The quote is for HOME; a booking 500 m away is another address.
+    # A quote made for b-1 is b-1's: another booking at the same door may not carry it.
+    status, code, message = await refused({"quote_id": q["id"]}, berlin_home)
+    assert (status, code) == (422, "invalid_field") and "made for booking b-1" in message
+    # A quote for a trip not booked yet, to HOME; a booking 500 m away is another address.
+    trip = await quote(quoting, city="berlin", origin=point(east(3000)), destination=point(HOME))
     status, code, message = await refused(
-        {"quote_id": q["id"]}, {"city": "berlin", "destination": point(east(500.0))}
+        {"quote_id": trip["id"]}, {"city": "berlin", "destination": point(east(500.0))}
     )
     assert (status, code) == (422, "invalid_field") and "500 m" in message
     status, code, message = await refused(
-        {"quote_id": q["id"]}, {"city": "hamburg", "destination": point(HOME)}
+        {"quote_id": trip["id"]}, {"city": "hamburg", "destination": point(HOME)}
     )
     assert (status, code) == (422, "invalid_field") and "hamburg" in message
     # 50 m away is the same building's other door: accepted.
     near = await quoting.create_booking(
-        id="b-near", city="berlin", destination=point(east(50.0)), quote_id=q["id"]
+        id="b-near", city="berlin", destination=point(east(50.0)), quote_id=trip["id"]
     )
-    assert near["quote_id"] == q["id"]
+    assert near["quote_id"] == trip["id"]
 
     unknown = await quoting.post("/v1/bookings/b-1/quote", {"quote_id": "never-issued"})
     assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_quote")
