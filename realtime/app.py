@@ -104,13 +104,7 @@ def _live_figures(hub: Hub) -> LiveFigures:
         technicians_connected=len(hub.fleet.connected_here()),
         now=hub.clock(),
         # The checks of /readyz (realtime/http/health.py), as gauges for the alert rules.
-        ready_checks={
-            "hub": hub.ready,
-            "history_writer": hub.history.healthy,
-            "store": hub.backend.store_ok,
-            "bus": hub.backend.bus_ok,
-            "tasks": hub.backend.tasks_ok,
-        },
+        ready_checks=hub.readiness(),
         # Only the Redis bus can lose a publish (the in-process one has no queue to fill).
         bus_dropped=getattr(hub.bus, "dropped", 0),
     )

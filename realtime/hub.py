@@ -309,6 +309,16 @@ class Hub:
         await self.roster.close()
         await self.store.close()
 
+    def readiness(self) -> dict[str, bool]:
+        """What /readyz reports and the ``doorstep_ready_check`` gauges show: one list."""
+        return {
+            "hub": self.ready,
+            "history_writer": self.history.healthy,
+            "store": self.backend.store_ok,
+            "bus": self.backend.bus_ok,
+            "tasks": self.backend.tasks_ok,
+        }
+
     @property
     def healthy(self) -> bool:
         return self.ready and self.history.healthy and self.backend.ok

@@ -18,13 +18,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     hub = hub_of(request)
-    checks = {
-        "hub": hub.ready,
-        "history_writer": hub.history.healthy,
-        "store": hub.backend.store_ok,
-        "bus": hub.backend.bus_ok,
-        "tasks": hub.backend.tasks_ok,
-    }
+    checks = hub.readiness()
     ok = all(checks.values())
     body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
     if hub.backend.store_error:
