@@ -136,6 +136,8 @@ class Arrivals:
         self._eta_shown: dict[str, EtaShown] = {}  # what each booking's customer was sent
         # What they were sent during the approach, scored at the arrival (the metrics).
         self._shown_etas: dict[str, ShownEtas] = {}
+        # Each arrival's ETA score, written to its booking after the check-in is stored.
+        self._eta_summaries: dict[str, dict[str, object]] = {}
         self.eta_throttle = EtaThrottle()
         self.routing = routing
         self.router = (
@@ -429,10 +431,18 @@ class Arrivals:
         shown = self._shown_etas.pop(booking_id, None)
         if shown is None:
             return
-        for scored in shown.score(arrived_t):
+        scores = shown.score(arrived_t)
+        for scored in scores:
             self.metrics.eta_error.labels(horizon=scored.horizon).observe(scored.error_s)
             held = "yes" if scored.held else "no"
             self.metrics.eta_ranges.labels(horizon=scored.horizon, held=held).inc()
+        if scores:
+            # Kept on the booking once the check-in is stored, for GET /v1/stats.
+            self._eta_summaries[booking_id] = {
+                "eta_scored": len(scores),
+                "eta_mae_s": round(sum(s.error_s for s in scores) / len(scores), 1),
+                "eta_range_held": round(sum(s.held for s in scores) / len(scores), 4),
+            }
 
     async def _write(self, booking_id: str, decision: Decision) -> None:
         """Store one decision; raises when the store fails. Idempotent: each transition is
@@ -444,6 +454,13 @@ class Arrivals:
             await self._transition(
                 booking_id, decision.event, {S.EN_ROUTE, S.ARRIVING}, decision.cause, decision.t
             )
+            summary = self._eta_summaries.pop(booking_id, None)
+            if summary is not None:
+                try:
+                    await self.bookings.annotate(booking_id, **summary)
+                except Exception:
+                    # The check-in is stored; only the statistics miss this arrival's score.
+                    log.warning("ETA score of %s not kept", booking_id, exc_info=True)
         else:
             booking = await self.bookings.get_booking(booking_id)
             if booking is not None and booking.status is S.ARRIVED:

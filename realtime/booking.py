@@ -126,6 +126,15 @@ class Booking(msgspec.Struct, frozen=True, omit_defaults=True):
     # Who cancelled (customer, technician, platform, operator): a technician's cancellation
     # counts against their history score, the others do not.
     cancelled_by: str | None = None
+    # Who checked the technician in (the audit actor: ``hub:arrivals`` when the presence
+    # detector decided, ``role:sub`` when a person did): the dashboard's automatic share.
+    checked_in_by: str | None = None
+    # How right the ETAs the customer was shown turned out (scored at the arrival,
+    # ``realtime/eta_accuracy.py``): how many were scored, their mean absolute error and
+    # the share whose range held the real arrival.
+    eta_scored: int | None = None
+    eta_mae_s: float | None = None
+    eta_range_held: float | None = None
 
     @property
     def active(self) -> bool:
@@ -250,6 +259,7 @@ def apply(
             changes["technician_id"] = technician_id
         if move.action is BookingEvent.CHECK_IN:
             changes["arrived_t"] = move.t
+            changes["checked_in_by"] = actor
             if driven_m is not None:
                 changes["driven_m"] = driven_m
         if move.action is BookingEvent.CANCEL and cancelled_by is not None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import msgspec
 
 from realtime import booking as core
-from realtime.auth import Role
 from realtime.backends.base import Store
 from realtime.booking import Booking, BookingEvent
 from realtime.cluster import LOCK_TTL_S, Entity
@@ -28,6 +27,7 @@ from realtime.fleet import Fleet
 from realtime.metrics import Metrics
 from realtime.ports import Announce, Clock
 from realtime.publish import Publisher
+from realtime.stats import decided_by_hand
 from realtime.visit_ledger import VisitLedger
 
 log = logging.getLogger("doorstep.bookings")
@@ -65,16 +65,6 @@ def _technician_decided(
     if core.starts_visit(booking, event):
         return booking.technician_id
     return None
-
-
-# Audit actors that are a person (``role:sub``, realtime/auth.py); the hub's own services
-# write ``hub:arrivals``, ``system:watchdog`` and the like.
-PERSON_ROLES = frozenset(role.value for role in Role)
-
-
-def decided_by_hand(actor: str) -> bool:
-    """Whether a transition was a person's call (through the API), not the hub's own."""
-    return actor.partition(":")[0] in PERSON_ROLES
 
 
 def on_time_label(booking: Booking) -> str:

@@ -58,6 +58,10 @@ class BookingCommands(BookingView, Protocol):
         t: float | None = None,
     ) -> Booking: ...
 
+    async def annotate(self, booking_id: str, **changes: object) -> Booking:
+        """Set fields that are not a lifecycle step (no audit transition)."""
+        ...
+
 
 class FleetView(Protocol):
     """Read-only: where technicians are and when they were last heard."""

@@ -40,6 +40,7 @@ PURE_CORES = [
     # The dashboard's figures (issue 16): computed at scrape time, scored at arrival.
     ROOT / "realtime/live_figures.py",
     ROOT / "realtime/eta_accuracy.py",
+    ROOT / "realtime/stats.py",
     # The dispatch benchmark's simulated day (its __main__ reads the clock for runtimes).
     ROOT / "loadtest/dispatch_bench/world.py",
     ROOT / "loadtest/dispatch_bench/policies.py",

@@ -186,6 +186,18 @@ class Store(Protocol):
 
     async def active_bookings(self) -> list[Booking]: ...
 
+    async def bookings_created_between(
+        self, t_from: float, t_to: float, limit: int
+    ) -> list[Booking]:
+        """Up to ``limit`` bookings created in [t_from, t_to), oldest first (statistics)."""
+        ...
+
+    async def incidents_created_between(
+        self, t_from: float, t_to: float, limit: int
+    ) -> list[Incident]:
+        """Up to ``limit`` incidents raised in [t_from, t_to), open or closed, oldest first."""
+        ...
+
     async def waiting_bookings(self) -> list[Booking]:
         """The bookings still ``requested`` (no technician yet), by id: what batch dispatch
         matches. Indexed, so it costs the waiting bookings, not every booking ever made."""

@@ -87,7 +87,7 @@ async def get_technician(request: Request) -> Response:
     )
 
 
-def _time_param(request: Request, name: str, default: float | None) -> float | None:
+def time_param(request: Request, name: str, default: float | None) -> float | None:
     raw = request.query_params.get(name)
     if raw is None:
         return default
@@ -111,8 +111,8 @@ async def technician_track(request: Request) -> Response:
     now = hub.clock()
     window_args: dict[str, Any] = {
         "now": now,
-        "t_from": _time_param(request, "from", None),
-        "t_to": _time_param(request, "to", None),
+        "t_from": time_param(request, "from", None),
+        "t_to": time_param(request, "to", None),
         "default_s": settings.track_default_window_s,
         "max_s": settings.track_max_window_s,
         "future_skew_s": settings.max_future_skew_s,

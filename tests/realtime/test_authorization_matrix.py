@@ -220,6 +220,7 @@ CALLS: list[Call] = [
     ),
     call("GET", "/v1/quotes/q-none", ADMINS),
     call("GET", "/v1/cities", ADMINS),
+    call("GET", "/v1/stats", ADMINS),
     call("GET", "/v1/cities/default", ADMINS),
     call(
         "PUT", "/v1/cities/c-9", {PLATFORM_KEY_ROW}, {"name": "Nine", "timezone": "Europe/Berlin"}

@@ -8,7 +8,10 @@ readiness).
 
 from __future__ import annotations
 
+import asyncio
 import time
+
+import pytest
 
 from geofence.geo import destination_point
 from tests.conftest import RunningHub, ShiftedClock, receive_until
@@ -157,3 +160,14 @@ async def test_an_automatic_check_in_scores_the_etas_the_customer_was_shown(hub:
     assert held + missed == scored
     assert value(samples, "doorstep_eta_error_seconds_count", horizon="5-15m") == 0
     assert value(samples, "doorstep_eta_error_seconds_sum", horizon="0-5m") > 0
+    # The same scores are kept on the booking (GET /v1/stats reads them from the store).
+    error_sum = value(samples, "doorstep_eta_error_seconds_sum", horizon="0-5m")
+    async with hub.client() as http:
+        for _ in range(100):
+            booking = (await http.get("/v1/bookings/visit-1")).json()
+            if "eta_scored" in booking:
+                break
+            await asyncio.sleep(0.02)
+    assert booking["eta_scored"] == 4 and booking["checked_in_by"] == "hub:arrivals"
+    assert booking["eta_mae_s"] == pytest.approx(error_sum / 4, abs=0.05)
+    assert booking["eta_range_held"] == pytest.approx(held / 4)

@@ -120,6 +120,28 @@ class RedisStore(RedisHistory, RedisCoordination):
         raws = await self._indexed_values(self.keys.bookings_active, self.keys.bookings, "set")
         return [_booking_decoder.decode(raw) for raw in raws]
 
+    async def bookings_created_between(
+        self, t_from: float, t_to: float, limit: int
+    ) -> list[Booking]:
+        found = []
+        async for _, raw in self._hash_values(self.keys.bookings):
+            booking = _booking_decoder.decode(raw)
+            if t_from <= booking.created_t < t_to:
+                found.append(booking)
+        found.sort(key=lambda b: (b.created_t, b.id))
+        return found[: max(0, limit)]
+
+    async def incidents_created_between(
+        self, t_from: float, t_to: float, limit: int
+    ) -> list[Incident]:
+        found = []
+        async for _, raw in self._hash_values(self.keys.incidents):
+            incident = _incident_decoder.decode(raw)
+            if t_from <= incident.created_t < t_to:
+                found.append(incident)
+        found.sort(key=lambda i: (i.created_t, i.id))
+        return found[: max(0, limit)]
+
     @bounded
     async def waiting_bookings(self) -> list[Booking]:
         raws = await self._indexed_values(self.keys.bookings_waiting, self.keys.bookings, "set")

@@ -69,6 +69,21 @@ class SQLiteStore(SQLiteHistory, SQLiteSafety, SQLiteCoordination):
         )
         return [_booking_decoder.decode(r[0]) for r in rows]
 
+    async def bookings_created_between(
+        self, t_from: float, t_to: float, limit: int
+    ) -> list[Booking]:
+        # A scan (created_t is in the document): statistics are rare reads over a period.
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM bookings WHERE"
+                " json_extract(CAST(data AS TEXT), '$.created_t') >= ?"
+                " AND json_extract(CAST(data AS TEXT), '$.created_t') < ?"
+                " ORDER BY json_extract(CAST(data AS TEXT), '$.created_t'), id LIMIT ?",
+                (t_from, t_to, limit),
+            ).fetchall()
+        )
+        return [_booking_decoder.decode(r[0]) for r in rows]
+
     async def waiting_bookings(self) -> list[Booking]:
         rows = await self._run(
             lambda: self.db.execute(

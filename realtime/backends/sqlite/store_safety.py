@@ -70,6 +70,20 @@ class SQLiteSafety(SQLiteConnection):
         )
         return _incident_decoder.decode(row[0]) if row else None
 
+    async def incidents_created_between(
+        self, t_from: float, t_to: float, limit: int
+    ) -> list[Incident]:
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT data FROM incidents WHERE"
+                " json_extract(CAST(data AS TEXT), '$.created_t') >= ?"
+                " AND json_extract(CAST(data AS TEXT), '$.created_t') < ?"
+                " ORDER BY json_extract(CAST(data AS TEXT), '$.created_t'), id LIMIT ?",
+                (t_from, t_to, limit),
+            ).fetchall()
+        )
+        return [_incident_decoder.decode(r[0]) for r in rows]
+
     async def open_incidents(self) -> list[Incident]:
         rows = await self._run(
             lambda: self.db.execute(

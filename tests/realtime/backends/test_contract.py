@@ -517,3 +517,18 @@ async def test_hubs_with_different_prefixes_do_not_see_each_other(
         assert elsewhere == []
     finally:
         await elsewhere_bus.disconnect()
+
+
+async def test_bookings_and_incidents_created_in_a_period(store: Store) -> None:
+    for booking_id, t in (("b-before", T0 - 10), ("b-first", T0), ("b-second", T0 + 50)):
+        booking, events = booking_core.create(
+            booking_id=booking_id, customer_id="c", destination=HERE, t=t, actor="platform"
+        )
+        await store.save_booking(booking, events)
+    for incident_id, t in (("inc-in", T0 + 5), ("inc-after", T0 + 100)):
+        incident = new_incident(incident_id, client_id=incident_id, t=t)
+        await store.save_incident(incident, key_of(incident), list(incident.audit))
+    got = await store.bookings_created_between(T0, T0 + 100, 10)
+    assert [b.id for b in got] == ["b-first", "b-second"]  # [from, to): T0 in, T0+100 out
+    assert [b.id for b in await store.bookings_created_between(T0, T0 + 100, 1)] == ["b-first"]
+    assert [i.id for i in await store.incidents_created_between(T0, T0 + 100, 10)] == ["inc-in"]
