@@ -9,6 +9,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from alerts.incident import Incident
+from realtime.booking import Booking
 from realtime.http.common import (
     BOOKING_ADMINS,
     ApiError,
@@ -18,6 +20,7 @@ from realtime.http.common import (
     hub_of,
 )
 from realtime.http.technicians import time_param
+from realtime.hub import Hub
 from realtime.protocol import ErrorCode
 from realtime.stats import compute
 
@@ -74,10 +77,46 @@ async def get_stats(request: Request) -> Response:
             )
         )
     if city_id is not None:
-        body = by_city.get(city_id) or msgspec.to_builtins(
-            compute([], [], t_from=t_from, t_to=t_to, city=city_id)
-        )
-        return JSONResponse(body)
-    body = msgspec.to_builtins(compute(bookings, incidents, t_from=t_from, t_to=t_to, city=None))
-    body["by_city"] = by_city
+        bookings = [b for b in bookings if cities.of(b.city).id == city_id]
+        incidents = [i for i in incidents if cities.of(i.city).id == city_id]
+    body = msgspec.to_builtins(compute(bookings, incidents, t_from=t_from, t_to=t_to, city=city_id))
+    if city_id is None:
+        body["by_city"] = by_city
+    by_zone = _by_zone(hub, bookings, incidents, t_from, t_to, city_id)
+    if by_zone:
+        body["by_zone"] = by_zone
     return JSONResponse(body)
+
+
+def _by_zone(
+    hub: Hub,
+    bookings: list[Booking],
+    incidents: list[Incident],
+    t_from: float,
+    t_to: float,
+    city_id: str | None,
+) -> dict[str, Any]:
+    """The figures per zone document (``PUT /v1/zones/{id}``): bookings by their address,
+    incidents by their booking's address (else where they were raised). A booking redacted
+    by retention has its address rounded to ~1 km: near a zone's edge it may count in the
+    neighbouring one."""
+    zoning = hub.zoning
+    if not zoning.ids():
+        return {}
+
+    def zones_of(lat: float, lon: float) -> set[str]:
+        return {z for z in zoning.ids_at(lat, lon) if "/" not in z}
+
+    booking_zones = {b.id: zones_of(b.destination.lat, b.destination.lon) for b in bookings}
+    incident_zones: dict[str, set[str]] = {}
+    for incident in incidents:
+        place = incident.address or incident.location
+        incident_zones[incident.id] = set() if place is None else zones_of(place.lat, place.lon)
+    out = {}
+    for zone_id in zoning.ids():
+        mine = [b for b in bookings if zone_id in booking_zones[b.id]]
+        raised = [i for i in incidents if zone_id in incident_zones[i.id]]
+        if mine or raised:
+            figures = compute(mine, raised, t_from=t_from, t_to=t_to, city=city_id)
+            out[zone_id] = msgspec.to_builtins(figures)
+    return out

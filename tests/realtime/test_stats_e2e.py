@@ -49,6 +49,11 @@ async def test_the_figures_of_a_known_day(hub_factory):
         {"name": "South", "timezone": "Europe/Rome", "operator_group": "team-south"},
     )
     await put(hub, "/v1/technicians/t-sos", {"city": "north"})
+    # A zone round the bookings' default address (52.52, 13.405); another far away.
+    square = [[[13.40, 52.515], [13.41, 52.515], [13.41, 52.525], [13.40, 52.525], [13.40, 52.515]]]
+    await put(hub, "/v1/zones/centre", {"type": "Polygon", "coordinates": square})
+    far = [[[13.0, 52.0], [13.01, 52.0], [13.01, 52.01], [13.0, 52.01], [13.0, 52.0]]]
+    await put(hub, "/v1/zones/far", {"type": "Polygon", "coordinates": far})
     operator = await hub.token("operator", "op-1")
     # Minted before the hub's clock moves (tokens are checked against real time).
     async with hub.client() as http:
@@ -106,6 +111,11 @@ async def test_the_figures_of_a_known_day(hub_factory):
     everything = await stats(hub, **period)
     assert everything["bookings"] == 5 and set(everything["by_city"]) == {"north", "south"}
     assert everything["by_city"]["south"]["bookings"] == 1
+    # Per zone: every booking is at the default address, in "centre"; the SOS were raised
+    # between visits with no position, so they have no place and no zone. "far" is empty.
+    assert set(everything["by_zone"]) == {"centre"}
+    assert everything["by_zone"]["centre"]["bookings"] == 5
+    assert everything["by_zone"]["centre"]["incidents"]["raised"] == 0
     # An operator of another group sees the cities without one, not team-south's.
     grouped = await stats(hub, minted.json()["token"], **period)
     assert set(grouped["by_city"]) == {"north"} and grouped["bookings"] == 4
