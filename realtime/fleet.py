@@ -4,7 +4,9 @@ The technicians connected here are this hub's own: their seq trackers, their new
 lease on them in the shared roster (renewed every ``PRESENCE_REFRESH_S``; a hub that dies
 stops renewing and they show offline after ``PRESENCE_LEASE_S``). Technicians on other hubs
 are known from the roster, as of the last ``look_around``. Every ``fleet_interval_s`` the
-positions that changed go to the operators' fleet channel and into the roster.
+positions that changed go to the operators' fleet channel and into the roster. Each entry
+carries the technician's display name and status (idle, the current visit's, offline) from the
+profiles and bookings mirrors, for the console's labels and list.
 
 Read by the rest of the hub through ``FleetView`` (``realtime/ports.py``); written by the
 fix pipeline (``realtime/pipeline.py``) and the technician socket.
@@ -21,9 +23,10 @@ from realtime import protocol as wire
 from realtime.aio import stop_tasks
 from realtime.backends.base import Bus, BusMessage, Store
 from realtime.backends.roster import Roster, RosterEntry
+from realtime.booking import Booking
 from realtime.channels import FLEET_CHANNEL
 from realtime.ingest import SeqTracker
-from realtime.ports import Clock, Spawn
+from realtime.ports import BookingView, Clock, ProfileView, Spawn
 from realtime.positions import fleet_entry, location_of, position, roster_entry
 
 log = logging.getLogger("doorstep.fleet")
@@ -32,6 +35,18 @@ log = logging.getLogger("doorstep.fleet")
 # a hub that dies (kill -9) stops renewing and its technicians show offline after the lease.
 PRESENCE_LEASE_S = 15.0
 PRESENCE_REFRESH_S = 5.0
+
+# A fleet entry's ``status`` besides a current visit's own (en_route .. in_service).
+IDLE = "idle"
+OFFLINE = "offline"
+
+
+def technician_status(online: bool, visit: Booking | None) -> str:
+    """What the console shows a technician doing: ``offline`` wins over a visit (their
+    phone is silent, whatever the booking says), then the visit's status, else ``idle``."""
+    if not online:
+        return OFFLINE
+    return visit.status.value if visit is not None else IDLE
 
 
 @dataclass
@@ -71,6 +86,33 @@ class Fleet:
         self._presence_t = float("-inf")
         self._roster_tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        # Names and visits for the console's labels; set by the hub once those desks exist
+        # (the bookings desk is built with this fleet, so they cannot come in here).
+        self._names: ProfileView | None = None
+        self._visits: BookingView | None = None
+
+    def describe_with(self, names: ProfileView, visits: BookingView) -> None:
+        """Fleet entries carry the technician's display name and status from these.
+
+        Both are in-memory mirrors (profiles, active bookings): the fleet loop builds entries
+        every second and must not read the store for them.
+        """
+        self._names = names
+        self._visits = visits
+
+    def visit_changed(self, booking: Booking) -> None:
+        """A booking changed: its technician's status may have, so send their entry again.
+
+        Only for technicians connected here: the hub holding the socket speaks for them
+        (every hub hears of the change; one fleet entry is enough, and a hub that knows the
+        technician from the roster only would send a stale position).
+        """
+        technician_id = booking.technician_id
+        if technician_id is None:
+            return
+        state = self._technicians.get(technician_id)
+        if state is not None and state.connections > 0:
+            self._dirty.add(technician_id)
 
     def start(self) -> None:
         self._task = self.spawn("doorstep-fleet", self._loop)  # type: ignore[assignment]
@@ -188,8 +230,14 @@ class Fleet:
         return sorted(t for t, state in self._technicians.items() if state.connections > 0)
 
     def entry(self, technician_id: str) -> wire.FleetEntry:
+        online = self.is_online(technician_id)
+        visit = self._visits.current_visit(technician_id) if self._visits is not None else None
         return fleet_entry(
-            technician_id, self.is_online(technician_id), self.last_fix(technician_id)
+            technician_id,
+            online,
+            self.last_fix(technician_id),
+            name=self._names.name_of(technician_id) if self._names is not None else None,
+            status=technician_status(online, visit),
         )
 
     def snapshot(self) -> list[wire.FleetEntry]:

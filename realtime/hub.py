@@ -118,6 +118,9 @@ class Hub:
             models_reload_s=settings.models_reload_interval_s,
         )
         self.bookings.on_change(self.arrivals.booking_changed)
+        # The console's fleet entries: each technician's name and what they are doing.
+        self.fleet.describe_with(self.profiles, self.bookings)
+        self.bookings.on_change(self.fleet.visit_changed)
         # Route distance and time as the customer's ETA would say (dispatch, quotes).
         self.travel = TravelEstimates(self.arrivals)
         self.quotes = QuoteDesk(

@@ -55,10 +55,18 @@ def position(technician_id: str, fix: wire.Location) -> wire.Position:
     return wire.Position(technician_id=technician_id, seq=fix.seq, **_shown_fields(fix))
 
 
-def fleet_entry(technician_id: str, online: bool, fix: wire.Location | None) -> wire.FleetEntry:
-    if fix is None:
-        return wire.FleetEntry(technician_id=technician_id, online=online)
-    return wire.FleetEntry(technician_id=technician_id, online=online, **_shown_fields(fix))
+def fleet_entry(
+    technician_id: str,
+    online: bool,
+    fix: wire.Location | None,
+    *,
+    name: str | None = None,
+    status: str | None = None,
+) -> wire.FleetEntry:
+    shown = _shown_fields(fix) if fix is not None else {}
+    return wire.FleetEntry(
+        technician_id=technician_id, online=online, name=name, status=status, **shown
+    )
 
 
 def _shown_fields(fix: wire.Location) -> dict[str, Any]:

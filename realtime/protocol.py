@@ -300,6 +300,10 @@ class FleetEntry(msgspec.Struct, omit_defaults=True):
     acc: float | None = None
     speed: float | None = None
     heading: float | None = None
+    # For the console's labels and list (operators only): the platform's display name, and
+    # what the technician is doing: ``idle``, their current visit's status, or ``offline``.
+    name: str | None = None
+    status: str | None = None
 
 
 class Fleet(msgspec.Struct, tag="fleet", tag_field="type"):

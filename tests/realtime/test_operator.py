@@ -53,11 +53,12 @@ async def acked(tech: ClientConnection, seq: int) -> None:
 
 
 def entry(technician_id: str, online: bool, fix: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A fleet entry as the console receives it."""
+    """A fleet entry as the console receives it (no profile, no visit: idle or offline)."""
+    status = "idle" if online else "offline"
     if fix is None:
-        return {"technician_id": technician_id, "online": online}
+        return {"technician_id": technician_id, "online": online, "status": status}
     position = {k: fix[k] for k in ("t", "lat", "lon", "acc", "speed", "heading")}
-    return {"technician_id": technician_id, "online": online, **position}
+    return {"technician_id": technician_id, "online": online, **position, "status": status}
 
 
 async def next_fleet(console: ClientConnection, timeout: float = 2.0) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 // The operator's safety console: /console?token=<operator token>.
-// Watches WS /v1/ws/ops: every technician on the map (fleet), the incident queue (oldest
-// unacknowledged first, with the time since raised), a visual and audible alarm for a new
-// SOS, the selected incident's live trail, people and notification log, ack/resolve, and
-// the safety alerts. Every reconnect starts from the hub's snapshot, so nothing is lost.
+// Watches WS /v1/ws/ops: every technician on the map, labelled with name and status, and in
+// a searchable list beside it (fleet.js); the incident queue (oldest unacknowledged first,
+// with the time since raised), a visual and audible alarm for a new SOS, the selected
+// incident's live trail, people and notification log, ack/resolve, and the safety alerts.
+// Every reconnect starts from the hub's snapshot, so nothing is lost.
 import {
   PageToken,
   ReconnectingSocket,
@@ -19,6 +20,7 @@ import {
   postJson,
   socketUrl,
 } from "./common.js";
+import { FleetView } from "./fleet.js";
 
 const OUTCOMES = ["safe", "false_alarm", "help_dispatched", "police_called", "medical", "other"];
 const OPEN = new Set(["open", "acknowledged"]);
@@ -30,7 +32,6 @@ const $ = (id) => document.getElementById(id);
 const incidents = new Map(); // id -> incident, as the hub last sent it
 const live = new Map(); // incident id -> {trail: [[lat, lon]], last: {t, lat, lon, acc}}
 const alerts = new Map(); // alert id (or a local key) -> alert
-const fleet = new Map(); // technician id -> {entry, marker}
 const incidentMarkers = new Map(); // incident id -> marker
 const seen = new Set(); // incident ids this console has already alarmed for
 const contactsCache = new Map(); // "role/id" -> contacts or null
@@ -42,6 +43,13 @@ let localAlertKey = 0;
 
 const map = createMap("map", config);
 const selectionLayer = L.layerGroup().addTo(map);
+// Every technician: a labelled dot on the map and a row in the searchable list (fleet.js).
+const fleetView = new FleetView(
+  map,
+  { list: $("fleet-list"), search: $("fleet-search"), count: $("fleet-count"), empty: $("fleet-empty") },
+  (t) => ageText(t),
+);
+const fleet = fleetView.items; // technician id -> {entry, marker, row}
 
 const hubNow = () => nowS() + hubOffset;
 
@@ -521,35 +529,6 @@ function renderSelectionLayer(incident) {
   selectionLayer.trail = points;
 }
 
-// ---------------------------------------------------------------------------- fleet
-
-function updateFleet(entry) {
-  let item = fleet.get(entry.technician_id);
-  const hasFix = Number.isFinite(entry.lat) && Number.isFinite(entry.lon);
-  if (!item) {
-    item = { entry, marker: null };
-    fleet.set(entry.technician_id, item);
-  }
-  item.entry = { ...item.entry, ...entry };
-  const e = item.entry;
-  if (!Number.isFinite(e.lat) || !Number.isFinite(e.lon)) return;
-  const icon = dotIcon(e.online ? "tech" : "offline");
-  if (!item.marker) {
-    item.marker = L.marker([e.lat, e.lon], { icon, title: e.technician_id, keyboard: false })
-      .bindTooltip(e.technician_id, { direction: "top", offset: [0, -10] })
-      .addTo(map);
-  } else {
-    if (hasFix) item.marker.setLatLng([e.lat, e.lon]);
-    item.marker.setIcon(icon);
-  }
-}
-
-function resetFleet(entries) {
-  for (const item of fleet.values()) item.marker?.remove();
-  fleet.clear();
-  for (const entry of entries || []) updateFleet(entry);
-}
-
 // ---------------------------------------------------------------------------- alerts
 
 function alertKey(alert) {
@@ -624,7 +603,8 @@ function onMessage(message) {
       const selected = selectedId;
       incidents.clear();
       for (const incident of message.incidents || []) upsertIncident(incident, null);
-      resetFleet(message.fleet);
+      fleetView.reset(message.fleet);
+      fleetView.render();
       alerts.clear();
       for (const alert of message.alerts || []) upsertAlert(alert);
       if (selected && !incidents.has(selected)) refetchClosed(selected);
@@ -651,7 +631,8 @@ function onMessage(message) {
       break;
     }
     case "fleet":
-      for (const entry of message.positions || []) updateFleet(entry);
+      for (const entry of message.positions || []) fleetView.update(entry);
+      fleetView.render();
       renderCounts();
       break;
     case "alert":
@@ -720,6 +701,7 @@ window.doorstep = {
   incidents,
   alerts,
   fleet,
+  fleetView,
   live,
   sound,
   selectionLayer,
