@@ -3,8 +3,10 @@
 ``common`` holds what every endpoint shares (authentication, body decoding, validators,
 error answers); ``tokens``, ``bookings``, ``technicians``, ``zones``, ``safety`` (SOS and
 incidents), ``alerts``, ``people`` (contacts, erasure, audit) and ``health`` hold the
-endpoints. The table below is the whole REST surface in one place (docs/protocol.md);
-tests/realtime/test_authorization_matrix.py has a row for every route in it.
+endpoints; ``openapi`` and ``asyncapi`` describe this table and the sockets for machines
+(``/openapi.json``, ``/asyncapi.json``). The table below is the whole REST surface in one
+place (docs/protocol.md); tests/realtime/test_authorization_matrix.py has a row for every
+route in it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from alerts.incident import IncidentAction
 from realtime.booking import BookingEvent
 from realtime.http import (
     alerts,
+    asyncapi,
     bookings,
     cities,
     health,
+    openapi,
     people,
     quotes,
     safety,
@@ -89,6 +93,9 @@ routes: list[BaseRoute] = [
     Route("/healthz", health.healthz),
     Route("/readyz", health.readyz),
     Route("/metrics", health.metrics),
+    # The API described by machines, built from this table and the protocol structs.
+    Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+    Route("/asyncapi.json", asyncapi.asyncapi_json, methods=["GET"]),
     Route("/v1/people/{role}/{person_id}/data", people.erase_data, methods=["DELETE"]),
     Route("/v1/audit", people.list_audit, methods=["GET"]),
 ]
