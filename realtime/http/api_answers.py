@@ -24,6 +24,7 @@ from realtime.history_score import HistoryScore
 from realtime.privacy import AccessEntry
 from realtime.profiles import TechnicianProfile
 from realtime.protocol import Position
+from realtime.stats import Stats
 
 
 class Error(msgspec.Struct, frozen=True):
@@ -216,3 +217,11 @@ class Readiness(msgspec.Struct, frozen=True):
     checks: dict[str, bool]
     store_error: str | None = None
     tasks_down: list[str] = []
+
+
+class StatsAnswer(Stats, frozen=True):
+    """``GET /v1/stats``: the figures, with a breakdown by city (without ``?city=``) and by
+    zone document (when zones exist)."""
+
+    by_city: dict[str, Stats] | None = None
+    by_zone: dict[str, Stats] | None = None

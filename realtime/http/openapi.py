@@ -348,6 +348,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "One travel-fee quote", ADMINS, answers={200: TravelQuote}, errors=NOT_FOUND
     ),
     ("GET", "/v1/cities"): Operation("Every configured city", ADMINS, answers={200: out.CityList}),
+    ("GET", "/v1/stats"): Operation(
+        "The operations figures of a period (and city), from the stored records",
+        ADMINS,
+        answers={200: out.StatsAnswer},
+        errors={422: (ErrorCode.INVALID_FIELD, ErrorCode.OUT_OF_RANGE, ErrorCode.UNKNOWN_CITY)},
+        query=(
+            Query("city", "a configured city id (default: all, with by_city)"),
+            Query("from", "Unix seconds (default: 24 h before to)"),
+            Query("to", "Unix seconds (default: now); at most 92 days after from"),
+        ),
+    ),
     ("PUT", "/v1/cities/{city_id}"): Operation(
         "Create or replace a city (its zones must exist)",
         PLATFORM,

@@ -20,9 +20,18 @@ from tests.web.test_pages import CHROMIUM, DESKTOP, PHONE, Chromium, screenshot
 browser = pages.browser
 web_hub = pages.web_hub
 
-# Every link of the page, in page order: the three pages, then health. Docs are named, not
-# linked (the hub does not serve docs/; /openapi.json is not there yet).
-LINKS = ["/console", "/track", "/tech", "/healthz", "/readyz", "/metrics"]
+# Every link of the page, in page order: the three pages, health, then the machine-readable
+# API documents (the prose docs are named, not linked: the hub does not serve docs/).
+LINKS = [
+    "/console",
+    "/track",
+    "/tech",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/asyncapi.json",
+]
 
 
 class _Parsed(HTMLParser):
@@ -65,7 +74,6 @@ async def test_the_root_url_serves_the_index_page_with_its_links(hub: RunningHub
     assert "script-src 'self'" in response.headers["content-security-policy"]
     page = parse(response.text)
     assert page.links == LINKS
-    assert "/openapi.json" not in response.text
     text = " ".join(" ".join(page.text).split())
     assert "tracking and safety hub" in text
     assert "Wire protocol v1" in text
