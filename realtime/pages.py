@@ -25,7 +25,7 @@ from realtime.protocol import PROTOCOL_VERSION
 
 WEB_DIR = Path(__file__).parent / "web"
 STATIC_DIR = WEB_DIR / "static"
-PAGES = ("track", "console", "tech")
+PAGES = ("track", "console", "tech", "dashboard")
 INDEX_PAGE = "index"  # served at "/": what this hub is, links to the pages, health and docs
 CONFIG_PLACEHOLDER = "{{config}}"
 PROTOCOL_PLACEHOLDER = "{{protocol}}"

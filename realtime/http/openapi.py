@@ -445,6 +445,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/track"): _page("The customer's tracking page"),
     ("GET", "/console"): _page("The operators' console"),
     ("GET", "/tech"): _page("The technician's web app"),
+    ("GET", "/dashboard"): _page("The operations dashboard (an operator's token)"),
 }
 
 

@@ -268,6 +268,7 @@ CALLS: list[Call] = [
     call("GET", "/asyncapi.json", EVERYONE, needs_auth=False),
     call("GET", "/track", EVERYONE, needs_auth=False),
     call("GET", "/console", EVERYONE, needs_auth=False),
+    call("GET", "/dashboard", EVERYONE, needs_auth=False),
     call("GET", "/tech", EVERYONE, needs_auth=False),
     call("GET", "/", EVERYONE, needs_auth=False),
 ]

@@ -78,8 +78,8 @@ def test_openapi_validates_as_3_1(app: Any) -> None:
 def test_every_http_route_of_the_app_is_a_documented_operation(app: Any) -> None:
     document = openapi_document(app.routes)
     routes = documented_routes(app.routes)
-    # 44 API routes + the 2 documents + 4 pages (HEAD left out); not the sockets nor /static.
-    assert len(routes) == 50
+    # 44 API routes + the 2 documents + 5 pages (HEAD left out); not the sockets nor /static.
+    assert len(routes) == 51
     listed = {(m.upper(), p) for p, item in document["paths"].items() for m in item}
     assert listed == set(routes)
     assert "/v1/ws/ops" not in document["paths"]

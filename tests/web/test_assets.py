@@ -41,6 +41,26 @@ def test_vendored_leaflet_is_the_locked_version_unmodified():
     assert {"leaflet.js", "leaflet.css", "images/marker-icon.png"} <= set(on_disk)
 
 
+UPLOT = STATIC_DIR / "vendor" / "uplot"
+
+
+def test_vendored_uplot_is_the_pinned_locked_version_unmodified():
+    lock = json.loads((ROOT / "package-lock.json").read_text())["packages"]["node_modules/uplot"]
+    pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]["uplot"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pinned) and pinned == lock["version"]
+    manifest = json.loads((UPLOT / "MANIFEST.json").read_text())
+    hint = "run scripts/vendor_leaflet.sh"
+    assert (manifest["package"], manifest["version"]) == ("uplot", lock["version"]), hint
+    assert manifest["integrity"] == lock["integrity"], hint
+    on_disk = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in UPLOT.iterdir()
+        if p.is_file() and p.name != "MANIFEST.json"
+    }
+    assert on_disk == manifest["files"], f"vendored files differ from the manifest: {hint}"
+    assert {"uPlot.esm.js", "uPlot.min.css", "LICENSE"} == set(on_disk)
+
+
 def test_vendored_leaflet_equals_node_modules_when_installed():
     installed = ROOT / "node_modules" / "leaflet"
     if not (installed / "package.json").exists():

@@ -24,6 +24,7 @@ web_hub = pages.web_hub
 # API documents (the prose docs are named, not linked: the hub does not serve docs/).
 LINKS = [
     "/console",
+    "/dashboard",
     "/track",
     "/tech",
     "/healthz",
