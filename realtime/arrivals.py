@@ -38,7 +38,7 @@ from geofence.eta_speeds import SpeedModel
 from geofence.fences import CircleFence, Fence, fence_from_geojson
 from geofence.model import Fix
 from realtime import protocol as wire
-from realtime.aio import stop_tasks
+from realtime.aio import Afterwards, stop_tasks
 from realtime.backends.base import Store
 from realtime.booking import Booking, BookingEvent, BookingStatus, IllegalTransition
 from realtime.eta_accuracy import ShownEta, ShownEtas
@@ -138,6 +138,7 @@ class Arrivals:
         self._shown_etas: dict[str, ShownEtas] = {}
         # Each arrival's ETA score, written to its booking after the check-in is stored.
         self._eta_summaries: dict[str, dict[str, object]] = {}
+        self.afterwards = Afterwards(log)
         self.eta_throttle = EtaThrottle()
         self.routing = routing
         self.router = (
@@ -456,11 +457,12 @@ class Arrivals:
             )
             summary = self._eta_summaries.pop(booking_id, None)
             if summary is not None:
-                try:
-                    await self.bookings.annotate(booking_id, **summary)
-                except Exception:
-                    # The check-in is stored; only the statistics miss this arrival's score.
-                    log.warning("ETA score of %s not kept", booking_id, exc_info=True)
+                # Not awaited: the check-in is stored; a failure here only costs the
+                # statistics this arrival's score, and must not delay the next decision.
+                self.afterwards.run(
+                    f"keeping the ETA score of {booking_id}",
+                    self.bookings.annotate(booking_id, **summary),
+                )
         else:
             booking = await self.bookings.get_booking(booking_id)
             if booking is not None and booking.status is S.ARRIVED:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from realtime import booking as core
+from realtime.aio import Afterwards
 from realtime.backends.base import Store
 from realtime.booking import Booking, BookingEvent
 from realtime.cluster import LOCK_TTL_S, Entity
@@ -122,6 +123,7 @@ class BookingDesk:
         self._bookings_of: defaultdict[str, set[str]] = defaultdict(set)
         self._listeners: list[Callable[[Booking], None]] = []
         self._after_check_in: list[Callable[[Booking], Awaitable[None]]] = []
+        self.afterwards = Afterwards(log)
 
     def on_change(self, listener: Callable[[Booking], None]) -> None:
         """Call ``listener`` with every booking this hub learns a new version of."""
@@ -293,11 +295,10 @@ class BookingDesk:
         if new.final and self.visits is not None:
             await self.visits.record(new)
         if event is BookingEvent.CHECK_IN:
+            # Not awaited: the check-in is stored and told; what follows it (the distance
+            # driven) must not hold up the arrival decisions queued behind it.
             for hook in self._after_check_in:
-                try:
-                    await hook(new)
-                except Exception:
-                    log.warning("after check-in of %s", new.id, exc_info=True)
+                self.afterwards.run(f"after check-in of {new.id}", hook(new))
         return new
 
     def _count(self, event: BookingEvent, actor: str, new: Booking) -> None:

@@ -301,6 +301,9 @@ class Hub:
 
     async def stop(self) -> None:
         self.ready = False
+        # The bookkeeping that follows stored check-ins, while the store is still open.
+        await self.bookings.afterwards.drain()
+        await self.arrivals.afterwards.drain()
         await self.backend.stop()
         await self.cluster.stop()
         await self.fleet.stop()
