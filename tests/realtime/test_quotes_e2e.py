@@ -65,6 +65,14 @@ async def quote(hub: RunningHub, **body: Any) -> dict[str, Any]:
     return response.json()
 
 
+async def booking_after_check_in(hub: RunningHub, booking_id: str) -> dict[str, Any]:
+    """The booking once the bookkeeping after its check-in (the distance driven, kept in the
+    background so it never holds up the arrival decisions) is done."""
+    await hub.hub.bookings.afterwards.drain()
+    async with hub.client() as http:
+        return (await http.get(f"/v1/bookings/{booking_id}")).json()
+
+
 def lines(quote_body: dict[str, Any]) -> list[tuple[str, int]]:
     return [(line["code"], line["amount_minor"]) for line in quote_body["fee"]["breakdown"]]
 
@@ -335,8 +343,7 @@ async def test_distance_driven_to_the_door_is_recorded_beside_the_quote(quoting:
     await send_fixes(tech, track, 1)
     arrived = await quoting.post("/v1/bookings/visit/arrive")
     assert arrived.status_code == 200, arrived.text
-    async with quoting.client() as http:
-        booking = (await http.get("/v1/bookings/visit")).json()
+    booking = await booking_after_check_in(quoting, "visit")
     assert booking["status"] == "arrived"
     assert (booking["quote_id"], booking["quoted_distance_m"]) == (q["id"], 4321.5)
     # A step counts once 30 m from the last counted point (GPS jitter is not driving):
@@ -467,8 +474,7 @@ async def _drive_in_with_presence(quoting: RunningHub, booking_id: str, batch: i
 
 async def test_driven_after_a_check_in_by_the_presence_detector(quoting: RunningHub):
     expected = await _drive_in_with_presence(quoting, "streamed", batch=10)
-    async with quoting.client() as http:
-        booking = (await http.get("/v1/bookings/streamed")).json()
+    booking = await booking_after_check_in(quoting, "streamed")
     assert booking["status"] == "arrived"
     assert booking["driven_m"] == pytest.approx(expected, rel=0.10)
 
@@ -480,8 +486,7 @@ async def test_driven_counts_a_drive_buffered_in_one_frame(
     # where by default the check-in's own store round trips sometimes let the write win.
     slow = await hub_factory(osrm_url=osrm.url, clock=ShiftedClock(), history_flush_interval_s=0.5)
     expected = await _drive_in_with_presence(slow, "buffered", batch=500)
-    async with slow.client() as http:
-        booking = (await http.get("/v1/bookings/buffered")).json()
+    booking = await booking_after_check_in(slow, "buffered")
     assert booking["status"] == "arrived"
     assert booking["driven_m"] == pytest.approx(expected, rel=0.10)
 
@@ -560,6 +565,5 @@ async def test_no_track_on_the_way_is_no_driven_distance(quoting: RunningHub):
     await quoting.create_booking(id="silent", technician_id="mute")
     for step in ("en_route", "arrive"):
         assert (await quoting.post(f"/v1/bookings/silent/{step}")).status_code == 200
-    async with quoting.client() as http:
-        booking = (await http.get("/v1/bookings/silent")).json()
+    booking = await booking_after_check_in(quoting, "silent")
     assert booking["status"] == "arrived" and "driven_m" not in booking
