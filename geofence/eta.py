@@ -157,6 +157,15 @@ class Eta:
     speed_mps: float  # the travel speed the estimate uses
 
 
+def jitter_m(acc: float | None, min_step_m: float) -> float:
+    """How far a fix may sit from the last counted point by GPS noise alone: ``min_step_m``,
+    or twice a reported accuracy that says the fix is worse than usual (68 % radius, so two
+    fixes differ by up to ~2x), capped at 100 m so a bad phone still registers driving.
+    Shared by the ETA's "travelled" and the distance driven to a door (realtime/quotes.py)."""
+    reported = acc if acc is not None and math.isfinite(acc) else 0.0
+    return max(min_step_m, min(2.0 * reported, 100.0))
+
+
 class EtaEstimator:
     """Smoothed ETA for one technician driving to one destination. Feed fixes in time order."""
 
@@ -261,10 +270,7 @@ class EtaEstimator:
     # --- travel ---
 
     def _noise_m(self, fix: Fix) -> float:
-        # Trust a reported accuracy when it says the fix is worse than usual (68 % radius,
-        # so two fixes differ by up to ~2x), capped so a bad phone still registers driving.
-        acc = fix.acc if fix.acc is not None and math.isfinite(fix.acc) else 0.0
-        return max(self.config.min_step_m, min(2.0 * acc, 100.0))
+        return jitter_m(fix.acc, self.config.min_step_m)
 
     def _is_outlier(self, last: Fix, fix: Fix) -> bool:
         shift = distance_m(last.lat, last.lon, fix.lat, fix.lon) - self._noise_m(fix)

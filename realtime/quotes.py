@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from geofence.eta import jitter_m
 from geofence.geo import distance_m
 from realtime.backends.base import Store, StoredFix
 from realtime.booking import Booking, BookingEvent, Destination
@@ -77,7 +78,7 @@ _quote_decoder = msgspec.json.Decoder(TravelQuote)
 def driven_distance_m(fixes: Sequence[StoredFix], min_step_m: float = 30.0) -> float:
     """Metres a track covered, without counting GPS jitter as driving: a step counts only
     once the position is ``min_step_m`` (or twice the fix's accuracy) from the last counted
-    point, the same rule the ETA uses for "travelled" (``geofence/eta.py``)."""
+    point, the same rule the ETA uses for "travelled" (``geofence.eta.jitter_m``)."""
     total = 0.0
     anchor: StoredFix | None = None
     for fix in fixes:
@@ -85,8 +86,7 @@ def driven_distance_m(fixes: Sequence[StoredFix], min_step_m: float = 30.0) -> f
             anchor = fix
             continue
         step = distance_m(anchor.lat, anchor.lon, fix.lat, fix.lon)
-        acc = fix.acc if fix.acc is not None and math.isfinite(fix.acc) else 0.0
-        if step >= max(min_step_m, min(2.0 * acc, 100.0)):
+        if step >= jitter_m(fix.acc, min_step_m):
             total += step
             anchor = fix
     return total

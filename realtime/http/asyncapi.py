@@ -15,11 +15,12 @@ from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 
 from realtime import protocol as wire
 from realtime.auth import Role
+from realtime.http.openapi import cached_document
 
 ASYNCAPI_VERSION = "3.0.0"
 SCHEMA_REF = "#/components/schemas/{name}"
@@ -191,10 +192,4 @@ def _channel(path: str, socket: Socket, messages: dict[str, Any]) -> dict[str, A
 
 
 async def asyncapi_json(request: Request) -> Response:
-    """The document of this app's sockets, built once per app."""
-    state = request.app.state
-    document = getattr(state, "asyncapi_document", None)
-    if document is None:
-        document = asyncapi_document(request.app.routes)
-        state.asyncapi_document = document
-    return JSONResponse(document)
+    return cached_document(request, "asyncapi_document", asyncapi_document)

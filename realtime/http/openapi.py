@@ -11,7 +11,7 @@ walks the app's routes and looks each one up there, so a route added without an 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -630,11 +630,17 @@ def _responses(operation: Operation, path: str) -> dict[str, Any]:
     return responses
 
 
-async def openapi_json(request: Request) -> Response:
-    """The document of this app's routes, built once per app (the routes do not change)."""
+def cached_document(
+    request: Request, name: str, build: Callable[[Sequence[BaseRoute]], dict[str, Any]]
+) -> Response:
+    """A document of this app's routes, built once per app (the routes do not change)."""
     state = request.app.state
-    document = getattr(state, "openapi_document", None)
+    document = getattr(state, name, None)
     if document is None:
-        document = openapi_document(request.app.routes)
-        state.openapi_document = document
+        document = build(request.app.routes)
+        setattr(state, name, document)
     return JSONResponse(document)
+
+
+async def openapi_json(request: Request) -> Response:
+    return cached_document(request, "openapi_document", openapi_document)
